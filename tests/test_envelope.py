@@ -133,7 +133,7 @@ def test_every_header_byte_flip_is_refused(keys, multi_chunk):
 
 def test_chunk_byte_flips_are_refused(keys, multi_chunk):
     _, sealed, header = multi_chunk
-    for i in list(range(header, len(sealed), 997)) + [len(sealed) - 1]:
+    for i in [*range(header, len(sealed), 997), len(sealed) - 1]:
         tampered = bytearray(sealed)
         tampered[i] ^= 0x80
         _assert_refused(bytes(tampered), keys[0][0])
