@@ -12,6 +12,7 @@ import os
 import shlex
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -140,7 +141,7 @@ def cli() -> None:
 
     \b
     Who runs what:
-      operator, on the server:      blagh init, blagh config check
+      operator, on the server:      blagh init, blagh config check, blagh serve
       analyst, on the workstation:  blagh keygen, blagh key show
     """
 
@@ -209,6 +210,29 @@ def init(data_dir: Path, analysts: Sequence[AnalystPublicKey]) -> None:
     echo(f"  {step}. Review {config_path}, then run `blagh config check {config_path}`.")
     echo(f"  {step + 1}. Give the server public key line to each analyst, and compare its")
     echo("     fingerprint with them by a separate channel (in person, by phone).")
+
+
+@cli.command(short_help="Serve the reporters' web app (gunicorn).")
+@click.option(
+    "--data-dir",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    metavar="DIR",
+    help="The data directory made by `blagh init`; its config.toml is used.",
+)
+@click.option("--host", metavar="HOST", help="Address to listen on (default: from the config).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port (default: from the config).")
+def serve(data_dir: Path, host: str | None, port: int | None) -> None:
+    """Serve the source interface under gunicorn, on loopback by default.
+
+    tor publishes it as an onion service (see `make run`). Stop with Ctrl-C.
+    """
+    from source_interface.server import serve as run_server
+
+    directory = DataDir(data_dir)
+    config = read_config_file(directory.config_file)
+    config = replace(config, instance=replace(config.instance, data_dir=directory.path))
+    run_server(config, host, port)
 
 
 @cli.command()

@@ -1,0 +1,65 @@
+"""The reporters' Flask app: ``create_app(config)`` builds one from a frozen config.
+
+Everything a view needs lives in one :class:`~source_interface.services.Services` object on
+``app.extensions``: no module globals, nothing read at import time.  Keys are read from the data
+folder when the app is built, once per worker process.
+"""
+
+import threading
+from pathlib import Path
+
+from flask import Flask
+
+from blagh.config import Config
+from blagh.datadir import DataDir
+from source_interface import i18n, security, sessions
+from source_interface.sealing import UploadLimits, sealing_request_class
+from source_interface.services import (
+    DERIVATIONS_PER_PROCESS,
+    Services,
+    load_wordlist,
+)
+from source_interface.sessions import Sessions
+from source_interface.store import Store
+from source_interface.throttle import FailureThrottle
+from source_interface.views import followup, landing, report
+
+
+def open_store(data_dir: DataDir) -> Store:
+    """The server store inside a data folder made by ``blagh init``."""
+    return Store(data_dir.path / "store", bytes.fromhex(data_dir.read_db_key()))
+
+
+def create_app(config: Config) -> Flask:
+    """Build the source interface for ``config``; its data folder must exist (``blagh init``)."""
+    data_dir = DataDir(Path(config.instance.data_dir))
+    store = open_store(data_dir)
+    site = config.source_interface
+    app = Flask(__name__)
+    app.request_class = sealing_request_class(
+        store.blobs,
+        [key.encryption for key in config.recipients.analysts],
+        UploadLimits(
+            max_request_bytes=site.max_upload_mb * 1024 * 1024,
+            max_files=site.max_files_per_report,
+        ),
+    )
+    app.extensions["blagh"] = Services(
+        config=config,
+        store=store,
+        sessions=Sessions(store, site.session_idle_minutes * 60),
+        analysts=tuple(key.encryption for key in config.recipients.analysts),
+        instance_salt=data_dir.read_instance_salt(),
+        login_hash_key=data_dir.read_login_hash_key(),
+        wordlist=load_wordlist(),
+        derivation_slots=threading.BoundedSemaphore(DERIVATIONS_PER_PROCESS),
+        login_failures=FailureThrottle(),
+    )
+    i18n.init_app(app, config)
+    security.init_app(app, config)
+    sessions.init_app(app)
+
+    app.register_blueprint(landing.bp)
+    app.register_blueprint(report.bp)
+    app.register_blueprint(followup.bp)
+    return app

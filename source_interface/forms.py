@@ -1,0 +1,143 @@
+"""Reading and checking what reporters type, so every mistake is named next to its field.
+
+Values are kept exactly as typed (after trimming) so that a form sent back with errors shows
+everything the reporter wrote; nothing here stores or logs them.
+"""
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
+from werkzeug.datastructures import MultiDict
+
+from source_interface.categories import CATEGORIES
+
+MAX_DESCRIPTION = 20_000
+MAX_MESSAGE = 20_000
+MAX_LINKS = 50
+MAX_LINK = 2_048
+MAX_PLATFORM = 200
+MAX_NAME = 200
+MAX_PHONE = 40
+MAX_EMAIL = 254
+_PHONE_CHARACTERS = set("0123456789+-(). /")
+
+Errors = dict[str, Any]
+
+
+@dataclass
+class ReportForm:
+    category: str = ""
+    danger: bool = False
+    description: str = ""
+    links: str = ""
+    platform: str = ""
+    seen_on: str = ""
+    name: str = ""
+    phone: str = ""
+    email: str = ""
+    keep_codename: bool = True
+    errors: Errors = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, form: MultiDict[str, str]) -> "ReportForm":
+        def text(name: str) -> str:
+            return form.get(name, "").strip()
+
+        report = cls(
+            category=text("category"),
+            danger=form.get("danger") == "yes",
+            description=text("description"),
+            links=text("links"),
+            platform=text("platform"),
+            seen_on=text("seen_on"),
+            name=text("name"),
+            phone=text("phone"),
+            email=text("email"),
+            keep_codename=form.get("keep_codename", "yes") != "no",
+        )
+        report.errors = report._check()
+        return report
+
+    def link_list(self) -> list[str]:
+        return [line.strip() for line in self.links.splitlines() if line.strip()]
+
+    def _check(self) -> Errors:
+        errors: Errors = {}
+        if self.category not in {slug for slug, _ in CATEGORIES}:
+            errors["category"] = _l("Choose what kind of crime you are reporting.")
+        if not self.description:
+            errors["description"] = _l("Describe what happened: a few sentences are enough.")
+        elif len(self.description) > MAX_DESCRIPTION:
+            errors["description"] = _l(
+                "The description is too long (%(count)d characters, at most %(limit)d). "
+                "Shorten it, or attach the rest as a text file.",
+                count=len(self.description),
+                limit=MAX_DESCRIPTION,
+            )
+        links = self.link_list()
+        if len(links) > MAX_LINKS or any(len(link) > MAX_LINK for link in links):
+            errors["links"] = _l(
+                "Give at most %(count)d links, one per line, each under %(size)d characters.",
+                count=MAX_LINKS,
+                size=MAX_LINK,
+            )
+        if len(self.platform) > MAX_PLATFORM:
+            errors["platform"] = _l("The platform name is too long.")
+        if self.seen_on:
+            errors.update(_check_day(self.seen_on))
+        if len(self.name) > MAX_NAME:
+            errors["name"] = _l("The name is too long.")
+        if self.phone and (len(self.phone) > MAX_PHONE or set(self.phone) - _PHONE_CHARACTERS):
+            errors["phone"] = _l("Write the phone number with digits, spaces and + only.")
+        if self.email and (
+            len(self.email) > MAX_EMAIL or "@" not in self.email.strip("@") or " " in self.email
+        ):
+            errors["email"] = _l("This e-mail address does not look right: check it.")
+        if any("\ufffd" in value for value in asdict(self).values() if isinstance(value, str)):
+            errors["form"] = _l(
+                "Some text was not sent in a form we can read (not UTF-8). "
+                "Check your browser's text encoding and submit again."
+            )
+        return errors
+
+    def document(self, attachments: list[str]) -> dict[str, Any]:
+        """The report's fields as sealed for the analysts (docs/payloads.md)."""
+        identity = {"name": self.name, "phone": self.phone, "email": self.email}
+        return {
+            "category": self.category,
+            "danger": self.danger,
+            "description": self.description,
+            "links": self.link_list(),
+            "platform": self.platform,
+            "seen_on": self.seen_on or None,
+            "identity": identity if any(identity.values()) else None,
+            "attachments": attachments,
+        }
+
+
+def _check_day(text: str) -> Errors:
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        return {"seen_on": _l("Give the day as year-month-day, for example 2026-03-31.")}
+    if day > datetime.now(UTC).date() + timedelta(days=1):
+        return {"seen_on": _l("This day is in the future: check it.")}
+    return {}
+
+
+def read_message(form: MultiDict[str, str]) -> tuple[str, Errors]:
+    """A follow-up message's text and the errors in it."""
+    text = form.get("message", "").strip()
+    if len(text) > MAX_MESSAGE:
+        return text, {
+            "message": _l(
+                "The message is too long (%(count)d characters, at most %(limit)d).",
+                count=len(text),
+                limit=MAX_MESSAGE,
+            )
+        }
+    if "\ufffd" in text:
+        return text, {"message": _l("Some text was not sent in a form we can read (not UTF-8).")}
+    return text, {}

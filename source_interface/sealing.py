@@ -1,0 +1,141 @@
+"""Sealing uploads while they stream in, so no plaintext file part ever reaches the disk.
+
+Werkzeug hands each file part of a multipart body to a "stream factory"; its default spools parts
+over 500 KiB to a plaintext temporary file.  Our request class returns instead a
+:class:`SealedUpload`, which seals each piece as Werkzeug writes it (64 KiB chunks of an
+envelope to the analysts) into a pending blob.  The view later commits the blobs it keeps; the
+rest are discarded when the request closes.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import IO, cast
+
+from flask import Request
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
+from werkzeug.formparser import FormDataParser
+
+from blagh.payloads import attachment_header
+from crypto.envelope import EnvelopeWriter
+from source_interface.store.blobs import BlobFolder, BlobRef, PendingBlob
+
+MAX_FILENAME_CHARS = 255
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    max_request_bytes: int
+    max_files: int
+    max_field_bytes: int = 1024 * 1024
+    max_fields: int = 64
+
+
+class TooManyFiles(RequestEntityTooLarge):
+    """More file parts than a report may carry."""
+
+
+class SealedUpload:
+    """A write-only file object that seals what is written to it into a pending blob."""
+
+    def __init__(
+        self, blob: PendingBlob, recipients: Sequence[bytes], filename: str, content_type: str
+    ) -> None:
+        self.filename = filename[-MAX_FILENAME_CHARS:]
+        self.content_type = content_type
+        self.size = 0
+        self._blob = blob
+        self._writer = EnvelopeWriter(recipients, blob.write)
+        self._writer.update(attachment_header(self.filename, content_type))
+        self._ref: BlobRef | None = None
+        self._closed = False
+
+    def write(self, data: bytes) -> int:
+        self._writer.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Werkzeug rewinds a part once written; there is nothing to rewind to."""
+        return 0
+
+    def commit(self) -> BlobRef:
+        """Finish the envelope and make the blob durable (fsync, rename)."""
+        if self._ref is None:
+            self._writer.finish()
+            self._ref = self._blob.commit()
+        return self._ref
+
+    def close(self) -> None:
+        """Discard the blob unless it was committed."""
+        if not self._closed:
+            self._closed = True
+            if self._ref is None:
+                self._blob.discard()
+
+
+def sealing_request_class(
+    blobs: BlobFolder, recipients: Sequence[bytes], limits: UploadLimits
+) -> type[Request]:
+    """A Request class bound to this app's blob folder, analysts' keys and limits."""
+    frozen_recipients = tuple(recipients)
+
+    class SealingRequest(Request):
+        max_content_length = limits.max_request_bytes
+        max_form_memory_size = limits.max_field_bytes
+        max_form_parts = limits.max_files + limits.max_fields
+
+        @property
+        def sealed_uploads(self) -> list[SealedUpload]:
+            """Every file part of this request, in form order, including empty ones."""
+            uploads: list[SealedUpload] = self.__dict__.setdefault("_sealed_uploads", [])
+            return uploads
+
+        def _get_file_stream(
+            self,
+            total_content_length: int | None,
+            content_type: str | None,
+            filename: str | None = None,
+            content_length: int | None = None,
+        ) -> IO[bytes]:
+            uploads = self.sealed_uploads
+            if filename and sum(1 for u in uploads if u.filename) >= limits.max_files:
+                raise TooManyFiles()
+            upload = SealedUpload(
+                blobs.new(),
+                frozen_recipients,
+                filename or "",
+                content_type or "application/octet-stream",
+            )
+            uploads.append(upload)
+            return cast(IO[bytes], upload)
+
+        def make_form_data_parser(self) -> FormDataParser:
+            """Like Werkzeug's, but a malformed body is an error, not an empty form."""
+            return self.form_data_parser_class(
+                stream_factory=self._get_file_stream,
+                max_form_memory_size=self.max_form_memory_size,
+                max_content_length=self.max_content_length,
+                max_form_parts=self.max_form_parts,
+                cls=self.parameter_storage_class,
+                silent=False,
+            )
+
+        def _load_form_data(self) -> None:
+            try:
+                super()._load_form_data()
+            except ValueError:
+                self.discard_uploads()
+                raise BadRequest("malformed form data") from None
+            except BaseException:
+                self.discard_uploads()
+                raise
+
+        def discard_uploads(self) -> None:
+            for upload in self.sealed_uploads:
+                upload.close()
+
+        def close(self) -> None:
+            self.discard_uploads()
+            super().close()
+
+    return SealingRequest

@@ -1,0 +1,108 @@
+"""Envelopes on disk: written to a temporary name, fsynced, then renamed into place.
+
+A blob becomes visible under its final name only once all its bytes are on disk, and the index
+row that refers to it is committed only after that; so an acknowledged submission is never
+lost and a crash leaves at most an unreferenced file, which :meth:`BlobFolder.sweep` removes.
+Blobs hold envelopes only: nothing here ever sees plaintext.
+"""
+
+import hashlib
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+_NAME_BYTES = 16
+
+
+@dataclass(frozen=True)
+class BlobRef:
+    """A committed blob: its file name in the folder, size and SHA-256 (hex)."""
+
+    name: str
+    size: int
+    sha256: str
+
+
+class PendingBlob:
+    """A blob being written. Either :meth:`commit` or :meth:`discard` it."""
+
+    def __init__(self, folder: "BlobFolder") -> None:
+        self._folder = folder
+        self.name = secrets.token_hex(_NAME_BYTES)
+        self._temp = folder.temp_dir / self.name
+        fd = os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._file: BinaryIO = os.fdopen(fd, "wb")
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._done = False
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+        self._hash.update(data)
+        self._size += len(data)
+
+    def commit(self) -> BlobRef:
+        """Flush, fsync, and move into place; the blob then survives a crash."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.rename(self._temp, self._folder.path_of(self.name))
+        self._folder.sync_dir()
+        self._done = True
+        return BlobRef(self.name, self._size, self._hash.hexdigest())
+
+    def discard(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._file.close()
+        self._temp.unlink(missing_ok=True)
+
+
+class BlobFolder:
+    """The folder of envelope files, with a ``tmp/`` beside them for blobs being written."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.temp_dir = root / "tmp"
+        self.temp_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def new(self) -> PendingBlob:
+        return PendingBlob(self)
+
+    def path_of(self, name: str) -> Path:
+        if len(name) != 2 * _NAME_BYTES or not all(c in "0123456789abcdef" for c in name):
+            raise ValueError("not a blob name")
+        return self.root / name
+
+    def open(self, name: str) -> BinaryIO:
+        return self.path_of(name).open("rb")
+
+    def delete(self, name: str) -> None:
+        self.path_of(name).unlink(missing_ok=True)
+
+    def sync_dir(self) -> None:
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def names(self) -> set[str]:
+        return {p.name for p in self.root.iterdir() if p.is_file()}
+
+    def sweep(self, referenced: set[str]) -> int:
+        """Remove temporary files and blobs no index row refers to; return how many.
+
+        Run at start-up, before any worker accepts requests, so nothing in flight is removed.
+        """
+        removed = 0
+        for temp in self.temp_dir.iterdir():
+            temp.unlink(missing_ok=True)
+            removed += 1
+        for name in self.names() - referenced:
+            self.delete(name)
+            removed += 1
+        return removed

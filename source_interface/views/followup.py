@@ -1,0 +1,239 @@
+"""Coming back with a codename: own reports, replies, adding to a report, deleting it all.
+
+The page decrypts in memory, with the key derived from the codename, only what was sealed to
+the source too (report fields, their own messages, analysts' replies); files stay sealed to the
+analysts alone.
+"""
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, make_response, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from werkzeug.wrappers import Response
+
+from blagh.payloads import PayloadError, decode_document
+from crypto import codename
+from crypto.envelope import open_envelope
+from crypto.errors import CryptoError, InvalidCodename
+from source_interface.categories import CATEGORIES
+from source_interface.forms import read_message
+from source_interface.services import Services, services
+from source_interface.sessions import SourceSession, form_token_valid
+from source_interface.store import Item, Report
+from source_interface.submissions import (
+    draft_files,
+    keep_as_draft,
+    seal_document,
+    uploaded_files,
+)
+
+bp = Blueprint("followup", __name__)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of a report's conversation, decrypted for this page only."""
+
+    kind: str
+    day: str
+    text: str
+    attachments: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ReportView:
+    id: str
+    day: str
+    category: str
+    danger: bool
+    entries: tuple[Entry, ...]
+    file_count: int
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> ResponseReturnValue:
+    svc = services()
+    if request.method == "GET":
+        return make_response(render_template("followup/login.html", error=None))
+    typed = request.form.get("codename", "")
+    error = _login_error(svc, typed)
+    if error is None:
+        try:
+            with svc.derivation():
+                keys = codename.derive(typed, svc.instance_salt)
+        except InvalidCodename:
+            error = _("A codename is seven words separated by spaces.")
+        else:
+            verifier = codename.login_verifier(keys.login_secret, svc.login_hash_key)
+            source = svc.store.index.source_by_verifier(verifier)
+            if source is not None:
+                response = redirect(url_for("followup.home"), 303)
+                svc.sessions.start(request, response, source.id, keys.secret_key)
+                return response
+            error = _("No report matches this codename. Check each word, in order, and try again.")
+    time.sleep(svc.login_failures.record_failure())
+    return make_response(render_template("followup/login.html", error=error), 400)
+
+
+def _login_error(svc: Services, typed: str) -> str | None:
+    """A friendly error for input that cannot be a codename, found before any derivation."""
+    if not form_token_valid(request):
+        return str(_("This form had expired. Type your codename again."))
+    if len(typed) > codename.MAX_INPUT_CHARS:
+        return str(_("This is too long to be a codename: it is seven short words."))
+    unknown = codename.check_words(typed, svc.wordlist)
+    if unknown:
+        return str(
+            _(
+                "These words are not codename words: %(words)s. Check their spelling.",
+                words=", ".join(unknown[:7]),
+            )
+        )
+    if len(typed.split()) != codename.WORD_COUNT:
+        return str(_("A codename is seven words separated by spaces."))
+    return None
+
+
+def _session_or_login() -> SourceSession | Response:
+    session = services().sessions.load(request)
+    if session is None:
+        return redirect(url_for("followup.login"), 303)
+    return session
+
+
+@bp.get("/followup")
+def home() -> ResponseReturnValue:
+    session = _session_or_login()
+    if isinstance(session, Response):
+        return session
+    return _home_page(session)
+
+
+def _home_page(
+    session: SourceSession,
+    errors: dict[str, Any] | None = None,
+    typed: str = "",
+    draft: str = "",
+    kept: list[str] | None = None,
+    status: int = 200,
+) -> Response:
+    svc = services()
+    reports = [_view(report, session) for report in svc.store.index.reports_of(session.source_id)]
+    page = render_template(
+        "followup/home.html",
+        reports=reports,
+        categories_by_slug=dict(CATEGORIES),
+        errors=errors or {},
+        typed=typed,
+        draft=draft,
+        kept_files=kept or [],
+        saved=request.args.get("saved") == "1",
+        limits=svc.config.source_interface,
+    )
+    return make_response(page, status)
+
+
+def _open(item: Item, session: SourceSession, kind: str) -> dict[str, Any] | None:
+    try:
+        plaintext = open_envelope(services().store.read_blob(item.blob), [session.secret_key])
+        return decode_document(plaintext, kind)
+    except (CryptoError, PayloadError, OSError):
+        return None
+
+
+def _view(report: Report, session: SourceSession) -> ReportView:
+    fields: dict[str, Any] = {}
+    entries = []
+    for item in report.items:
+        if item.kind == "fields":
+            fields = _open(item, session, "report") or {}
+        elif item.kind in ("message", "reply"):
+            document = _open(item, session, item.kind)
+            if document is not None:
+                entries.append(
+                    Entry(
+                        item.kind,
+                        item.day,
+                        str(document.get("text", "")),
+                        tuple(str(a) for a in document.get("attachments", ())),
+                    )
+                )
+    return ReportView(
+        id=report.id,
+        day=report.day,
+        category=str(fields.get("category", "")),
+        danger=bool(fields.get("danger")),
+        entries=tuple(entries),
+        file_count=sum(1 for item in report.items if item.kind == "file"),
+    )
+
+
+@bp.post("/followup/<report_id>/message")
+def add_message(report_id: str) -> ResponseReturnValue:
+    session = _session_or_login()
+    if isinstance(session, Response):
+        return session
+    svc = services()
+    text, errors = read_message(request.form)
+    uploads = uploaded_files(request.sealed_uploads)  # type: ignore[attr-defined]
+    draft_token = request.form.get("draft", "")
+    draft_hash, kept = draft_files(svc, draft_token)
+    kept_names = request.form.getlist("kept_file")[: len(kept)]
+    if not form_token_valid(request):
+        errors["form"] = _("This form had expired. Your message is below: send it again.")
+    if not text and not uploads and not kept:
+        errors["message"] = _("Write a message or attach a file.")
+    limit = svc.config.source_interface.max_files_per_report
+    if len(kept) + len(uploads) > limit:
+        errors["files"] = _("A message can carry at most %(limit)d files.", limit=limit)
+        uploads = []
+    if svc.store.index.report(session.source_id, report_id) is None:
+        return redirect(url_for("followup.home"), 303)
+    if errors:
+        draft_token = keep_as_draft(svc, draft_token, uploads)
+        names = kept_names + [u.filename for u in uploads]
+        return _home_page(session, errors, text, draft_token, names, 400)
+    source = svc.store.index.source(session.source_id)
+    assert source is not None and source.public_key is not None
+    files = kept + [upload.commit() for upload in uploads]
+    attachments = kept_names + [upload.filename for upload in uploads]
+    message = seal_document(
+        svc,
+        [*svc.analysts, source.public_key],
+        "message",
+        {"text": text, "attachments": attachments},
+    )
+    svc.store.index.add_items(
+        session.source_id,
+        report_id,
+        [("message", message)] + [("file", ref) for ref in files],
+        draft=draft_hash,
+    )
+    return redirect(url_for("followup.home", sent=1), 303)
+
+
+@bp.post("/logout")
+def logout() -> ResponseReturnValue:
+    svc = services()
+    response = redirect(url_for("landing.index"), 303)
+    if form_token_valid(request):
+        svc.sessions.end(request, response, svc.sessions.load(request))
+    return response
+
+
+@bp.route("/delete", methods=["GET", "POST"])
+def delete() -> ResponseReturnValue:
+    """Delete everything of this source's: rows, envelopes, session. Asked twice."""
+    session = _session_or_login()
+    if isinstance(session, Response):
+        return session
+    svc = services()
+    if request.method == "GET" or not form_token_valid(request):
+        return make_response(render_template("followup/delete.html"))
+    svc.store.delete_source(session.source_id)
+    response = make_response(render_template("followup/deleted.html"))
+    svc.sessions.end(request, response, session)
+    return response
