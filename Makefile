@@ -37,8 +37,8 @@ $(JS_STAMP): package.json package-lock.json $(SYS_STAMP)
 
 install: $(PY_STAMP) $(JS_STAMP) ## set up the virtualenv and node modules (run by the other targets)
 
-run: $(PY_STAMP) ## start the source interface (a later issue adds tor and gunicorn)
-	$(VENV)/bin/blagh --help
+run: $(PY_STAMP) ## start the source interface on ./data (a demonstration key is made if needed)
+	scripts/run.sh
 
 lint: $(PY_STAMP) ## ruff and mypy (strict on crypto/)
 	$(VENV)/bin/ruff check .
