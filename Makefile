@@ -8,13 +8,17 @@ PY         := $(VENV)/bin/python
 PY_STAMP   := $(VENV)/.installed
 JS_STAMP   := node_modules/.installed
 SYS_STAMP  := $(VENV)/.system-packages
+# Translation catalogs: the .po files are committed, the .mo files compiled from them here.
+I18N_DIR   := source_interface/translations
+PO_FILES   := $(wildcard $(I18N_DIR)/*/LC_MESSAGES/messages.po)
+MO_STAMP   := $(I18N_DIR)/.compiled
 # Debian packages the targets need: node/npm for the libsodium.js interop check,
 # gnupg for the benchmark's SecureDrop-like baseline, iproute2 to bring up loopback
 # inside the tests' network namespace.
 APT_PACKAGES := nodejs npm gnupg iproute2 util-linux
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint bench pytest vectors clean
+.PHONY: help run test lint bench pytest vectors clean catalogs messages
 
 help: ## list the targets
 	@echo "Blagh — anonymous reporting platform"
@@ -37,7 +41,19 @@ $(JS_STAMP): package.json package-lock.json $(SYS_STAMP)
 
 install: $(PY_STAMP) $(JS_STAMP) ## set up the virtualenv and node modules (run by the other targets)
 
-run: $(PY_STAMP) ## start the source interface on ./data (a demonstration key is made if needed)
+$(MO_STAMP): $(PO_FILES) | $(PY_STAMP)
+	$(VENV)/bin/pybabel compile --domain messages -d $(I18N_DIR)
+	@touch $@
+
+catalogs: $(MO_STAMP) ## compile the translation catalogs (run by the other targets)
+
+messages: $(PY_STAMP) ## extract new strings and merge them into the catalogs (docs/translations.md)
+	$(VENV)/bin/pybabel extract -F babel.cfg -k lazy_gettext --add-location=file --sort-by-file \
+		--project=Blagh --version=0.1.0 -o $(I18N_DIR)/messages.pot .
+	$(VENV)/bin/pybabel update -i $(I18N_DIR)/messages.pot -d $(I18N_DIR) -w 100
+	@rm -f $(I18N_DIR)/messages.pot
+
+run: $(PY_STAMP) $(MO_STAMP) ## start the source interface on ./data (a demonstration key is made if needed)
 	scripts/run.sh
 
 lint: $(PY_STAMP) ## ruff and mypy (strict on crypto/)
@@ -45,10 +61,10 @@ lint: $(PY_STAMP) ## ruff and mypy (strict on crypto/)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: lint $(JS_STAMP) ## lint, then the whole test suite, offline in a loopback-only namespace
+test: lint $(JS_STAMP) $(MO_STAMP) ## lint, then the whole test suite, offline in a loopback-only namespace
 	scripts/offline.sh $(PY) -m pytest $(PYTEST_ARGS)
 
-bench: $(PY_STAMP) $(SYS_STAMP) ## throughput and cost figures, printed as a table
+bench: $(PY_STAMP) $(SYS_STAMP) $(MO_STAMP) ## throughput and cost figures, printed as a table
 	scripts/offline.sh $(PY) bench/bench.py
 
 vectors: $(PY_STAMP) ## regenerate tests/vectors/ (commit the result)

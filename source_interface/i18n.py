@@ -1,0 +1,180 @@
+"""Languages of the reporters' pages: which one a request gets, and what templates need to show it.
+
+The operator's ``default_language`` decides what a first visit sees, not the browser: Tor Browser
+reports ``en-US`` to everyone so that its users look alike, and most reporters read the default.
+A reporter who picks another language from the picker (plain ``?lang=xx`` links, which work with
+JavaScript off) keeps it through a ``lang`` cookie that reveals nothing but that choice.
+
+The emergency notice on every page is here too, as a translation question: it comes from the
+operator's config, in the operator's words, but left at its defaults it is shown translated, so
+that a reporter reading Arabic is not warned in English.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode
+
+from flask import Flask, Response, has_request_context, request
+from flask_babel import Babel, get_locale, gettext
+
+from blagh.config import Config, EmergencyConfig
+
+TRANSLATIONS = Path(__file__).with_name("translations")
+"""Catalogs, ``<lang>/LC_MESSAGES/messages.po``, compiled at set-up (docs/translations.md)."""
+
+COOKIE = "lang"
+COOKIE_MAX_AGE = 365 * 24 * 60 * 60
+"""A year: the choice is worth keeping, and the cookie holds nothing else."""
+
+NATIVE_NAMES = {"ar": "العربية", "fr": "Français", "en": "English"}
+"""Each language named in itself: a reporter looks for the language they can read."""
+
+RIGHT_TO_LEFT = frozenset({"ar"})
+
+DEFAULT_EMERGENCY_LABEL = "Emergency services"
+"""The label of the default ``[emergency] numbers`` entry, translated when left as it is."""
+
+_DIALABLE = frozenset("0123456789+*#")
+
+
+@dataclass(frozen=True)
+class LanguageLink:
+    """One entry of the language picker."""
+
+    code: str
+    name: str
+    direction: str
+    href: str
+    current: bool
+
+
+@dataclass(frozen=True)
+class EmergencyNumber:
+    """One number of the emergency notice: what to show, and the ``tel:`` link that dials it."""
+
+    label: str
+    number: str
+    href: str
+
+
+def direction_of(language: str) -> str:
+    """``rtl`` or ``ltr``: the ``dir`` attribute of a page, or of a word, in ``language``."""
+    return "rtl" if language in RIGHT_TO_LEFT else "ltr"
+
+
+def init_app(app: Flask, config: Config) -> None:
+    """Set up Flask-Babel with our locale choice, the ``lang`` cookie, and the template names.
+
+    Templates get ``current_language``, ``text_direction``, ``languages`` (a list of
+    :class:`LanguageLink`), ``instance_name``, ``emergency_text``, ``emergency_numbers`` (a list
+    of :class:`EmergencyNumber`), and the ``_``/``ngettext`` functions from Flask-Babel.
+    """
+    languages: tuple[str, ...] = config.source_interface.languages
+    default = config.source_interface.default_language
+    default_emergency_text = EmergencyConfig().text
+
+    def chosen_language() -> str:
+        if not has_request_context():
+            return default
+        for choice in (request.args.get(COOKIE), request.cookies.get(COOKIE)):
+            if choice is not None and choice in languages:
+                return choice
+        return default
+
+    Babel(
+        app,
+        locale_selector=chosen_language,
+        default_locale=default,
+        default_translation_directories=str(TRANSLATIONS),
+    )
+
+    @app.after_request
+    def remember_choice(response: Response) -> Response:
+        """Keep a language picked with ``?lang=`` for the next pages (links do not carry it)."""
+        asked = request.args.get(COOKIE)
+        if asked is not None and asked in languages:
+            response.set_cookie(
+                COOKIE,
+                asked,
+                max_age=COOKIE_MAX_AGE,
+                path="/",
+                secure=request.is_secure,
+                httponly=True,
+                samesite="Strict",
+            )
+        return response
+
+    @app.context_processor
+    def language_context() -> dict[str, object]:
+        current = current_language(default)
+        return {
+            "current_language": current,
+            "text_direction": direction_of(current),
+            "languages": [
+                LanguageLink(
+                    code=code,
+                    name=NATIVE_NAMES[code],
+                    direction=direction_of(code),
+                    href=_link_to(code),
+                    current=code == current,
+                )
+                for code in languages
+            ],
+            "instance_name": config.instance.name,
+            **_emergency_notice(
+                config, translate_text=config.emergency.text == default_emergency_text
+            ),
+        }
+
+
+def current_language(default: str = "en") -> str:
+    """The language code of this request's pages (``default`` outside a request)."""
+    locale = get_locale()
+    return default if locale is None else str(locale.language)
+
+
+def _emergency_notice(config: Config, *, translate_text: bool) -> dict[str, object]:
+    """The notice's text and numbers, in this request's language where left at the defaults."""
+    text = config.emergency.text
+    if translate_text:
+        # The same words as blagh.config's default, spelt out for extraction (a test checks).
+        text = gettext(
+            "If someone is in immediate danger, call the emergency services now: "
+            "reports sent here are not read around the clock."
+        )
+    numbers = [
+        EmergencyNumber(
+            label=(
+                gettext("Emergency services")
+                if entry.label == DEFAULT_EMERGENCY_LABEL
+                else entry.label
+            ),
+            number=entry.number,
+            href=tel_href(entry.number),
+        )
+        for entry in config.emergency.numbers
+    ]
+    return {"emergency_text": text, "emergency_numbers": numbers}
+
+
+def tel_href(number: str) -> str:
+    """``tel:`` link for a number as people write it: ``+33 1 23`` dials ``tel:+33123``.
+
+    Spaces, dots, dashes and brackets are dropped; ``#`` is escaped, as it would start a fragment.
+    """
+    digits = "".join(char for char in number if char in _DIALABLE)
+    return "tel:" + digits.replace("#", "%23")
+
+
+def _link_to(language: str) -> str:
+    """A relative ``?…&lang=xx`` link: the same page, its other query parameters kept.
+
+    Relative to the current path, so it stays right whatever prefix the app is mounted under.
+    """
+    if not has_request_context():
+        return "?" + urlencode([(COOKIE, language)])
+    query = [(key, value) for key, value in request.args.items(multi=True) if key != COOKIE]
+    query.append((COOKIE, language))
+    return "?" + urlencode(query)

@@ -1,0 +1,198 @@
+"""Response headers for every page, and error pages that tell a reporter what to do next.
+
+The headers are the browser-side half of the threat model: nothing from a third party, no inline
+code that an injected string could become, nothing cached on a shared computer, no referrer that
+would carry an onion address elsewhere.  They go on every response, errors and static files
+included, from one ``after_request`` hook rather than on each view, so that none is forgotten.
+
+Error pages are rendered in the reporter's language and say what happened and what to do, never
+why the server failed: a traceback or a path would help an attacker and not the reporter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Flask, Response, render_template
+from flask_babel import gettext as _
+from werkzeug.exceptions import HTTPException
+
+from blagh.config import Config
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'none'",
+        "style-src 'self'",
+        "img-src 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+    )
+)
+"""Only our own style sheet and images; no script, font, frame or connection at all."""
+
+PERMISSIONS_POLICY = ", ".join(
+    f"{feature}=()"
+    for feature in (
+        "accelerometer",
+        "autoplay",
+        "camera",
+        "display-capture",
+        "fullscreen",
+        "geolocation",
+        "gyroscope",
+        "magnetometer",
+        "microphone",
+        "midi",
+        "payment",
+        "publickey-credentials-get",
+        "screen-wake-lock",
+        "usb",
+        "xr-spatial-tracking",
+    )
+)
+"""No device or sensor: a reporting form needs none, and each one could identify a reporter."""
+
+HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Permissions-Policy": PERMISSIONS_POLICY,
+}
+"""Set on every response, replacing what a view or Flask put there (``Cache-Control`` above all)."""
+
+
+class ReporterError(HTTPException):
+    """An error whose page says something more precise than the status code's generic message.
+
+    Raise it from a view, with a message already translated (``gettext``)::
+
+        raise ReporterError(400, gettext("This form has expired: reload it and send again."))
+
+    It is rendered like any other error, with the status code given.
+    """
+
+    def __init__(self, code: int, message: str, advice: str | None = None) -> None:
+        super().__init__(description=message)
+        self.code = code
+        self.message = message
+        self.advice = advice
+
+
+@dataclass(frozen=True)
+class ErrorText:
+    """What an error page says: a title, what happened, and what to do about it."""
+
+    title: str
+    message: str
+    advice: str
+
+
+def init_app(app: Flask, config: Config) -> None:
+    """Register the security headers and the error pages on ``app``."""
+    limits = config.source_interface
+
+    @app.after_request
+    def set_security_headers(response: Response) -> Response:
+        response.headers.update(HEADERS)
+        # Says which software, and which version, to attack.  (The WSGI server may add its own.)
+        response.headers.pop("Server", None)
+        return response
+
+    @app.errorhandler(HTTPException)
+    def error_page(error: HTTPException) -> Response | HTTPException:
+        code = error.code
+        if code is None or code < 400:
+            # Redirects raised by routing (a missing trailing slash): not errors, send as they are.
+            return error
+        text = _error_text(code, limits.max_upload_mb, limits.max_files_per_report)
+        if isinstance(error, ReporterError):
+            text = ErrorText(text.title, error.message, error.advice or text.advice)
+        # Headers the status needs, such as Allow on a 405; the body is ours.
+        headers = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]
+        try:
+            body = render_template("error.html", status=code, error=text)
+        except Exception:
+            if code < 500:
+                raise
+            # The page itself failed (the reason we are here may be the cause): say little.
+            return Response("Internal Server Error", 500, headers, mimetype="text/plain")
+        return Response(body, code, headers, mimetype="text/html")
+
+
+def _error_text(code: int, max_upload_mb: int, max_files: int) -> ErrorText:
+    """The words for ``code`` in this request's language.
+
+    Built per call, not at import, since ``gettext`` needs the request's language.
+    """
+    if code == 400:
+        return ErrorText(
+            _("The request could not be understood"),
+            _(
+                "Your browser sent something this site could not read, or the page you sent it "
+                "from had expired."
+            ),
+            _("Go back, reload the page, and try again."),
+        )
+    if code == 403:
+        return ErrorText(
+            _("Access refused"),
+            _("This page cannot be opened, or your session has ended."),
+            _("Go back to the home page. If you were logged in with your codename, log in again."),
+        )
+    if code == 404:
+        return ErrorText(
+            _("Page not found"),
+            _("There is nothing at this address."),
+            _("Check the address, or start again from the home page."),
+        )
+    if code == 405:
+        return ErrorText(
+            _("This action is not possible here"),
+            _("This address does not accept this kind of request."),
+            _("Start again from the home page and follow its links."),
+        )
+    if code == 413:
+        return ErrorText(
+            _("Too much to send at once"),
+            _(
+                "Nothing was saved: what you sent is larger than this site accepts. A report "
+                "may hold at most %(files)d files and %(size)d MB in all.",
+                files=max_files,
+                size=max_upload_mb,
+            ),
+            _(
+                "Go back, remove some files or choose smaller ones, and send again. After "
+                "your report, you can add more files with your codename."
+            ),
+        )
+    if code == 429:
+        return ErrorText(
+            _("Too many attempts"),
+            _("This site received too many requests from you in a short time."),
+            _("Wait a few minutes, then try again."),
+        )
+    if code == 503:
+        return ErrorText(
+            _("The site is busy"),
+            _("The server cannot handle your request right now."),
+            _("Wait a few minutes, then try again."),
+        )
+    if code < 500:
+        return ErrorText(
+            _("The request could not be completed"),
+            _("This site could not do what was asked."),
+            _("Go back, reload the page, and try again."),
+        )
+    return ErrorText(
+        _("Something went wrong"),
+        _("The server could not complete your request."),
+        _(
+            "Try again in a few minutes. If you were sending a report and did not see a "
+            "confirmation page, send it again."
+        ),
+    )

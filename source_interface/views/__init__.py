@@ -1,0 +1,1 @@
+"""The reporters' pages, one blueprint per module."""
