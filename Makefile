@@ -48,7 +48,7 @@ $(MO_STAMP): $(PO_FILES) | $(PY_STAMP)
 catalogs: $(MO_STAMP) ## compile the translation catalogs (run by the other targets)
 
 messages: $(PY_STAMP) ## extract new strings and merge them into the catalogs (docs/translations.md)
-	$(VENV)/bin/pybabel extract -F babel.cfg -k lazy_gettext --add-location=file --sort-by-file \
+	$(VENV)/bin/pybabel extract -F babel.cfg -k lazy_gettext -k _l --add-location=file --sort-by-file \
 		--project=Blagh --version=0.1.0 -o $(I18N_DIR)/messages.pot .
 	$(VENV)/bin/pybabel update -i $(I18N_DIR)/messages.pot -d $(I18N_DIR) -w 100
 	@rm -f $(I18N_DIR)/messages.pot

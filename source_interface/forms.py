@@ -1,14 +1,16 @@
 """Reading and checking what reporters type, so every mistake is named next to its field.
 
-Values are kept exactly as typed (after trimming) so that a form sent back with errors shows
-everything the reporter wrote; nothing here stores or logs them.
+Values are kept exactly as typed (after trimming; Arabic-Indic digits in a phone number become
+ASCII digits) so that a form sent back with errors shows everything the reporter wrote; nothing
+here stores or logs them.  Messages are translated when the form is read, inside the request:
+lazy strings would reach templates marked as safe HTML.
 """
 
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from flask_babel import lazy_gettext as _l
+from flask_babel import gettext as _
 from werkzeug.datastructures import MultiDict
 
 from source_interface.categories import CATEGORIES
@@ -22,6 +24,7 @@ MAX_NAME = 200
 MAX_PHONE = 40
 MAX_EMAIL = 254
 _PHONE_CHARACTERS = set("0123456789+-(). /")
+_LOCAL_DIGITS = str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹", "01234567890123456789")
 
 Errors = dict[str, Any]
 
@@ -53,7 +56,7 @@ class ReportForm:
             platform=text("platform"),
             seen_on=text("seen_on"),
             name=text("name"),
-            phone=text("phone"),
+            phone=text("phone").translate(_LOCAL_DIGITS),
             email=text("email"),
             keep_codename=form.get("keep_codename", "yes") != "no",
         )
@@ -66,11 +69,11 @@ class ReportForm:
     def _check(self) -> Errors:
         errors: Errors = {}
         if self.category not in {slug for slug, _ in CATEGORIES}:
-            errors["category"] = _l("Choose what kind of crime you are reporting.")
+            errors["category"] = _("Choose what kind of crime you are reporting.")
         if not self.description:
-            errors["description"] = _l("Describe what happened: a few sentences are enough.")
+            errors["description"] = _("Describe what happened: a few sentences are enough.")
         elif len(self.description) > MAX_DESCRIPTION:
-            errors["description"] = _l(
+            errors["description"] = _(
                 "The description is too long (%(count)d characters, at most %(limit)d). "
                 "Shorten it, or attach the rest as a text file.",
                 count=len(self.description),
@@ -78,25 +81,25 @@ class ReportForm:
             )
         links = self.link_list()
         if len(links) > MAX_LINKS or any(len(link) > MAX_LINK for link in links):
-            errors["links"] = _l(
+            errors["links"] = _(
                 "Give at most %(count)d links, one per line, each under %(size)d characters.",
                 count=MAX_LINKS,
                 size=MAX_LINK,
             )
         if len(self.platform) > MAX_PLATFORM:
-            errors["platform"] = _l("The platform name is too long.")
+            errors["platform"] = _("The platform name is too long.")
         if self.seen_on:
             errors.update(_check_day(self.seen_on))
         if len(self.name) > MAX_NAME:
-            errors["name"] = _l("The name is too long.")
+            errors["name"] = _("The name is too long.")
         if self.phone and (len(self.phone) > MAX_PHONE or set(self.phone) - _PHONE_CHARACTERS):
-            errors["phone"] = _l("Write the phone number with digits, spaces and + only.")
+            errors["phone"] = _("Write the phone number with digits, spaces and + only.")
         if self.email and (
             len(self.email) > MAX_EMAIL or "@" not in self.email.strip("@") or " " in self.email
         ):
-            errors["email"] = _l("This e-mail address does not look right: check it.")
+            errors["email"] = _("This e-mail address does not look right: check it.")
         if any("\ufffd" in value for value in asdict(self).values() if isinstance(value, str)):
-            errors["form"] = _l(
+            errors["form"] = _(
                 "Some text was not sent in a form we can read (not UTF-8). "
                 "Check your browser's text encoding and submit again."
             )
@@ -121,9 +124,9 @@ def _check_day(text: str) -> Errors:
     try:
         day = date.fromisoformat(text)
     except ValueError:
-        return {"seen_on": _l("Give the day as year-month-day, for example 2026-03-31.")}
+        return {"seen_on": _("Give the day as year-month-day, for example 2026-03-31.")}
     if day > datetime.now(UTC).date() + timedelta(days=1):
-        return {"seen_on": _l("This day is in the future: check it.")}
+        return {"seen_on": _("This day is in the future: check it.")}
     return {}
 
 
@@ -132,12 +135,12 @@ def read_message(form: MultiDict[str, str]) -> tuple[str, Errors]:
     text = form.get("message", "").strip()
     if len(text) > MAX_MESSAGE:
         return text, {
-            "message": _l(
+            "message": _(
                 "The message is too long (%(count)d characters, at most %(limit)d).",
                 count=len(text),
                 limit=MAX_MESSAGE,
             )
         }
     if "\ufffd" in text:
-        return text, {"message": _l("Some text was not sent in a form we can read (not UTF-8).")}
+        return text, {"message": _("Some text was not sent in a form we can read (not UTF-8).")}
     return text, {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +35,14 @@ TRANSLATED = ("ar", "fr")
 UPLOAD_LIMIT = 4096
 SECRET = "do-not-show-this-cause"  # noqa: S105 (not a password: a marker)
 
-MY_FILES = (
-    "source_interface/i18n.py",
-    "source_interface/security.py",
-    "source_interface/categories.py",
-    "source_interface/views/landing.py",
-    "source_interface/templates/base.html",
-    "source_interface/templates/landing.html",
-    "source_interface/templates/error.html",
+TRANSLATED_FILES = tuple(
+    sorted(
+        str(path.relative_to(ROOT))
+        for pattern in ("**/*.py", "templates/**/*.html")  # as babel.cfg
+        for path in PACKAGE.glob(pattern)
+    )
 )
-"""The files whose every string the catalogs must translate (the page layer's own)."""
+"""The files whose every string the catalogs must translate: all of ``source_interface/``."""
 
 ARABIC = re.compile(r"[\u0600-\u06ff]{3,}")
 
@@ -496,10 +494,11 @@ def test_tel_href(number: str, href: str) -> None:
 
 
 def extracted_messages() -> set[str]:
-    """Every string the page layer's files mark for translation, as ``make messages`` finds it."""
-    keywords = {"_": None, "gettext": None, "lazy_gettext": None, "ngettext": (1, 2)}
+    """Every string ``source_interface/`` marks for translation, as ``make messages`` finds it."""
+    # Babel's default keywords, plus -k lazy_gettext -k _l as in the Makefile.
+    keywords = {"_": None, "gettext": None, "ngettext": (1, 2), "lazy_gettext": None, "_l": None}
     found: set[str] = set()
-    for path in MY_FILES:
+    for path in TRANSLATED_FILES:
         method = "jinja2" if path.endswith(".html") else "python"
         options = {"newstyle_gettext": "true", "silent": "false"} if method == "jinja2" else {}
         with (ROOT / path).open("rb") as source:
@@ -511,17 +510,22 @@ def extracted_messages() -> set[str]:
     return found
 
 
+def as_tuple(text: str | Sequence[str] | None) -> tuple[str, ...]:
+    """A message's id or string as a tuple: one item, or one per plural form."""
+    return (text,) if isinstance(text, str) else tuple(text or ())
+
+
 @pytest.mark.parametrize("language", TRANSLATED)
-def test_every_string_of_the_page_layer_is_translated(language: str) -> None:
+def test_every_string_of_the_source_interface_is_translated(language: str) -> None:
     po = TRANSLATIONS / language / "LC_MESSAGES" / "messages.po"
     with po.open("rb") as file:
         catalog = read_po(file, locale=language)
-    translated = {
-        message.id: message.string
+    translated = {  # a plural message by its singular, and only if every form is filled
+        message.id[0] if isinstance(message.id, tuple) else message.id
         for message in catalog
-        if message.id and message.string and not message.fuzzy
+        if message.id and not message.fuzzy and all(as_tuple(message.string))
     }
-    missing = sorted(extracted_messages() - set(translated))
+    missing = sorted(extracted_messages() - translated)
     assert not missing, f"not translated in {po.relative_to(ROOT)}: {missing}"
     problems = [(message.id, errors) for message, errors in catalog.check() if errors]
     assert not problems
@@ -531,7 +535,11 @@ def test_every_string_of_the_page_layer_is_translated(language: str) -> None:
 def test_compiled_catalog_matches_its_source(language: str) -> None:
     po = TRANSLATIONS / language / "LC_MESSAGES" / "messages.po"
     with po.open("rb") as file:
-        source = {m.id: m.string for m in read_po(file) if m.id and not m.fuzzy and m.string}
+        source = {
+            as_tuple(m.id): as_tuple(m.string)
+            for m in read_po(file)
+            if m.id and not m.fuzzy and m.string
+        }
     with po.with_suffix(".mo").open("rb") as file:
-        compiled = {m.id: m.string for m in read_mo(file) if m.id}
+        compiled = {as_tuple(m.id): as_tuple(m.string) for m in read_mo(file) if m.id}
     assert compiled == source
