@@ -114,7 +114,9 @@ class ReportForm:
             "description": self.description,
             "links": self.link_list(),
             "platform": self.platform,
-            "seen_on": self.seen_on or None,
+            # Python also reads 20260331 and 2026-W14-2 as days: seal the one form the
+            # workstation expects (docs/payloads.md), whatever was typed.
+            "seen_on": date.fromisoformat(self.seen_on).isoformat() if self.seen_on else None,
             "identity": identity if any(identity.values()) else None,
             "attachments": attachments,
         }

@@ -20,6 +20,8 @@ from crypto.envelope import EnvelopeWriter
 from source_interface.store.blobs import BlobFolder, BlobRef, PendingBlob
 
 MAX_FILENAME_CHARS = 255
+MAX_CONTENT_TYPE_CHARS = 255
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 
 @dataclass(frozen=True)
@@ -41,11 +43,11 @@ class SealedUpload:
         self, blob: PendingBlob, recipients: Sequence[bytes], filename: str, content_type: str
     ) -> None:
         self.filename = filename[-MAX_FILENAME_CHARS:]
-        self.content_type = content_type
+        self.content_type = declared_type(content_type)
         self.size = 0
         self._blob = blob
         self._writer = EnvelopeWriter(recipients, blob.write)
-        self._writer.update(attachment_header(self.filename, content_type))
+        self._writer.update(attachment_header(self.filename, self.content_type))
         self._ref: BlobRef | None = None
         self._closed = False
 
@@ -71,6 +73,22 @@ class SealedUpload:
             self._closed = True
             if self._ref is None:
                 self._blob.discard()
+
+
+def declared_type(content_type: str) -> str:
+    """The part's declared content type if it is plausible, else ``application/octet-stream``.
+
+    Plausible is printable ASCII, at most 255 characters.  The type is whatever the client
+    claimed; unbounded, it could push the attachment's description line past
+    ``payloads.MAX_ATTACHMENT_HEADER`` and the workstation could not read the file at all.  With
+    the name cut to 255 code points (at most 12 bytes each as ASCII JSON) and this, the line
+    stays well under the limit.
+    """
+    if 0 < len(content_type) <= MAX_CONTENT_TYPE_CHARS and all(
+        " " <= char <= "~" for char in content_type
+    ):
+        return content_type
+    return DEFAULT_CONTENT_TYPE
 
 
 def sealing_request_class(
@@ -104,7 +122,7 @@ def sealing_request_class(
                 blobs.new(),
                 frozen_recipients,
                 filename or "",
-                content_type or "application/octet-stream",
+                content_type or DEFAULT_CONTENT_TYPE,
             )
             uploads.append(upload)
             return cast(IO[bytes], upload)

@@ -40,7 +40,9 @@ class Store:
             self.blobs.delete(name)
 
     def sweep(self) -> int:
-        """Remove blobs left by a crash or an abandoned upload; run before serving."""
+        """Remove blobs left by a crash or an abandoned upload, and sources a crash left without
+        their report; run before serving.  Returns how many blobs were removed."""
+        self.index.delete_sources_without_reports()
         for name in self.index.expire_drafts():
             self.blobs.delete(name)
         return self.blobs.sweep(self.index.blob_names())

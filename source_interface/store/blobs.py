@@ -67,7 +67,9 @@ class BlobFolder:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.temp_dir = root / "tmp"
-        self.temp_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Each level with its own mode: mkdir(parents=True) would make ``root`` 0777 & ~umask.
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.temp_dir.mkdir(mode=0o700, exist_ok=True)
 
     def new(self) -> PendingBlob:
         return PendingBlob(self)

@@ -272,6 +272,20 @@ class Index:
         )
         return [BlobRef(*row) for row in rows]
 
+    def delete_sources_without_reports(self) -> int:
+        """Forget sources that have no report; return how many.
+
+        A new report's source row is committed before the report's (its blobs are made durable
+        in between), so a worker killed in that window leaves a source with nothing: no
+        content, only a day and maybe the login verifier of a codename nobody was shown.
+        Every other way a source ends deletes it whole.  For the sweep, before workers serve.
+        """
+        with self.transaction() as db:
+            cursor = db.execute(
+                "DELETE FROM sources WHERE id NOT IN (SELECT source_id FROM reports)"
+            )
+        return cursor.rowcount
+
     def expire_drafts(self) -> list[str]:
         """Forget abandoned drafts; return their blob names for deletion."""
         now = int(time.time())

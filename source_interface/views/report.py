@@ -1,5 +1,6 @@
 """New reports, and the codename a reporter keeps to come back (the no-JavaScript path)."""
 
+import contextlib
 import unicodedata
 
 from flask import Blueprint, make_response, redirect, render_template, request, url_for
@@ -75,15 +76,22 @@ def submit() -> ResponseReturnValue:
     else:
         source = svc.store.index.create_source(None, None)
 
-    files = kept + [upload.commit() for upload in uploads]
-    recipients = list(svc.analysts)
-    if source_keys is not None:
-        recipients.append(source_keys.public_key)
-    attachments = kept_names + [upload.filename for upload in uploads]
-    fields = seal_document(svc, recipients, "report", report.document(attachments))
-    svc.store.index.add_report(
-        source.id, [("fields", fields)] + [("file", ref) for ref in files], draft=draft_hash
-    )
+    try:
+        files = kept + [upload.commit() for upload in uploads]
+        recipients = list(svc.analysts)
+        if source_keys is not None:
+            recipients.append(source_keys.public_key)
+        attachments = kept_names + [upload.filename for upload in uploads]
+        fields = seal_document(svc, recipients, "report", report.document(attachments))
+        svc.store.index.add_report(
+            source.id, [("fields", fields)] + [("file", ref) for ref in files], draft=draft_hash
+        )
+    except BaseException:
+        # Nothing half-stored: no source without its report.  The blobs committed above are
+        # referenced by no row, and go with the next sweep; a draft's files stay in the draft.
+        with contextlib.suppress(Exception):
+            svc.store.delete_source(source.id)
+        raise
     if source_keys is None:
         return redirect(url_for("report.received"), 303)
     response = redirect(url_for("report.codename_check"), 303)
