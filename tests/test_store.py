@@ -319,3 +319,18 @@ def test_sweep_forgets_sources_a_crash_left_without_a_report(store: Store) -> No
     assert index.source(lone.id) is None
     assert index.source_by_verifier(b"l" * 32) is None
     assert index.source(whole.id) is not None
+
+
+def test_expired_drafts_are_deleted_without_a_restart(tmp_path):
+    """A successful submission also clears drafts nobody came back to, not only the sweep."""
+    from source_interface.store import Store
+
+    store = Store(tmp_path / "store", bytes(range(32)))
+    blob = store.new_blob()
+    blob.write(b"ciphertext")
+    ref = blob.commit()
+    store.index.add_to_draft(b"t" * 32, [ref], lifetime=-1)
+    store.expire_drafts()
+    assert ref.name not in store.blobs.names()
+    assert store.index.blob_names() == set()
+    store.close()

@@ -43,6 +43,10 @@ class Store:
         """Remove blobs left by a crash or an abandoned upload, and sources a crash left without
         their report; run before serving.  Returns how many blobs were removed."""
         self.index.delete_sources_without_reports()
+        self.expire_drafts()
+        return self.blobs.sweep(self.index.blob_names())
+
+    def expire_drafts(self) -> None:
+        """Delete the files of drafts nobody came back to (rows first, then blobs)."""
         for name in self.index.expire_drafts():
             self.blobs.delete(name)
-        return self.blobs.sweep(self.index.blob_names())

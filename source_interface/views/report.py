@@ -92,6 +92,7 @@ def submit() -> ResponseReturnValue:
         with contextlib.suppress(Exception):
             svc.store.delete_source(source.id)
         raise
+    svc.store.expire_drafts()
     if source_keys is None:
         return redirect(url_for("report.received"), 303)
     response = redirect(url_for("report.codename_check"), 303)
