@@ -161,17 +161,33 @@ class EnvelopeReader:
         self._padded_length = 0
 
     def update(self, data: bytes | bytearray | memoryview) -> bytes:
-        """Add ciphertext; return the plaintext of every chunk now complete."""
+        """Add ciphertext; return the plaintext of every chunk now complete.
+
+        Whole chunks are pulled straight from ``data``: only a partial chunk (or a partial
+        header) is ever copied into the buffer, so each byte is copied once before libsodium.
+        """
         if self._phase == self._FAILED:
             raise DecryptionError()
-        self._buffer += data
+        view = memoryview(data).cast("B")
         try:
-            if self._header is None and not self._read_header():
-                return b""
+            if self._header is None:
+                view = self._read_header(view)
+                if self._header is None:
+                    return b""
             out = []
-            while len(self._buffer) >= SEALED_CHUNK_SIZE:
-                out.append(self._pull(bytes(self._buffer[:SEALED_CHUNK_SIZE])))
-                del self._buffer[:SEALED_CHUNK_SIZE]
+            if self._buffer:
+                take = SEALED_CHUNK_SIZE - len(self._buffer)
+                self._buffer += view[:take]
+                view = view[take:]
+                if len(self._buffer) < SEALED_CHUNK_SIZE:
+                    return b""
+                out.append(self._pull(bytes(self._buffer)))
+                self._buffer.clear()
+            offset = 0
+            while len(view) - offset >= SEALED_CHUNK_SIZE:
+                out.append(self._pull(view[offset : offset + SEALED_CHUNK_SIZE].tobytes()))
+                offset += SEALED_CHUNK_SIZE
+            self._buffer += view[offset:]
             return b"".join(out)
         except DecryptionError:
             self._fail()
@@ -201,19 +217,29 @@ class EnvelopeReader:
         self._phase = self._FAILED
         self._buffer.clear()
 
-    def _read_header(self) -> bool:
+    def _read_header(self, view: memoryview) -> memoryview:
+        """Move header bytes from ``view`` to the buffer, parse it once whole; return the rest.
+
+        Only the header's own bytes are buffered, so the chunks after it are never copied here.
+        """
+        take = max(PREAMBLE_SIZE - len(self._buffer), 0)
+        self._buffer += view[:take]
+        view = view[take:]
         if len(self._buffer) < PREAMBLE_SIZE:
-            return False
+            return view
         if self._buffer[: len(MAGIC)] != MAGIC or self._buffer[len(MAGIC)] != VERSION:
             raise DecryptionError()
         count = self._buffer[len(MAGIC) + 1]
         if not 1 <= count <= MAX_RECIPIENTS:
             raise DecryptionError()
         size = header_size(count)
+        take = size - len(self._buffer)
+        self._buffer += view[:take]
+        view = view[take:]
         if len(self._buffer) < size:
-            return False
-        header = bytes(self._buffer[:size])
-        del self._buffer[:size]
+            return view
+        header = bytes(self._buffer)
+        self._buffer.clear()
         file_key = self._unseal_file_key(header[PREAMBLE_SIZE : size - STREAM_HEADER_SIZE])
         try:
             sodium.crypto_secretstream_xchacha20poly1305_init_pull(
@@ -222,7 +248,7 @@ class EnvelopeReader:
         except Exception:
             raise DecryptionError() from None
         self._header = self._first_ad = header
-        return True
+        return view
 
     def _unseal_file_key(self, stanzas: bytes) -> bytes:
         for offset in range(0, len(stanzas), STANZA_SIZE):
