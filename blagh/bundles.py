@@ -1,0 +1,185 @@
+"""Bundles: one file that carries envelopes between the server and the workstation.
+
+A bundle is an uncompressed POSIX tar archive whose first member is ``manifest.signed`` (a
+manifest signed as in docs/keys.md) and whose other members are ``items/<id>``, one envelope
+each, exactly the items the manifest lists, with the sizes and SHA-256 it states.  Format:
+docs/bundles.md.
+
+Reading is strict and happens before anything is trusted: :class:`BundleReader` checks the
+signature, then the member list (names, types, sizes), then every hash, and only then lets the
+caller read items.  Members are never extracted by name, so a hostile name (``../x``, ``/etc``,
+a link) cannot write anywhere: it simply is not an expected member, and the bundle is refused.
+"""
+
+import io
+import re
+import tarfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+from blagh.errors import BlaghError
+from crypto.errors import BadSignature
+from crypto.manifest import Sha256, canonical_json, sign_manifest, verify_manifest
+
+MANIFEST_MEMBER = "manifest.signed"
+ITEM_PREFIX = "items/"
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+ITEM_ID = re.compile(r"[0-9a-f]{32}")
+_READ_SIZE = 1024 * 1024
+
+
+class BundleError(BlaghError):
+    """A bundle failed a check; the message says which one. Nothing from it was used."""
+
+
+@dataclass(frozen=True)
+class ItemSource:
+    """An item to put in a bundle: its id, size and hash as the manifest states, and its bytes."""
+
+    id: str
+    size: int
+    sha256: str
+    open: Callable[[], BinaryIO]
+
+
+def write_bundle(
+    out: BinaryIO,
+    manifest: Mapping[str, Any],
+    sign: Callable[[bytes], bytes],
+    signer_public: bytes,
+    items: Iterable[ItemSource],
+) -> None:
+    """Write a bundle: the signed manifest, then each item, streamed from its source.
+
+    ``manifest["items"]`` must list the same items (``id``, ``size``, ``sha256``) in the same
+    order; this is checked, so a caller cannot sign one thing and ship another.
+    """
+    listed = [(i["id"], i["size"], i["sha256"]) for i in manifest["items"]]
+    items = list(items)
+    if listed != [(i.id, i.size, i.sha256) for i in items]:
+        raise ValueError("the manifest's items and the items given differ")
+    signed = sign_manifest(dict(manifest), sign, signer_public)
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        _add(tar, MANIFEST_MEMBER, len(signed), io.BytesIO(signed))
+        for item in items:
+            with item.open() as data:
+                _add(tar, ITEM_PREFIX + item.id, item.size, data)
+
+
+def _add(tar: tarfile.TarFile, name: str, size: int, data: IO[bytes]) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mode = 0o600
+    tar.addfile(info, data)
+
+
+class BundleReader:
+    """A verified bundle: construction runs every check; items can then be read by id."""
+
+    def __init__(self, path: Path, trusted: Iterable[bytes], expected_format: str) -> None:
+        try:
+            self._tar = tarfile.open(path, mode="r:")  # noqa: SIM115 — closed by close()
+        except (tarfile.TarError, OSError) as error:
+            raise BundleError(f"{path} is not a bundle (not a tar archive: {error})") from None
+        try:
+            self._verify(path, list(trusted), expected_format)
+        except BaseException:
+            self._tar.close()
+            raise
+
+    def _verify(self, path: Path, trusted: list[bytes], expected_format: str) -> None:
+        try:
+            members = self._tar.getmembers()
+        except (tarfile.TarError, OSError):
+            raise BundleError(f"{path} is damaged: its archive cannot be read") from None
+        if not members or members[0].name != MANIFEST_MEMBER or not members[0].isreg():
+            raise BundleError(f"{path} has no manifest as its first member")
+        if members[0].size > MAX_MANIFEST_BYTES:
+            raise BundleError(f"{path}: the manifest is too large")
+        signed = self._read_all(members[0])
+        try:
+            verified = verify_manifest(signed, trusted)
+        except BadSignature:
+            raise BundleError(
+                f"{path}: the manifest's signature does not verify with a trusted key "
+                "(wrong signer, or the manifest was changed)"
+            ) from None
+        manifest = verified.manifest
+        if manifest.get("format") != expected_format or manifest.get("version") != 1:
+            raise BundleError(f"{path} is not a {expected_format} bundle of version 1")
+        listed = manifest.get("items")
+        if not isinstance(listed, list) or not all(_is_item(i) for i in listed):
+            raise BundleError(f"{path}: the manifest's item list is malformed")
+        expected = {ITEM_PREFIX + i["id"]: i for i in listed}
+        if len(expected) != len(listed):
+            raise BundleError(f"{path}: the manifest lists an item twice")
+        seen: dict[str, tarfile.TarInfo] = {}
+        for member in members[1:]:
+            if member.name not in expected or member.name in seen:
+                raise BundleError(
+                    f"{path} holds a member the manifest does not list, or holds it twice: "
+                    f"{member.name!r}"
+                )
+            if not member.isreg():
+                raise BundleError(f"{path}: member {member.name!r} is not a regular file")
+            if member.size != expected[member.name]["size"]:
+                raise BundleError(f"{path}: item {member.name!r} has the wrong size")
+            seen[member.name] = member
+        missing = sorted(set(expected) - set(seen))
+        if missing:
+            raise BundleError(f"{path} lacks {len(missing)} item(s) its manifest lists")
+        for name, member in seen.items():
+            digest = Sha256()
+            for chunk in self._chunks(member):
+                digest.update(chunk)
+            if digest.hexdigest() != expected[name]["sha256"]:
+                raise BundleError(f"{path}: item {name!r} does not match its SHA-256")
+        self.manifest: dict[str, Any] = manifest
+        self.signer: bytes = verified.signer
+        self._members = seen
+
+    def _chunks(self, member: tarfile.TarInfo) -> Iterable[bytes]:
+        data = self._tar.extractfile(member)
+        if data is None:
+            raise BundleError(f"member {member.name!r} cannot be read")
+        with data:
+            while chunk := data.read(_READ_SIZE):
+                yield chunk
+
+    def _read_all(self, member: tarfile.TarInfo) -> bytes:
+        return b"".join(self._chunks(member))
+
+    def item_chunks(self, item_id: str) -> Iterable[bytes]:
+        """The bytes of a listed item, streamed (already checked against its hash)."""
+        return self._chunks(self._members[ITEM_PREFIX + item_id])
+
+    def read_item(self, item_id: str) -> bytes:
+        return b"".join(self.item_chunks(item_id))
+
+    def close(self) -> None:
+        self._tar.close()
+
+    def __enter__(self) -> "BundleReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _is_item(item: object) -> bool:
+    return (
+        isinstance(item, dict)
+        and isinstance(item.get("id"), str)
+        and ITEM_ID.fullmatch(item["id"]) is not None
+        and isinstance(item.get("size"), int)
+        and item["size"] >= 0
+        and isinstance(item.get("sha256"), str)
+        and re.fullmatch(r"[0-9a-f]{64}", item["sha256"]) is not None
+    )
+
+
+def manifest_bytes(manifest: Mapping[str, Any]) -> bytes:
+    """The canonical bytes of a manifest, e.g. to fingerprint a bundle."""
+    return canonical_json(dict(manifest))
