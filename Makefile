@@ -56,10 +56,11 @@ messages: $(PY_STAMP) ## extract new strings and merge them into the catalogs (d
 run: $(PY_STAMP) $(MO_STAMP) ## start the source interface on ./data (a demonstration key is made if needed)
 	scripts/run.sh
 
-lint: $(PY_STAMP) ## ruff and mypy (strict on crypto/)
+lint: $(PY_STAMP) ## ruff, mypy (strict on crypto/), and no request data in logs
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(PY) scripts/lint_logging.py
 
 test: lint $(JS_STAMP) $(MO_STAMP) ## lint, then the whole test suite, offline in a loopback-only namespace
 	scripts/offline.sh $(PY) -m pytest $(PYTEST_ARGS)
