@@ -2,19 +2,44 @@
 
 waitress buffers whole request bodies to temporary files before the app sees them, which would
 put plaintext uploads on disk; gunicorn streams the body to the app, which seals it on arrival.
-Access logs are off: the server keeps no record of who asked for what.
+Access logs are off: the server keeps no record of who asked for what.  Responses carry no
+``Server`` header, and gunicorn's control socket (on by default in gunicorn 27) is off.
 """
 
 from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.http import wsgi
 
 from blagh.config import Config
 from blagh.datadir import DataDir
 from source_interface.app import create_app, open_store
 
 THREADS_PER_WORKER = 4
+
+
+def _without_server_header(default_headers: Any) -> Any:
+    def headers(response: wsgi.Response) -> list[str]:
+        return [line for line in default_headers(response) if not line.startswith("Server:")]
+
+    headers.blagh_without_server = True  # type: ignore[attr-defined]
+    return headers
+
+
+def hide_server_header() -> None:
+    """Make gunicorn send no ``Server`` header at all.
+
+    gunicorn (27) has no setting for it: every HTTP/1 response starts with ``Server:
+    gunicorn``, and a ``Server`` header set by the app is sent *as well*, not instead.  The
+    usual trick, assigning ``gunicorn.SERVER``, does nothing since ``gunicorn.http.wsgi``
+    copies that name at import.  So the status line and default headers the response builds
+    are filtered here, once, in the master before workers fork (HTTP/2, which would bypass
+    this, is off).  tests/test_source_gunicorn.py checks the header is absent on the wire.
+    """
+    current = wsgi.Response.default_headers
+    if not getattr(current, "blagh_without_server", False):
+        wsgi.Response.default_headers = _without_server_header(current)
 
 
 class SourceServer(BaseApplication):  # type: ignore[misc]
@@ -36,7 +61,13 @@ class SourceServer(BaseApplication):  # type: ignore[misc]
             "timeout": 120,
             "graceful_timeout": 30,
             "limit_request_field_size": 8190,
+            # gunicorn 27 otherwise opens a control socket at ~/.gunicorn/gunicorn.ctl (or in
+            # $XDG_RUNTIME_DIR), one path for every instance of the user: a second server
+            # unlinks the first one's, and stopping either removes the other's.  systemd
+            # manages this service; nothing needs to steer it through a socket.
+            "control_socket_disable": True,
         }
+        hide_server_header()
         super().__init__()
 
     def load_config(self) -> None:

@@ -4,13 +4,41 @@ Views talk to :class:`Store` only, so that the embedded default (SQLCipher + fil
 swapped for PostgreSQL and an object store without touching them.
 """
 
+from datetime import date, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
 from source_interface.store.blobs import BlobFolder, BlobRef, PendingBlob
-from source_interface.store.index import Index, Item, Report, Session, Source
+from source_interface.store.index import (
+    AppliedReplies,
+    Index,
+    Item,
+    NewReply,
+    PendingItem,
+    Purged,
+    ReplyConflict,
+    Report,
+    Session,
+    Source,
+)
+from source_interface.store.index import today as index_today
 
-__all__ = ["BlobRef", "Item", "PendingBlob", "Report", "Session", "Source", "Store"]
+__all__ = [
+    "AppliedReplies",
+    "BlobRef",
+    "Item",
+    "NewReply",
+    "PendingBlob",
+    "PendingItem",
+    "Purged",
+    "ReplyConflict",
+    "Report",
+    "Session",
+    "Source",
+    "Store",
+]
+
+PICKUP_CACHE_SUFFIX = ".bundle"
 
 
 class Store:
@@ -20,6 +48,9 @@ class Store:
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.blobs = BlobFolder(root / "blobs")
         self.index = Index(root / "index.db", db_key)
+        self.pickup_dir = root / "pickup"
+        """Pickup bundles ready to serve, and reply bundles being uploaded (pickup API)."""
+        self.pickup_dir.mkdir(mode=0o700, exist_ok=True)
 
     def close(self) -> None:
         self.index.close()
@@ -38,6 +69,7 @@ class Store:
         """Remove a source's rows, then their blobs (a crash between leaves only orphans)."""
         for name in self.index.delete_source(source_id):
             self.blobs.delete(name)
+        self.clear_pickup_cache()
 
     def sweep(self) -> int:
         """Remove blobs left by a crash or an abandoned upload, and sources a crash left without
@@ -50,3 +82,57 @@ class Store:
         """Delete the files of drafts nobody came back to (rows first, then blobs)."""
         for name in self.index.expire_drafts():
             self.blobs.delete(name)
+
+    # --- the air-gapped loop: pickup bundles, reply bundles, retention -----------------------
+
+    def clear_pickup_cache(self) -> None:
+        """Delete the pickup bundles kept ready to serve: they copy envelopes, so whatever
+        deletes envelopes calls this, and no copy outlives its original."""
+        for path in self.pickup_dir.glob("*" + PICKUP_CACHE_SUFFIX):
+            path.unlink(missing_ok=True)
+
+    def apply_replies(
+        self,
+        bundle_id: str,
+        replies: list[NewReply],
+        acknowledged: list[str],
+        delete_reports: list[str],
+    ) -> AppliedReplies | None:
+        """Apply a verified reply bundle whose replies are committed blobs (rows, then the
+        blobs no row refers to any more); None, with the replies' blobs deleted, if the bundle
+        was applied before.  :class:`ReplyConflict` leaves everything as it was."""
+        try:
+            applied = self.index.apply_replies(bundle_id, replies, acknowledged, delete_reports)
+        except BaseException:
+            for reply in replies:
+                self.blobs.delete(reply.blob.name)
+            raise
+        if applied is None:
+            for reply in replies:
+                self.blobs.delete(reply.blob.name)
+            return None
+        for name in applied.unused_blobs:
+            self.blobs.delete(name)
+        if applied.deleted_reports:
+            self.clear_pickup_cache()
+        return applied
+
+    def delete_reports(self, report_ids: list[str]) -> int:
+        deleted, blobs = self.index.delete_reports(report_ids)
+        for name in blobs:
+            self.blobs.delete(name)
+        if deleted:
+            self.clear_pickup_cache()
+        return deleted
+
+    def purge(self, delivered_days: int, today: date | None = None) -> Purged:
+        """Retention: delete the ciphertext the workstation acknowledged ``delivered_days``
+        days ago or more (0: at once), and what is left with nothing (see
+        :meth:`Index.purge_delivered`)."""
+        day = today or date.fromisoformat(index_today())
+        purged = self.index.purge_delivered((day - timedelta(days=delivered_days)).isoformat())
+        for name in purged.blobs:
+            self.blobs.delete(name)
+        if purged.items:
+            self.clear_pickup_cache()
+        return purged

@@ -38,9 +38,11 @@ CREATE TABLE IF NOT EXISTS items (
     size INTEGER NOT NULL,
     sha256 TEXT NOT NULL,
     day TEXT NOT NULL,
-    seq INTEGER NOT NULL
+    seq INTEGER NOT NULL,
+    delivered_day TEXT
 );
 CREATE INDEX IF NOT EXISTS items_by_report ON items(report_id, seq);
+CREATE INDEX IF NOT EXISTS items_by_delivery ON items(delivered_day);
 CREATE TABLE IF NOT EXISTS drafts (
     token_hash BLOB NOT NULL,
     blob TEXT NOT NULL UNIQUE,
@@ -55,6 +57,15 @@ CREATE TABLE IF NOT EXISTS sessions (
     sealed_secret BLOB NOT NULL,
     expires INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS applied_bundles (
+    id TEXT PRIMARY KEY,
+    day TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pickup_tokens (
+    name TEXT PRIMARY KEY,
+    token_hash BLOB NOT NULL UNIQUE,
+    day TEXT NOT NULL
+);
 """
 
 
@@ -67,11 +78,23 @@ def new_id() -> str:
     return secrets.token_hex(16)
 
 
+DELIVERABLE_KINDS = ("fields", "file", "message")
+"""The kinds of item that travel to the workstation; replies travel the other way."""
+
+
 @dataclass(frozen=True)
 class Source:
     id: str
     public_key: bytes | None
     day: str
+
+
+@dataclass(frozen=True)
+class NewSource:
+    """A source to create with its first report: what the store keeps of it."""
+
+    verifier: bytes | None
+    public_key: bytes | None
 
 
 @dataclass(frozen=True)
@@ -98,6 +121,59 @@ class Session:
     source_id: str
     sealed_secret: bytes
     expires: int
+
+
+@dataclass(frozen=True)
+class PendingItem:
+    """An item the workstation has not acknowledged yet, with what a pickup manifest says."""
+
+    id: str
+    report_id: str
+    source_id: str
+    kind: str
+    blob: str
+    size: int
+    sha256: str
+    day: str
+    seq: int
+    report_day: str
+    source_public_key: bytes | None
+
+
+@dataclass(frozen=True)
+class NewReply:
+    """A reply from a reply bundle, its envelope already a committed blob."""
+
+    id: str
+    report_id: str
+    blob: BlobRef
+
+
+@dataclass(frozen=True)
+class AppliedReplies:
+    """What applying a reply bundle changed, and the blobs no row refers to any more."""
+
+    stored: int
+    already_stored: int
+    dropped: int
+    acknowledged: int
+    deleted_reports: int
+    sources_removed: int
+    unused_blobs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Purged:
+    """What a retention purge removed, and the blobs to delete."""
+
+    items: int
+    reports: int
+    sources: int
+    blobs: tuple[str, ...]
+
+
+class ReplyConflict(Exception):
+    """A reply's id is already used by a different item: the bundle cannot be applied."""
 
 
 class Index:
@@ -160,15 +236,26 @@ class Index:
         return Source(*row) if row else None
 
     def add_report(
-        self, source_id: str, items: list[tuple[str, BlobRef]], draft: bytes | None = None
+        self,
+        source_id: str,
+        items: list[tuple[str, BlobRef]],
+        draft: bytes | None = None,
+        new_source: "NewSource | None" = None,
     ) -> Report:
         """Record a report and its items (blobs already committed) in one transaction.
 
-        Items taken from a draft (files kept from an earlier attempt) stop being a draft in the
-        same transaction, so a crash leaves them in exactly one of the two places.
+        A first report creates its source in the same transaction (``new_source``), so a crash
+        can leave neither a source without its report nor a report without its source.  Items
+        taken from a draft (files kept from an earlier attempt) stop being a draft in the same
+        transaction too, so a crash leaves them in exactly one of the two places.
         """
         report_id = new_id()
         with self.transaction() as db:
+            if new_source is not None:
+                db.execute(
+                    "INSERT INTO sources (id, verifier, public_key, day) VALUES (?, ?, ?, ?)",
+                    (source_id, new_source.verifier, new_source.public_key, today()),
+                )
             db.execute(
                 "INSERT INTO reports (id, source_id, day) VALUES (?, ?, ?)",
                 (report_id, source_id, today()),
@@ -330,3 +417,194 @@ class Index:
     def delete_session(self, token_hash: bytes) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
+
+    # --- pickup: what the workstation has not acknowledged, and what it sends back ----------
+
+    def undelivered(self) -> list[PendingItem]:
+        """Every item not yet acknowledged, with its report and source, in one snapshot."""
+        rows = self._db.execute(
+            "SELECT i.id, i.report_id, r.source_id, i.kind, i.blob, i.size, i.sha256, i.day,"
+            " i.seq, r.day, s.public_key"
+            " FROM items AS i JOIN reports AS r ON r.id = i.report_id"
+            " JOIN sources AS s ON s.id = r.source_id"
+            " WHERE i.delivered_day IS NULL AND i.kind IN ('fields', 'file', 'message')"
+            " ORDER BY r.rowid, i.seq"
+        ).fetchall()
+        return [PendingItem(*row) for row in rows]
+
+    def bundle_applied(self, bundle_id: str) -> bool:
+        row = self._db.execute("SELECT 1 FROM applied_bundles WHERE id = ?", (bundle_id,))
+        return row.fetchone() is not None
+
+    def apply_replies(
+        self,
+        bundle_id: str,
+        replies: list[NewReply],
+        acknowledged: list[str],
+        delete_reports: list[str],
+    ) -> AppliedReplies | None:
+        """Apply a verified reply bundle in one transaction; None if it was applied before.
+
+        Acknowledged items become delivered today (unknown ids and replies are ignored).  A
+        reply whose report is gone (deleted by its source, by the analysts, or by retention),
+        or whose source kept no codename, is dropped: nobody could ever read it.  A reply
+        already stored under the same id, report and hash (sent again in a later bundle) is
+        kept once.  Reports asked for are deleted with their items, and sources left without
+        any report with them.  Raises :class:`ReplyConflict` (and changes nothing) when a
+        reply's id is taken by a different item.
+        """
+        day = today()
+        stored = already = dropped = 0
+        unused: list[str] = []
+        with self.transaction() as db:
+            if db.execute("SELECT 1 FROM applied_bundles WHERE id = ?", (bundle_id,)).fetchone():
+                return None
+            db.execute("INSERT INTO applied_bundles (id, day) VALUES (?, ?)", (bundle_id, day))
+            acked = 0
+            for item_id in acknowledged:
+                cursor = db.execute(
+                    "UPDATE items SET delivered_day = ? WHERE id = ? AND delivered_day IS NULL"
+                    " AND kind IN ('fields', 'file', 'message')",
+                    (day, item_id),
+                )
+                acked += cursor.rowcount
+            for reply in replies:
+                existing = db.execute(
+                    "SELECT report_id, kind, sha256 FROM items WHERE id = ?", (reply.id,)
+                ).fetchone()
+                if existing is not None:
+                    if tuple(existing) != (reply.report_id, "reply", reply.blob.sha256):
+                        raise ReplyConflict(reply.id)
+                    already += 1
+                    unused.append(reply.blob.name)
+                    continue
+                target = db.execute(
+                    "SELECT s.public_key FROM reports AS r JOIN sources AS s ON s.id = r.source_id"
+                    " WHERE r.id = ?",
+                    (reply.report_id,),
+                ).fetchone()
+                if target is None or target[0] is None:
+                    dropped += 1
+                    unused.append(reply.blob.name)
+                    continue
+                (seq,) = db.execute(
+                    "SELECT coalesce(max(seq), 0) + 1 FROM items WHERE report_id = ?",
+                    (reply.report_id,),
+                ).fetchone()
+                db.execute(
+                    "INSERT INTO items (id, report_id, kind, blob, size, sha256, day, seq)"
+                    " VALUES (?, ?, 'reply', ?, ?, ?, ?, ?)",
+                    (
+                        reply.id,
+                        reply.report_id,
+                        reply.blob.name,
+                        reply.blob.size,
+                        reply.blob.sha256,
+                        day,
+                        seq,
+                    ),
+                )
+                stored += 1
+            deleted, sources, blobs = self._delete_reports(db, delete_reports)
+            unused += blobs
+        return AppliedReplies(stored, already, dropped, acked, deleted, sources, tuple(unused))
+
+    @staticmethod
+    def _delete_reports(
+        db: sqlite3.Connection, report_ids: list[str]
+    ) -> tuple[int, int, list[str]]:
+        """Delete reports and their items, then the sources of theirs left with no report.
+
+        Only sources that lost a report here are considered: a source whose first report is
+        still being stored (its row committed a moment before the report's) is left alone.
+        Returns (reports deleted, sources deleted, blob names to remove).
+        """
+        blobs: list[str] = []
+        touched: set[str] = set()
+        deleted = 0
+        for report_id in report_ids:
+            row = db.execute("SELECT source_id FROM reports WHERE id = ?", (report_id,))
+            found = row.fetchone()
+            if found is None:
+                continue
+            touched.add(found[0])
+            items = db.execute("SELECT blob FROM items WHERE report_id = ?", (report_id,))
+            blobs += [name for (name,) in items]
+            db.execute("DELETE FROM items WHERE report_id = ?", (report_id,))
+            db.execute("DELETE FROM reports WHERE id = ?", (report_id,))
+            deleted += 1
+        sources = 0
+        for source_id in sorted(touched):
+            cursor = db.execute(
+                "DELETE FROM sources WHERE id = ?"
+                " AND NOT EXISTS (SELECT 1 FROM reports WHERE source_id = ?)",
+                (source_id, source_id),
+            )
+            sources += cursor.rowcount
+        return deleted, sources, blobs
+
+    def purge_delivered(self, cutoff_day: str) -> Purged:
+        """Delete delivered items acknowledged on ``cutoff_day`` or before, then what is left
+        with nothing: reports with no item whose source kept no codename (nobody can come
+        back to them or be answered), and sources left without any report.
+
+        A report of a source with a codename stays, even empty: its reporter can still log in,
+        read the answers and write again, and the analysts can still answer.  Replies are
+        never "delivered": they stay until the report is deleted.
+        """
+        with self.transaction() as db:
+            rows = db.execute(
+                "SELECT i.id, i.blob, i.report_id FROM items AS i"
+                " WHERE i.delivered_day IS NOT NULL AND i.delivered_day <= ?",
+                (cutoff_day,),
+            ).fetchall()
+            blobs = [name for (_, name, _) in rows]
+            db.executemany("DELETE FROM items WHERE id = ?", [(item_id,) for item_id, _, _ in rows])
+            emptied = sorted({report_id for (_, _, report_id) in rows})
+            orphaned = [
+                report_id
+                for report_id in emptied
+                if db.execute(
+                    "SELECT 1 FROM reports AS r JOIN sources AS s ON s.id = r.source_id"
+                    " WHERE r.id = ? AND s.public_key IS NULL"
+                    " AND NOT EXISTS (SELECT 1 FROM items WHERE report_id = r.id)",
+                    (report_id,),
+                ).fetchone()
+            ]
+            reports, sources, more = self._delete_reports(db, orphaned)
+        return Purged(len(rows), reports, sources, tuple(blobs + more))
+
+    def delete_reports(self, report_ids: list[str]) -> tuple[int, list[str]]:
+        """Delete reports (and sources left without any); return (count, blob names)."""
+        with self.transaction() as db:
+            deleted, _, blobs = self._delete_reports(db, report_ids)
+        return deleted, blobs
+
+    # --- transfer stations' tokens -----------------------------------------------------------
+
+    def add_pickup_token(self, name: str, token_hash: bytes) -> bool:
+        """Record a token's hash under ``name``; False if the name is taken."""
+        with self.transaction() as db:
+            if db.execute("SELECT 1 FROM pickup_tokens WHERE name = ?", (name,)).fetchone():
+                return False
+            db.execute(
+                "INSERT INTO pickup_tokens (name, token_hash, day) VALUES (?, ?, ?)",
+                (name, token_hash, today()),
+            )
+        return True
+
+    def remove_pickup_token(self, name: str) -> bool:
+        with self.transaction() as db:
+            cursor = db.execute("DELETE FROM pickup_tokens WHERE name = ?", (name,))
+        return cursor.rowcount > 0
+
+    def pickup_tokens(self) -> list[tuple[str, str]]:
+        """``(name, day made)`` of every token, by name."""
+        rows = self._db.execute("SELECT name, day FROM pickup_tokens ORDER BY name")
+        return [(name, day) for name, day in rows]
+
+    def pickup_token_name(self, token_hash: bytes) -> str | None:
+        row = self._db.execute(
+            "SELECT name FROM pickup_tokens WHERE token_hash = ?", (token_hash,)
+        ).fetchone()
+        return None if row is None else str(row[0])
