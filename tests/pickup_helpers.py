@@ -1,0 +1,241 @@
+"""Shared set-up for the pickup API and reply-bundle tests: a server store, reports, replies.
+
+A plain module, not a conftest.  Everything is real: a data folder made like ``blagh init``
+makes it, the SQLCipher store, envelopes sealed with the crypto package.  Reports are put in
+the store directly (no codename derivation, no HTTP), as the source interface would store
+them.  Reply bundles are made here the way docs/bundles.md says, with
+:func:`blagh.bundles.write_bundle` signed by an :class:`AnalystKey`, without the workstation's
+code: these tests depend on the format, not on journalist_interface.
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+import tarfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from blagh.bundles import ItemSource, write_bundle
+from blagh.config import Config, load_config
+from blagh.datadir import DataDir
+from blagh.payloads import attachment_header, encode_document
+from crypto.envelope import generate_keypair, seal
+from crypto.keys import AnalystKey, ServerSigningKey, generate_analyst_key
+from crypto.manifest import sha256_hex
+from source_interface.app import open_store
+from source_interface.store import BlobRef, Report, Store
+
+DAY = "2025-03-14"
+
+
+@dataclass
+class Server:
+    """A data folder, its config (pickup on) and store, and the analyst of its config."""
+
+    data_dir: DataDir
+    config: Config
+    store: Store
+    analyst: AnalystKey
+    signing_key: ServerSigningKey
+
+    def counts(self) -> dict[str, Any]:
+        """Rows per table and the exact set of blob files: to show nothing changed."""
+        with self.store.index.transaction() as db:
+            found: dict[str, Any] = {
+                table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
+                for table in ("sources", "reports", "items", "applied_bundles", "pickup_tokens")
+            }
+            found["delivered"] = db.execute(
+                "SELECT count(*) FROM items WHERE delivered_day IS NOT NULL"
+            ).fetchone()[0]
+        found["blobs"] = frozenset(self.store.blobs.names())
+        found["tmp"] = frozenset(p.name for p in self.store.blobs.temp_dir.iterdir())
+        return found
+
+    def rows(self, sql: str, parameters: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        with self.store.index.transaction() as db:
+            return db.execute(sql, tuple(parameters)).fetchall()
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def make_server(tmp_path: Path, *, analysts: Iterable[AnalystKey] = (), **retention: Any) -> Server:
+    path = tmp_path / "data"
+    analyst = generate_analyst_key()
+    keys = [analyst, *analysts]
+    directory = DataDir(path)
+    directory.create([key.public() for key in keys])
+    config = load_config(
+        {
+            "instance": {"data_dir": str(path)},
+            "recipients": {"analysts": [key.public().to_line() for key in keys]},
+            "pickup": {"enabled": True},
+            "retention": retention,
+        }
+    )
+    return Server(
+        directory, config, open_store(directory), analyst, directory.read_server_signing_key()
+    )
+
+
+def enable_pickup(directory: DataDir, **retention: int) -> None:
+    """Turn [pickup] on (and set [retention]) in a data folder's config.toml."""
+    text = directory.config_file.read_text("utf-8")
+    text = text.replace("\nenabled = false\n", "\nenabled = true\n")
+    for key, value in retention.items():
+        text = text.replace(f"\n{key} = 7\n", f"\n{key} = {value}\n")
+    directory.config_file.write_text(text, "utf-8")
+
+
+@dataclass
+class Reporter:
+    """A source in the store, with its X25519 secret key when it kept a codename."""
+
+    source_id: str
+    secret_key: bytes | None
+    public_key: bytes | None
+    reports: list[Report] = field(default_factory=list)
+
+
+def _blob(store: Store, data: bytes) -> BlobRef:
+    pending = store.new_blob()
+    pending.write(data)
+    return pending.commit()
+
+
+def add_report(
+    server: Server,
+    text: str = "fake tickets",
+    *,
+    files: int = 1,
+    codename: bool = True,
+    reporter: Reporter | None = None,
+) -> Reporter:
+    """A report as the source interface stores it: sealed fields (to the source too when it
+    kept a codename) and ``files`` attachments sealed to the analysts."""
+    analysts = [key.encryption for key in server.config.recipients.analysts]
+    if reporter is None:
+        secret, public = generate_keypair() if codename else (None, None)
+        source = server.store.index.create_source(
+            secrets.token_bytes(32) if codename else None, public
+        )
+        reporter = Reporter(source.id, secret, public)
+    recipients = analysts + ([reporter.public_key] if reporter.public_key else [])
+    fields = encode_document(
+        "report",
+        {
+            "category": "fraud",
+            "danger": False,
+            "description": text,
+            "links": [],
+            "platform": "",
+            "seen_on": None,
+            "identity": None,
+            "attachments": [],
+        },
+    )
+    items = [("fields", _blob(server.store, seal(fields, recipients)))]
+    for number in range(files):
+        plain = attachment_header(f"shot{number}.png", "image/png") + b"\x89PNG" + bytes(number)
+        items.append(("file", _blob(server.store, seal(plain, analysts))))
+    report = server.store.index.add_report(reporter.source_id, items)
+    reporter.reports.append(report)
+    return reporter
+
+
+# --- reply bundles -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reply:
+    report_id: str
+    source_public_key: bytes
+    text: str = "Thank you, we are looking into it."
+    id: str = field(default_factory=lambda: secrets.token_hex(16))
+
+
+def seal_reply(reply: Reply, analysts: Iterable[bytes]) -> bytes:
+    return seal(
+        encode_document("reply", {"text": reply.text}), [reply.source_public_key, *analysts]
+    )
+
+
+def reply_bundle(
+    out: Path,
+    signer: AnalystKey,
+    replies: Iterable[Reply] = (),
+    *,
+    acknowledged: Iterable[str] = (),
+    delete_reports: Iterable[str] = (),
+    analysts: Iterable[bytes] | None = None,
+    bundle_id: str | None = None,
+    envelopes: dict[str, bytes] | None = None,
+    edit_manifest: Callable[[dict[str, Any]], None] | None = None,
+) -> Path:
+    """Write a reply bundle as the workstation would: each reply sealed to its reporter and
+    the analysts, signed by ``signer``.  ``envelopes`` replaces a reply's envelope by id;
+    ``edit_manifest`` changes the manifest before it is signed."""
+    seal_to = list(analysts) if analysts is not None else [signer.public().encryption]
+    items: list[tuple[Reply, bytes]] = []
+    for reply in replies:
+        envelope = (envelopes or {}).get(reply.id) or seal_reply(reply, seal_to)
+        items.append((reply, envelope))
+    manifest: dict[str, Any] = {
+        "format": "blagh-replies",
+        "version": 1,
+        "bundle": bundle_id or secrets.token_hex(16),
+        "day": DAY,
+        "acknowledged": list(acknowledged),
+        "delete_reports": list(delete_reports),
+        "items": [
+            {"id": r.id, "report": r.report_id, "size": len(e), "sha256": sha256_hex(e)}
+            for r, e in items
+        ],
+    }
+    if edit_manifest is not None:
+        edit_manifest(manifest)
+    with out.open("wb") as file:
+        write_bundle(
+            file,
+            manifest,
+            signer.sign,
+            signer.public().verify,
+            [
+                ItemSource(r.id, len(e), sha256_hex(e), lambda e=e: io.BytesIO(e))  # type: ignore[misc]
+                for r, e in items
+            ],
+        )
+    return out
+
+
+Member = tuple[tarfile.TarInfo, bytes | None]
+
+
+def members(path: Path) -> list[Member]:
+    with tarfile.open(path, "r:") as tar:
+        found = []
+        for info in tar.getmembers():
+            file = tar.extractfile(info) if info.isreg() else None
+            found.append((info, file.read() if file else None))
+        return found
+
+
+def write_members(path: Path, entries: list[Member]) -> Path:
+    """A tar archive of exactly these members, in this order (for hostile bundles)."""
+    with (
+        path.open("wb") as file,
+        tarfile.open(fileobj=file, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        for info, data in entries:
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def all_item_ids(server: Server) -> list[str]:
+    return [item_id for (item_id,) in server.rows("SELECT id FROM items WHERE kind != 'reply'")]
