@@ -12,13 +12,27 @@ SYS_STAMP  := $(VENV)/.system-packages
 I18N_DIR   := source_interface/translations
 PO_FILES   := $(wildcard $(I18N_DIR)/*/LC_MESSAGES/messages.po)
 MO_STAMP   := $(I18N_DIR)/.compiled
+# The analysts' pages (journalist_interface/) have catalogs of their own, compiled by the same rule.
+WS_I18N_DIR := journalist_interface/translations
+WS_PO_FILES := $(wildcard $(WS_I18N_DIR)/*/LC_MESSAGES/messages.po)
+# libsodium.js for the browser, copied from node_modules at set-up (never committed): the page
+# loads it from our own origin with subresource integrity (docs/js-path.md).
+VENDOR_DIR   := source_interface/static/vendor
+VENDOR_STAMP := $(VENDOR_DIR)/.copied
+SODIUM_ESM   := node_modules/libsodium-sumo/dist/modules-sumo-esm/libsodium-sumo.mjs
+WRAPPERS_ESM := node_modules/libsodium-wrappers-sumo/dist/modules-sumo-esm/libsodium-wrappers.mjs
 # Debian packages the targets need: node/npm for the libsodium.js interop check,
 # gnupg for the benchmark's SecureDrop-like baseline, iproute2 to bring up loopback
-# inside the tests' network namespace.
-APT_PACKAGES := nodejs npm gnupg iproute2 util-linux
+# inside the tests' network namespace, chromium for the real-browser tests (Playwright drives
+# Debian's build: `playwright install` would download one), tor to publish the onion services
+# (and tor-gencert, in the same package, for the tests' private Tor network).
+APT_PACKAGES := nodejs npm gnupg iproute2 util-linux chromium tor
+# `make run TOR=offline|off|launch|attach` overrides [tor] mode (docs/onion.md).  On development
+# machines and in CI only offline and off: tor must never reach the public Tor network there.
+TOR ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint bench pytest vectors clean catalogs messages
+.PHONY: help run test test-tor lint bench pytest vectors clean catalogs messages workstation
 
 help: ## list the targets
 	@echo "Blagh — anonymous reporting platform"
@@ -39,22 +53,45 @@ $(JS_STAMP): package.json package-lock.json $(SYS_STAMP)
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-install: $(PY_STAMP) $(JS_STAMP) ## set up the virtualenv and node modules (run by the other targets)
+# The ES module builds (the smallest: no asm.js fallback) with one change: the wrapper's bare
+# import "libsodium-sumo", which a browser cannot resolve without an inline import map, becomes
+# the relative "./libsodium-sumo.mjs".  The app hashes both files at start-up for the page's SRI.
+$(VENDOR_STAMP): $(JS_STAMP)
+	@mkdir -p $(VENDOR_DIR)
+	cp $(SODIUM_ESM) $(VENDOR_DIR)/libsodium-sumo.mjs
+	sed 's|from"libsodium-sumo"|from"./libsodium-sumo.mjs"|' $(WRAPPERS_ESM) > $(VENDOR_DIR)/libsodium-wrappers.mjs
+	@grep -q 'from"./libsodium-sumo.mjs"' $(VENDOR_DIR)/libsodium-wrappers.mjs || \
+		{ echo "libsodium-wrappers.mjs: its import of libsodium-sumo was not found" >&2; exit 1; }
+	@touch $@
 
-$(MO_STAMP): $(PO_FILES) | $(PY_STAMP)
+install: $(PY_STAMP) $(JS_STAMP) $(VENDOR_STAMP) ## set up the virtualenv and node modules (run by the other targets)
+
+$(MO_STAMP): $(PO_FILES) $(WS_PO_FILES) | $(PY_STAMP)
 	$(VENV)/bin/pybabel compile --domain messages -d $(I18N_DIR)
+	$(VENV)/bin/pybabel compile --domain messages -d $(WS_I18N_DIR)
 	@touch $@
 
 catalogs: $(MO_STAMP) ## compile the translation catalogs (run by the other targets)
 
-messages: $(PY_STAMP) ## extract new strings and merge them into the catalogs (docs/translations.md)
+# $(call update_catalogs,PACKAGE,OTHER): extract PACKAGE's strings (babel.cfg names both packages;
+# OTHER's folder is skipped) and merge them into PACKAGE/translations.
+define update_catalogs
 	$(VENV)/bin/pybabel extract -F babel.cfg -k lazy_gettext -k _l --add-location=file --sort-by-file \
-		--project=Blagh --version=0.1.0 -o $(I18N_DIR)/messages.pot .
-	$(VENV)/bin/pybabel update -i $(I18N_DIR)/messages.pot -d $(I18N_DIR) -w 100
-	@rm -f $(I18N_DIR)/messages.pot
+		--ignore-dirs '.* _* node_modules $(2)' \
+		--project=Blagh --version=0.1.0 -o $(1)/translations/messages.pot .
+	$(VENV)/bin/pybabel update -i $(1)/translations/messages.pot -d $(1)/translations -w 100
+	@rm -f $(1)/translations/messages.pot
+endef
 
-run: $(PY_STAMP) $(MO_STAMP) ## start the source interface on ./data (a demonstration key is made if needed)
-	scripts/run.sh
+messages: $(PY_STAMP) ## extract new strings and merge them into the catalogs (docs/translations.md)
+	$(call update_catalogs,source_interface,journalist_interface)
+	$(call update_catalogs,journalist_interface,source_interface)
+
+run: $(PY_STAMP) $(MO_STAMP) $(VENDOR_STAMP) ## start the source interface on ./data and publish it (TOR=offline|off)
+	TOR="$(TOR)" scripts/run.sh
+
+workstation: $(PY_STAMP) $(MO_STAMP) ## start the analysts' app on a demonstration vault paired with `make run`'s key
+	scripts/workstation.sh
 
 lint: $(PY_STAMP) ## ruff, mypy (strict on crypto/), and no request data in logs
 	$(VENV)/bin/ruff check .
@@ -62,14 +99,17 @@ lint: $(PY_STAMP) ## ruff, mypy (strict on crypto/), and no request data in logs
 	$(VENV)/bin/mypy
 	$(PY) scripts/lint_logging.py
 
-test: lint $(JS_STAMP) $(MO_STAMP) ## lint, then the whole test suite, offline in a loopback-only namespace
+test: lint $(JS_STAMP) $(VENDOR_STAMP) $(MO_STAMP) ## lint, then the whole test suite, offline in a loopback-only namespace
 	scripts/offline.sh $(PY) -m pytest $(PYTEST_ARGS)
 
-bench: $(PY_STAMP) $(SYS_STAMP) $(MO_STAMP) ## throughput and cost figures, printed as a table
+test-tor: $(PY_STAMP) $(SYS_STAMP) $(VENDOR_STAMP) $(MO_STAMP) ## only the tests that run tor (a private Tor network on loopback)
+	scripts/offline.sh $(PY) -m pytest -m tor $(PYTEST_ARGS)
+
+bench: $(PY_STAMP) $(SYS_STAMP) $(VENDOR_STAMP) $(MO_STAMP) ## throughput and cost figures, printed as a table
 	scripts/offline.sh $(PY) bench/bench.py
 
 vectors: $(PY_STAMP) ## regenerate tests/vectors/ (commit the result)
 	$(PY) tests/vectors/make_vectors.py
 
 clean: ## remove the virtualenv, node modules and caches
-	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) node_modules $(VENDOR_DIR) test-artifacts .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -11,7 +11,9 @@ and a verdict line per goal:
    "sensitive" default, which is what a caller gets by forgetting to pass limits;
 
 then the source interface's own table (``bench/source_bench.py``): reports per second through
-gunicorn, a worker's memory while 1 GiB streams in, and the weight of the pages.
+gunicorn, a worker's memory while 1 GiB streams in, and the weight of the pages.  Last, the
+JavaScript path's (``bench/browser_bench.py``): sealing a 50 MB file in Chromium beside Python,
+and the bytes of JavaScript the report page downloads.
 
 Throughput is MB/s of plaintext, MB = 10^6 bytes.  Data is fed in 1 MiB pieces, as reads from a
 file or a socket would come, to sinks that discard, so only the cryptography and its glue are
@@ -658,6 +660,12 @@ def main() -> None:
     progress("source interface through gunicorn (bench/source_bench.py)")
     print()
     source_bench.main()
+
+    import browser_bench  # bench/browser_bench.py: sealing in Chromium, the page's JS weight
+
+    progress("sealing in the browser (bench/browser_bench.py)")
+    print()
+    browser_bench.main()
     print(f"\n(benchmark ran in {time.perf_counter() - started:.0f} s)")
 
 

@@ -8,8 +8,12 @@ would bury the one sentence that matters.  Usage errors follow the same rule (st
 from __future__ import annotations
 
 import errno
+import http.client
+import logging
 import os
 import shlex
+import socket
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -18,12 +22,15 @@ from typing import Any, TypeVar
 
 import click
 
+from blagh import cli_server
+from blagh.cli_workstation import workstation
 from blagh.config import MAX_RECIPIENTS, Config, read_config_file
 from blagh.datadir import DataDir
 from blagh.errors import BlaghError
 from blagh.files import write_new_file
 from crypto.errors import CryptoError, InvalidPublicKey, KeyFileError
 from crypto.keys import AnalystPublicKey, generate_analyst_key, open_key_file, seal_key_file
+from onion.errors import OnionError
 
 
 class _Failure(click.ClickException):
@@ -74,7 +81,7 @@ def _one_line_errors() -> Iterator[None]:
         raise _Failure(error.format_message()) from None
     except click.Abort:
         raise _Failure("cancelled") from None
-    except (BlaghError, CryptoError) as error:
+    except (BlaghError, CryptoError, OnionError) as error:
         raise _Failure(str(error)) from None
     except OSError as error:
         if error.errno == errno.EPIPE:
@@ -141,7 +148,8 @@ def cli() -> None:
 
     \b
     Who runs what:
-      operator, on the server:      blagh init, blagh config check, blagh serve
+      operator, on the server:      blagh init, blagh config check, blagh serve,
+                                    blagh status, blagh onion client
       analyst, on the workstation:  blagh keygen, blagh key show
     """
 
@@ -212,27 +220,255 @@ def init(data_dir: Path, analysts: Sequence[AnalystPublicKey]) -> None:
     echo("     fingerprint with them by a separate channel (in person, by phone).")
 
 
-@cli.command(short_help="Serve the reporters' web app (gunicorn).")
-@click.option(
+_DATA_DIR_OPTION = click.option(
     "--data-dir",
     required=True,
     type=click.Path(path_type=Path, file_okay=False, exists=True),
     metavar="DIR",
     help="The data directory made by `blagh init`; its config.toml is used.",
 )
+
+_TOR_MODES = ("launch", "attach", "offline", "off")
+
+
+@cli.command(short_help="Serve the reporters' web app (gunicorn) and publish it over tor.")
+@_DATA_DIR_OPTION
 @click.option("--host", metavar="HOST", help="Address to listen on (default: from the config).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port (default: from the config).")
-def serve(data_dir: Path, host: str | None, port: int | None) -> None:
-    """Serve the source interface under gunicorn, on loopback by default.
+@click.option(
+    "--tor",
+    "tor_mode",
+    type=click.Choice(_TOR_MODES),
+    help="How to publish the onion service, instead of [tor] mode: offline starts tor with its "
+    "network disabled (the address is made, nothing is published); off serves without tor.",
+)
+def serve(data_dir: Path, host: str | None, port: int | None, tor_mode: str | None) -> None:
+    """Serve the source interface under gunicorn, on loopback by default, and publish it as an
+    onion service as [tor] mode says (docs/onion.md).
 
-    tor publishes it as an onion service (see `make run`). Stop with Ctrl-C.
+    The onion address and the local address are printed once the service is created.  Stop
+    with Ctrl-C: the onion services are removed and a tor that blagh started stops too.
     """
+    from onion.service import OnionServices
     from source_interface.server import serve as run_server
 
+    directory, config = _load_data_dir(data_dir)
+    site = config.source_interface
+    host = host or site.listen_host
+    port = port or site.listen_port
+    mode = tor_mode or config.tor.mode
+    tor = config.tor
+    if mode == "attach" and tor.control_socket is None and tor.control_port is None:
+        raise BlaghError(
+            "--tor attach needs [tor] control_socket or control_port in the config: where the "
+            "running tor's control interface is"
+        )
+    _check_port_free(host, port)
+    local = f"http://{_host_port(host, port)}/"
+    if mode == "off":
+        click.echo(f"Source interface: {local}  (no onion service: tor mode off)")
+        run_server(config, host, port)
+        return
+    _log_to_stderr()
+    pickup = _host_port(host, config.pickup.listen_port) if config.pickup.enabled else None
+    services = OnionServices(
+        tor, directory, mode=mode, source_target=_host_port(host, port), pickup_target=pickup
+    )
+    status = services.start()
+    try:
+        for service in status.services:
+            name = "Onion service" if service.role == "source" else "Pickup onion service"
+            if not status.network:
+                state = "tor's network is disabled: created, not published"
+            elif service.role == "source":
+                state = f"proof-of-work defence {'on' if status.pow.enabled else 'off'}"
+            else:
+                state = f"{service.clients} authorised client(s)"
+            click.echo(f"{name}: {service.url}  ({state})")
+        click.echo(f"Source interface: {local}  (Ctrl-C stops it)", nl=True)
+        sys.stdout.flush()
+        run_server(config, host, port)
+    finally:
+        services.stop()
+
+
+@cli.command(short_help="Say whether blagh serve runs and what it publishes.")
+@_DATA_DIR_OPTION
+@click.pass_context
+def status(ctx: click.Context, data_dir: Path) -> None:
+    """Say whether `blagh serve` runs on DIR, whether the source interface answers, and the
+    state of tor and of the onion services: addresses, proof-of-work defence, pickup clients.
+
+    Exit status 0 when the server runs, 3 when it does not.
+    """
+    from onion.service import describe, read_status
+
+    directory, config = _load_data_dir(data_dir)
+    running = read_status(directory)
+    site = config.source_interface
+    host, port = site.listen_host, site.listen_port
+    source = running.service("source") if running else None
+    if source is not None:  # serve may have been given --host or --port
+        where, _, number = source.target.rpartition(":")
+        host, port = where.strip("[]"), int(number)
+    mode = running.mode if running else config.tor.mode
+    lines = [
+        ("blagh serve", f"running (process {running.pid})" if running else "not running"),
+        ("source", f"http://{_host_port(host, port)}/, {_answering(host, port)}"),
+        ("tor mode", mode),
+    ]
+    if mode != "off":
+        lines += describe(config.tor, directory, running)
+    width = max(len(label) for label, _ in lines) + 1
+    for label, text in lines:
+        click.echo(f"{label + ':':<{width}} {text}")
+    if running is None:
+        ctx.exit(3)
+
+
+@cli.group("onion")
+def onion_group() -> None:
+    """Onion services: who may reach the pickup service."""
+
+
+@onion_group.group("client")
+def onion_client() -> None:
+    """Transfer stations authorised on the pickup onion service (Tor client authorisation)."""
+
+
+@onion_client.command("add")
+@_DATA_DIR_OPTION
+@click.argument("name")
+@_path_option(
+    "--out", "Write the client's key line to this new file (mode 0600) instead of printing it."
+)
+def onion_client_add(data_dir: Path, name: str, out: Path | None) -> None:
+    """Authorise a new client NAME (e.g. station-1) on the pickup service, and give its key.
+
+    The key line is shown once (or written to --out): the server keeps only its public half.
+    A running server publishes the service again at once with the new client.
+    """
+    from onion.clients import add_client
+    from onion.keys import load_or_create_key, make_private_directory
+    from onion.service import republish_pickup
+
+    directory, config = _load_data_dir(data_dir)
+    if out is not None and os.path.lexists(out):
+        raise BlaghError(f"{out} already exists; choose another --out")
+    make_private_directory(directory.onion_dir)
+    key, _ = load_or_create_key(directory.pickup_onion_key_file)
+    made = add_client(directory.pickup_clients_file, name)
+    line = made.auth_private_line(key.address)
+    file_name = f"{made.client.name}.auth_private"
+    if out is not None:
+        write_new_file(out, (line + "\n").encode("ascii"))
+        click.echo(f"Added the client {made.client.name}; its key line is in {out} (mode 0600).")
+    else:
+        click.echo(f"Added the client {made.client.name}. Its key line, shown only this once:")
+        click.echo()
+        click.echo(line)
+        click.echo()
+    click.echo(f"On the transfer station, save it as {file_name} in the directory that tor's")
+    click.echo("ClientOnionAuthDir names (mode 0600), and reload tor. Keep it secret: it opens")
+    click.echo(f"the pickup service, http://{key.hostname}/")
+    click.echo(republish_pickup(config.tor, directory))
+    if not config.pickup.enabled:
+        click.echo("Note: [pickup] enabled is false in the config: the service is not published.")
+
+
+@onion_client.command("remove")
+@_DATA_DIR_OPTION
+@click.argument("name")
+def onion_client_remove(data_dir: Path, name: str) -> None:
+    """Revoke the client NAME: its key no longer opens the pickup service."""
+    from onion.clients import remove_client
+    from onion.service import republish_pickup
+
+    directory, config = _load_data_dir(data_dir)
+    removed = remove_client(directory.pickup_clients_file, name)
+    click.echo(f"Removed the client {removed.name}.")
+    click.echo(republish_pickup(config.tor, directory))
+
+
+@onion_client.command("list")
+@_DATA_DIR_OPTION
+def onion_client_list(data_dir: Path) -> None:
+    """List the authorised clients, with their public keys."""
+    from onion.clients import read_clients
+
+    directory, _config = _load_data_dir(data_dir)
+    clients = read_clients(directory.pickup_clients_file)
+    if not clients:
+        click.echo("No client: add one with `blagh onion client add NAME`.")
+    for client in clients:
+        click.echo(f"{client.name}  descriptor:x25519:{client.public_key}")
+
+
+def _load_data_dir(data_dir: Path) -> tuple[DataDir, Config]:
     directory = DataDir(data_dir)
     config = read_config_file(directory.config_file)
-    config = replace(config, instance=replace(config.instance, data_dir=directory.path))
-    run_server(config, host, port)
+    return directory, replace(config, instance=replace(config.instance, data_dir=directory.path))
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail early, in one line, when gunicorn could not listen (it would retry, then log)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # gunicorn sets SO_REUSEADDR too: a port in TIME_WAIT is free for it.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except socket.gaierror:
+            raise BlaghError(
+                f"{host} is not an address; check [source_interface] listen_host or --host"
+            ) from None
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise BlaghError(
+                    f"port {port} on {host} is already in use, maybe by another blagh serve; "
+                    "stop the program using it, or choose another port (--port, or "
+                    "[source_interface] listen_port)"
+                ) from None
+            if error.errno == errno.EADDRNOTAVAIL:
+                raise BlaghError(
+                    f"cannot listen on {host}: it is not an address of this machine; check "
+                    "[source_interface] listen_host or --host"
+                ) from None
+            if error.errno == errno.EACCES:
+                raise BlaghError(
+                    f"not allowed to listen on port {port}: ports below 1024 need privileges; "
+                    "use a higher port and let tor map the onion's port 80 to it"
+                ) from None
+            raise
+
+
+def _answering(host: str, port: int) -> str:
+    connection = http.client.HTTPConnection(host, port, timeout=5)
+    try:
+        connection.request("GET", "/")
+        code = connection.getresponse().status
+    except (OSError, http.client.HTTPException):
+        return "not answering"
+    finally:
+        connection.close()
+    return "answering" if code < 500 else f"answering with errors (HTTP {code})"
+
+
+def _log_to_stderr() -> None:
+    """Show what the onion package logs (INFO and up) on stderr, as gunicorn shows its own."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter(
+            "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s", "%Y-%m-%d %H:%M:%S %z"
+        )
+    )
+    logger = logging.getLogger("onion")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 @cli.command()
@@ -343,3 +579,13 @@ def _read_passphrase_file(path: Path) -> str:
     if not passphrase:
         raise BlaghError(f"{path}: the first line is empty; write the passphrase on it")
     return passphrase
+
+
+cli.add_command(cli_server.serve_pickup)
+cli.add_command(cli_server.pickup_token)
+cli.add_command(cli_server.export_bundle)
+cli.add_command(cli_server.import_replies)
+cli.add_command(cli_server.purge)
+cli.add_command(cli_server.pickup)
+cli.add_command(cli_server.deliver)
+cli.add_command(workstation)

@@ -141,6 +141,7 @@ class TorConfig:
     mode: TorMode = "launch"
     control_socket: Path | None = None
     control_port: Port | None = None
+    control_password_file: Path | None = None
     pow_defense: bool = True
     pow_queue_rate: Annotated[int, Bounds(0, 2**31 - 1)] = 250
     pow_queue_burst: Annotated[int, Bounds(1, 2**31 - 1)] = 2500
@@ -160,6 +161,16 @@ class TorConfig:
             raise ConfigError(
                 f'[tor] {key} is only used with mode = "attach" (mode is {_show(self.mode)}): '
                 'remove it, or set mode = "attach"'
+            )
+        if self.mode != "attach" and self.control_password_file is not None:
+            raise ConfigError(
+                '[tor] control_password_file is only used with mode = "attach" (mode is '
+                f'{_show(self.mode)}): remove it, or set mode = "attach"'
+            )
+        if self.pow_queue_rate and self.pow_queue_burst < self.pow_queue_rate:
+            raise ConfigError(
+                f"[tor] pow_queue_burst ({self.pow_queue_burst}) must not be below "
+                f"pow_queue_rate ({self.pow_queue_rate}): tor refuses such a queue"
             )
 
 

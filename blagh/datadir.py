@@ -37,6 +37,15 @@ SERVER_SIGNING_KEY = "server-signing.key"
 CONFIG = "config.toml"
 """The configuration ``blagh init`` writes, pointing back at this directory."""
 
+TOR_DIR = "tor"
+"""The state of the tor that ``blagh serve`` starts (``[tor] mode`` launch or offline), 0700."""
+
+ONION_DIR = "onion"
+"""Onion service keys and state (docs/onion.md), 0700, made by ``blagh serve`` when needed:
+``source.key`` and ``pickup.key`` (each service's secret key: its address), ``pickup-clients``
+(the public keys of the clients authorised on the pickup service) and ``status.json`` (what a
+running ``blagh serve`` published)."""
+
 DB_KEY_BYTES = 32
 
 
@@ -65,6 +74,30 @@ class DataDir:
     @property
     def config_file(self) -> Path:
         return self.path / CONFIG
+
+    @property
+    def tor_dir(self) -> Path:
+        return self.path / TOR_DIR
+
+    @property
+    def onion_dir(self) -> Path:
+        return self.path / ONION_DIR
+
+    @property
+    def source_onion_key_file(self) -> Path:
+        return self.onion_dir / "source.key"
+
+    @property
+    def pickup_onion_key_file(self) -> Path:
+        return self.onion_dir / "pickup.key"
+
+    @property
+    def pickup_clients_file(self) -> Path:
+        return self.onion_dir / "pickup-clients"
+
+    @property
+    def onion_status_file(self) -> Path:
+        return self.onion_dir / "status.json"
 
     def create(self, analysts: Sequence[AnalystPublicKey] = ()) -> ServerVerifyKey:
         """Make the directory (0700) and its fresh keys and config (0600); return the server's

@@ -189,6 +189,26 @@ def open_key_file(data: bytes, passphrase: str) -> AnalystKey:
     return AnalystKey(encryption_secret=plain[:KEY_BYTES], signing_seed=plain[KEY_BYTES:])
 
 
+VAULT_SALT_BYTES = 16
+"""The salt of a workstation vault's key: random, kept beside the vault (docs/keys.md)."""
+
+_VAULT_PERSON = b"blagh-vault-v1"
+
+
+def vault_key(key: AnalystKey, salt: bytes) -> bytes:
+    """Return the 32-byte SQLCipher key of an analyst's vault: keyed BLAKE2b-256 of ``salt``.
+
+    The analyst's X25519 secret keys the hash, so the passphrase that opens the key file (argon2id)
+    is what opens the vault too, with no second stretching; the random per-vault salt gives two
+    vaults of the same analyst different keys.  Raises ``ValueError`` for a salt of the wrong size.
+    """
+    if len(salt) != VAULT_SALT_BYTES:
+        raise ValueError(f"a vault salt is {VAULT_SALT_BYTES} bytes")
+    return hashlib.blake2b(
+        salt, digest_size=KEY_BYTES, key=key.encryption_secret, person=_VAULT_PERSON
+    ).digest()
+
+
 @dataclass(frozen=True)
 class ServerVerifyKey:
     """The server's Ed25519 public key, with which the workstation checks pickup bundles."""

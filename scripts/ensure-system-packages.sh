@@ -19,5 +19,19 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "Installing Debian packages: ${pkgs[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# tor: Blagh starts a tor of its own (or attaches to one the operator set up).  The Debian
+# package would start a system tor that joins the public Tor network at once, which development
+# machines and CI must never do: keep it from starting (a policy-rc.d that denies, which
+# invoke-rc.d and deb-systemd-invoke obey), and disable it.
+installing_tor=0
+for p in "${pkgs[@]}"; do [ "$p" = tor ] && installing_tor=1; done
+if [ "$installing_tor" = 1 ] && [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\n# set by Blagh while installing tor\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod 755 /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+if [ "$installing_tor" = 1 ] && command -v systemctl >/dev/null; then
+  systemctl disable --now tor.service >/dev/null 2>&1 || true
+fi

@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
 # `make run`: start Blagh on embedded defaults in ./data, with a demonstration analyst key in
 # ./demo when no data folder exists yet. The key is for trying things out only.
+# TOR=offline|off|launch|attach overrides [tor] mode: offline starts tor with its network
+# disabled (the onion address is made and printed, nothing is published), off skips tor.
+# blagh serve prints the onion address and the local URL; Ctrl-C stops gunicorn and tor.
 set -euo pipefail
 BLAGH=.venv/bin/blagh
 DATA=${DATA:-data}
 DEMO=${DEMO:-demo}
+TOR=${TOR:-}
+
+case "$TOR" in
+  ""|launch|attach|offline|off) ;;
+  *) echo "make run: TOR=$TOR is not a tor mode; use TOR=offline, TOR=off, TOR=launch or TOR=attach" >&2
+     exit 2 ;;
+esac
 
 if [ ! -d "$DATA" ]; then
   mkdir -p -m 0700 "$DEMO"
@@ -22,6 +32,4 @@ if [ ! -d "$DATA" ]; then
   echo
 fi
 
-port=$(sed -n 's/^listen_port = \([0-9]*\).*/\1/p' "$DATA/config.toml" | head -1)
-echo "Source interface: http://127.0.0.1:${port:-8080}/  (Ctrl-C stops it)"
-exec "$BLAGH" serve --data-dir "$DATA"
+exec "$BLAGH" serve --data-dir "$DATA" ${TOR:+--tor "$TOR"}

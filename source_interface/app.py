@@ -12,7 +12,8 @@ from flask import Flask
 
 from blagh.config import Config
 from blagh.datadir import DataDir
-from source_interface import i18n, security, sessions
+from source_interface import browser, i18n, security, sessions
+from source_interface.presealed import UploadFolder
 from source_interface.sealing import UploadLimits, sealing_request_class
 from source_interface.services import (
     DERIVATIONS_PER_PROCESS,
@@ -22,7 +23,7 @@ from source_interface.services import (
 from source_interface.sessions import Sessions
 from source_interface.store import Store
 from source_interface.throttle import FailureThrottle
-from source_interface.views import followup, landing, report
+from source_interface.views import followup, landing, report, uploads
 
 
 def open_store(data_dir: DataDir) -> Store:
@@ -36,6 +37,7 @@ def create_app(config: Config) -> Flask:
     store = open_store(data_dir)
     site = config.source_interface
     app = Flask(__name__)
+    wordlist = load_wordlist()
     app.request_class = sealing_request_class(
         store.blobs,
         [key.encryption for key in config.recipients.analysts],
@@ -51,15 +53,18 @@ def create_app(config: Config) -> Flask:
         analysts=tuple(key.encryption for key in config.recipients.analysts),
         instance_salt=data_dir.read_instance_salt(),
         login_hash_key=data_dir.read_login_hash_key(),
-        wordlist=load_wordlist(),
+        wordlist=wordlist,
         derivation_slots=threading.BoundedSemaphore(DERIVATIONS_PER_PROCESS),
         login_failures=FailureThrottle(),
     )
     i18n.init_app(app, config)
     security.init_app(app, config)
     sessions.init_app(app)
+    browser.init_app(app, wordlist)
+    app.extensions["blagh_uploads"] = UploadFolder(store.blobs.root.parent / "uploads")
 
     app.register_blueprint(landing.bp)
     app.register_blueprint(report.bp)
     app.register_blueprint(followup.bp)
+    app.register_blueprint(uploads.bp)
     return app

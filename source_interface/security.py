@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import Flask, Response, render_template
+from flask import Flask, Response, g, render_template
 from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException
 
@@ -30,6 +30,14 @@ CONTENT_SECURITY_POLICY = "; ".join(
     )
 )
 """Only our own style sheet and images; no script, font, frame or connection at all."""
+
+SCRIPT_PAGE_POLICY = (
+    f"{CONTENT_SECURITY_POLICY}; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'"
+)
+"""For the pages that seal in the browser (source_interface.browser), and only those: scripts
+from this origin (each checked against its integrity hash by the page), WebAssembly compiled by
+them (libsodium.js), and requests back to this origin (chunked uploads, sealed items).  Still no
+inline script, ``eval``, worker, frame or third party."""
 
 PERMISSIONS_POLICY = ", ".join(
     f"{feature}=()"
@@ -66,6 +74,11 @@ HEADERS = {
 """Set on every response, replacing what a view or Flask put there (``Cache-Control`` above all)."""
 
 
+def allow_scripts() -> None:
+    """Give this request's response :data:`SCRIPT_PAGE_POLICY` instead of the script-free one."""
+    g.blagh_allows_scripts = True
+
+
 class ReporterError(HTTPException):
     """An error whose page says something more precise than the status code's generic message.
 
@@ -99,6 +112,8 @@ def init_app(app: Flask, config: Config) -> None:
     @app.after_request
     def set_security_headers(response: Response) -> Response:
         response.headers.update(HEADERS)
+        if g.get("blagh_allows_scripts"):
+            response.headers["Content-Security-Policy"] = SCRIPT_PAGE_POLICY
         # Says which software, and which version, to attack.  (The WSGI server may add its own.)
         response.headers.pop("Server", None)
         return response

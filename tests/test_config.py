@@ -180,7 +180,10 @@ def test_rendered_config_round_trips_any_path(
 
 # --- one message per mistake --------------------------------------------------------------------
 
-KNOWN_TOR = "mode, control_socket, control_port, pow_defense, pow_queue_rate, pow_queue_burst"
+KNOWN_TOR = (
+    "mode, control_socket, control_port, control_password_file, pow_defense, pow_queue_rate, "
+    "pow_queue_burst"
+)
 
 
 @pytest.mark.parametrize(

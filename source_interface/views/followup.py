@@ -29,6 +29,7 @@ from source_interface.submissions import (
     seal_document,
     uploaded_files,
 )
+from source_interface.views import sealed
 
 bp = Blueprint("followup", __name__)
 
@@ -41,6 +42,8 @@ class Entry:
     day: str
     text: str
     attachments: tuple[str, ...]
+    item: str = ""
+    """The item's id when the browser holds the key and opens it in the page instead."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class ReportView:
     danger: bool
     entries: tuple[Entry, ...]
     file_count: int
+    fields_item: str = ""
+    """The fields' item id when the browser opens them (category and danger are then blank)."""
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -58,6 +63,8 @@ def login() -> ResponseReturnValue:
     svc = services()
     if request.method == "GET":
         return make_response(render_template("followup/login.html", error=None))
+    if sealed.is_sealed_login(request.form):
+        return sealed.login()  # the codename stayed in the browser (the JavaScript path)
     typed = request.form.get("codename", "")
     error = _login_error(svc, typed)
     if error is None:
@@ -132,6 +139,7 @@ def _home_page(
         kept_files=kept or [],
         saved=request.args.get("saved") == "1",
         limits=svc.config.source_interface,
+        page_keys=sealed.page_keys(svc, session),
     )
     return make_response(page, status)
 
@@ -145,6 +153,8 @@ def _open(item: Item, session: SourceSession, kind: str) -> dict[str, Any] | Non
 
 
 def _view(report: Report, session: SourceSession) -> ReportView:
+    if session.secret_key == sealed.BROWSER_HELD_KEY:
+        return _sealed_view(report)
     fields: dict[str, Any] = {}
     entries = []
     for item in report.items:
@@ -171,11 +181,31 @@ def _view(report: Report, session: SourceSession) -> ReportView:
     )
 
 
+def _sealed_view(report: Report) -> ReportView:
+    """The report as the page will open it, with the key the browser holds."""
+    fields = [item.id for item in report.items if item.kind == "fields"]
+    return ReportView(
+        id=report.id,
+        day=report.day,
+        category="",
+        danger=False,
+        entries=tuple(
+            Entry(item.kind, item.day, "", (), item.id)
+            for item in report.items
+            if item.kind in ("message", "reply")
+        ),
+        file_count=sum(1 for item in report.items if item.kind == "file"),
+        fields_item=fields[0] if fields else "",
+    )
+
+
 @bp.post("/followup/<report_id>/message")
 def add_message(report_id: str) -> ResponseReturnValue:
     session = _session_or_login()
     if isinstance(session, Response):
         return session
+    if sealed.is_sealed_message(request.form):
+        return sealed.add_message(report_id, session)  # sealed in the browser
     svc = services()
     text, errors = read_message(request.form)
     uploads = uploaded_files(request.sealed_uploads)  # type: ignore[attr-defined]

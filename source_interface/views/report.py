@@ -1,6 +1,5 @@
 """New reports, and the codename a reporter keeps to come back (the no-JavaScript path)."""
 
-import contextlib
 import unicodedata
 
 from flask import Blueprint, make_response, redirect, render_template, request, url_for
@@ -14,12 +13,14 @@ from source_interface.categories import CATEGORIES
 from source_interface.forms import ReportForm
 from source_interface.services import services
 from source_interface.sessions import form_token_valid
+from source_interface.store.index import NewSource, new_id
 from source_interface.submissions import (
     draft_files,
     keep_as_draft,
     seal_document,
     uploaded_files,
 )
+from source_interface.views import sealed
 
 bp = Blueprint("report", __name__, url_prefix="/report")
 
@@ -43,6 +44,8 @@ def new() -> ResponseReturnValue:
 
 @bp.post("")
 def submit() -> ResponseReturnValue:
+    if sealed.is_sealed_report(request.form):
+        return sealed.submit_report()  # sealed in the browser (the JavaScript path)
     svc = services()
     report = ReportForm.read(request.form)
     uploads = uploaded_files(request.sealed_uploads)  # type: ignore[attr-defined]
@@ -66,37 +69,33 @@ def submit() -> ResponseReturnValue:
 
     source_keys = None
     secret_codename = None
+    new_source = NewSource(None, None)
     if report.keep_codename:
         secret_codename = codename.generate(svc.wordlist)
         with svc.derivation():
             source_keys = codename.derive(secret_codename, svc.instance_salt)
-        source = svc.store.index.create_source(
+        new_source = NewSource(
             login_verifier(source_keys.login_secret, svc.login_hash_key), source_keys.public_key
         )
-    else:
-        source = svc.store.index.create_source(None, None)
-
-    try:
-        files = kept + [upload.commit() for upload in uploads]
-        recipients = list(svc.analysts)
-        if source_keys is not None:
-            recipients.append(source_keys.public_key)
-        attachments = kept_names + [upload.filename for upload in uploads]
-        fields = seal_document(svc, recipients, "report", report.document(attachments))
-        svc.store.index.add_report(
-            source.id, [("fields", fields)] + [("file", ref) for ref in files], draft=draft_hash
-        )
-    except BaseException:
-        # Nothing half-stored: no source without its report.  The blobs committed above are
-        # referenced by no row, and go with the next sweep; a draft's files stay in the draft.
-        with contextlib.suppress(Exception):
-            svc.store.delete_source(source.id)
-        raise
+    # Blobs committed here and not recorded below (a failure, a crash) are referenced by no
+    # row: the next sweep removes them.  Source, report and items are one transaction.
+    files = kept + [upload.commit() for upload in uploads]
+    recipients = list(svc.analysts)
+    if source_keys is not None:
+        recipients.append(source_keys.public_key)
+    attachments = kept_names + [upload.filename for upload in uploads]
+    fields = seal_document(svc, recipients, "report", report.document(attachments))
+    stored = svc.store.index.add_report(
+        new_id(),
+        [("fields", fields)] + [("file", ref) for ref in files],
+        draft=draft_hash,
+        new_source=new_source,
+    )
     svc.store.expire_drafts()
     if source_keys is None:
         return redirect(url_for("report.received"), 303)
     response = redirect(url_for("report.codename_check"), 303)
-    svc.sessions.start(request, response, source.id, source_keys.secret_key, secret_codename)
+    svc.sessions.start(request, response, stored.source_id, source_keys.secret_key, secret_codename)
     return response
 
 

@@ -1,0 +1,230 @@
+"""``blagh workstation``: the analyst's vault, pickup imports, reply bundles and review app.
+
+Run on the analyst's isolated workstation.  Each command that opens the vault asks for the
+analyst's passphrase (or reads it from ``--passphrase-file``); failures end in the one line
+every ``blagh`` command prints, since :mod:`blagh.cli` runs this group.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import sys
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import click
+
+from blagh.errors import BlaghError
+from crypto.errors import InvalidPublicKey
+from crypto.keys import ServerVerifyKey
+
+_FROM_FILE_HELP = "Read the passphrase from the first line of this file instead of asking for it."
+
+_vault_option = click.option(
+    "--vault",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    metavar="DIR",
+    help="The vault folder made by `blagh workstation init`.",
+)
+_passphrase_option = click.option(
+    "--passphrase-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE",
+    help=_FROM_FILE_HELP,
+)
+
+
+class _ServerLine(click.ParamType[ServerVerifyKey, str]):
+    name = "line"
+
+    def convert(
+        self, value: str, param: click.Parameter | None, ctx: click.Context | None
+    ) -> ServerVerifyKey:
+        try:
+            return ServerVerifyKey.from_line(value)
+        except InvalidPublicKey as error:
+            self.fail(f"{error}; copy the whole line that `blagh init` printed", param, ctx)
+
+
+@click.group("workstation")
+def workstation() -> None:
+    """The analyst's workstation, offline: vault, imports, replies, review app.
+
+    \b
+    Once:        blagh workstation init --vault DIR --key-file F --server-key LINE
+    Each round:  blagh workstation import --vault DIR PICKUP-BUNDLE
+                 blagh workstation serve --vault DIR    (read, triage, reply)
+                 blagh workstation replies --vault DIR --out FILE
+    """
+
+
+@workstation.command("init", short_help="Create a vault for an analyst key.")
+@_vault_option
+@click.option(
+    "--key-file",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    metavar="FILE",
+    help="The analyst key file that `blagh keygen` wrote; it is copied into the vault.",
+)
+@click.option(
+    "--server-key",
+    required=True,
+    type=_ServerLine(),
+    metavar="LINE",
+    help="The server's public key line, as `blagh init` printed it: pickup bundles must be "
+    "signed by it.",
+)
+@_passphrase_option
+def init(
+    vault: Path, key_file: Path, server_key: ServerVerifyKey, passphrase_file: Path | None
+) -> None:
+    """Create the vault DIR (mode 0700): a copy of the analyst key file, and an encrypted
+    database that the key's passphrase opens, with the server's public key pinned in it.
+
+    An existing DIR must be empty.
+    """
+    from journalist_interface.vault import create_vault
+
+    analyst = create_vault(vault, key_file, server_key, _passphrase(passphrase_file))
+    click.echo(f"Created the vault {vault} (mode 0700).")
+    click.echo(f"Analyst key fingerprint: {analyst.fingerprint()}")
+    click.echo(f"Pinned server key fingerprint: {server_key.fingerprint()}")
+    click.echo()
+    click.echo("Compare the server key's fingerprint with the operator by a separate channel (in")
+    click.echo("person, by phone): only bundles it signed will be imported.")
+
+
+@workstation.command("import", short_help="Verify a pickup bundle and decrypt it into the vault.")
+@_vault_option
+@_passphrase_option
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+def import_command(vault: Path, passphrase_file: Path | None, file: Path) -> None:
+    """Verify the pickup bundle FILE whole (the pinned server key's signature, every item's
+    hash), then decrypt what is new into the vault.
+
+    A bundle that fails any check is refused whole and the vault is left unchanged.  Importing
+    the same bundle twice changes nothing.
+    """
+    from journalist_interface.importer import import_bundle
+    from journalist_interface.vault import Vault
+
+    with Vault.open(vault, _passphrase(passphrase_file)) as opened:
+        click.echo(f"Verifying {file}…", err=True)
+        with _ProgressBar() as bar:
+            result = import_bundle(opened, file, on_start=bar.start, on_progress=bar.advance)
+    click.echo(
+        f"Imported {file}: {result.new_items} new item(s) of {result.items}, "
+        f"{result.new_reports} new report(s)."
+    )
+    if result.unreadable:
+        click.echo(
+            f"{result.unreadable} item(s) could not be opened with this analyst's key (sealed to "
+            "other keys, or malformed); they are recorded and will be acknowledged."
+        )
+
+
+@workstation.command("replies", short_help="Write a signed reply bundle to carry to the server.")
+@_vault_option
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE",
+    help="The reply bundle to create; never overwritten.",
+)
+@_passphrase_option
+def replies(vault: Path, out: Path, passphrase_file: Path | None) -> None:
+    """Write a reply bundle to FILE: the replies not yet sent, acknowledgements of everything
+    imported since the last bundle, and the deletions asked for, signed with the analyst's key.
+    What it carries is then marked sent.
+    """
+    from journalist_interface.replies import make_reply_bundle
+    from journalist_interface.vault import Vault
+
+    with Vault.open(vault, _passphrase(passphrase_file)) as opened:
+        try:
+            made = make_reply_bundle(opened, out)
+        except FileExistsError:
+            raise BlaghError(f"{out} already exists; choose another --out") from None
+    click.echo(
+        f"Wrote {out}: {made.replies} reply(ies), {made.acknowledged} acknowledgement(s), "
+        f"{made.deletions} deletion request(s)."
+    )
+    click.echo("Carry it to the server, where `blagh import-replies` applies it.")
+
+
+@workstation.command("serve", short_help="Serve the review app on 127.0.0.1.")
+@_vault_option
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=8090, show_default=True, help="Port."
+)
+def serve(vault: Path, port: int) -> None:
+    """Serve the analysts' review app on http://127.0.0.1:PORT/ (waitress).  Log in with the
+    analyst's passphrase; the vault stays locked until then.  Stop with Ctrl-C.
+    """
+    from journalist_interface.config import LOOPBACK, WorkstationConfig
+    from journalist_interface.server import serve as run_server
+    from journalist_interface.vault import VaultPaths, check_is_vault
+
+    check_is_vault(VaultPaths(vault))
+    _check_port_free(LOOPBACK, port)
+    click.echo(f"Analyst workstation: http://{LOOPBACK}:{port}/  (Ctrl-C stops it)")
+    sys.stdout.flush()
+    run_server(WorkstationConfig(vault=vault.absolute(), port=port))
+
+
+def _passphrase(file: Path | None) -> str:
+    if file is not None:
+        from blagh.cli import _read_passphrase_file
+
+        return _read_passphrase_file(file)
+    passphrase: str = click.prompt("Passphrase", hide_input=True, err=True)
+    return passphrase
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise BlaghError(
+                    f"port {port} on {host} is already in use; stop the program using it, or "
+                    "choose another --port"
+                ) from None
+            raise
+
+
+class _ProgressBar:
+    """A progress bar on stderr for an import, started once the total is known."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+
+    def start(self, total: int) -> None:
+        if total > 0:
+            self._bar = click.progressbar(
+                length=total, label="Decrypting", file=sys.stderr, show_percent=True
+            )
+            self._bar.__enter__()
+
+    def advance(self, done: int) -> None:
+        if self._bar is not None:
+            self._bar.update(done)
+
+    def __enter__(self) -> _ProgressBar:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(kind, error, trace)

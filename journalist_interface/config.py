@@ -1,0 +1,38 @@
+"""The workstation app's settings: a frozen dataclass built by the CLI (or a test), never a file.
+
+The app listens on the loopback address only: the workstation is isolated, and the review app
+shows decrypted reports to whoever can reach it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+DEFAULT_PORT = 8090
+LANGUAGES = ("en", "fr", "ar")
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkstationConfig:
+    """Where the vault is, where the app listens, and the limits it keeps."""
+
+    vault: Path
+    host: str = LOOPBACK
+    port: int = DEFAULT_PORT
+    default_language: str = "en"
+    idle_minutes: int = 30
+    """A session unused this long ends; when the last one ends the vault is locked again."""
+    max_import_mb: int = 16 * 1024
+    """The largest pickup bundle the import form accepts."""
+
+    def __post_init__(self) -> None:
+        if self.host != LOOPBACK:
+            raise ValueError(f"the workstation app listens on {LOOPBACK} only")
+        if not 1 <= self.port <= 65535:
+            raise ValueError("the port must be between 1 and 65535")
+        if self.default_language not in LANGUAGES:
+            raise ValueError(f"the language must be one of {', '.join(LANGUAGES)}")
+        if self.idle_minutes < 1 or self.max_import_mb < 1:
+            raise ValueError("idle_minutes and max_import_mb must be positive")

@@ -1,0 +1,739 @@
+// Blagh's reporter pages with JavaScript: the same forms, sealed in the browser.
+//
+// Every page works without this script (Tor Browser's Safest level): the server then seals what
+// it receives as it arrives. When this script runs and WebAssembly is there, it takes over the
+// forms so that the server receives envelopes only (docs/js-path.md):
+//
+//   report     the fields are sealed to the analysts (and to the source's own key when a
+//              codename is kept: the codename is made and its keys derived here, and only the
+//              public key and the login secret are sent); each file is sealed to the analysts
+//              and uploaded in pieces that survive a dropped circuit;
+//   login      the codename is checked and derived here; only the login secret is sent;
+//   followup   the source's reports and the analysts' replies are opened here, with the key
+//              kept in this tab (sessionStorage); messages and files are sealed here;
+//   forget     after deleting everything: the key kept in this tab is dropped.
+//
+// If anything is missing (WebAssembly, a module whose integrity hash does not match), the
+// script stops before touching the page and the no-JavaScript path stays as it was; the
+// page says which protection applies. Nothing here is minified: read it.
+
+const script = document.getElementById("blagh-script");
+const KEY_STORAGE = "blagh.source-key";
+
+// The outcome is also set on <html data-blagh="sealing|server">, for styles and tests.
+main().then(
+  (outcome) => {
+    document.documentElement.dataset.blagh = outcome;
+  },
+  (error) => {
+    // Whatever failed, the page is still the plain form, which works: leave it be.
+    document.documentElement.dataset.blagh = "server";
+    console.warn("blagh: staying on the no-JavaScript path:", error);
+  },
+);
+
+async function main() {
+  const page = script.dataset.page;
+  if (page === "forget") {
+    forgetKey();
+    return "server";
+  }
+  const protection = document.getElementById("protection");
+  if (typeof WebAssembly !== "object" || typeof WebAssembly.instantiate !== "function") {
+    if (protection) protection.textContent = protection.dataset.noWasm;
+    return "server";
+  }
+  if (!browserHasTheRest()) return "server";
+  await preload(JSON.parse(script.dataset.modules));
+  const sealing = await import("./sealing.mjs");
+  const uploads = await import("./uploads.mjs");
+  await sealing.ready();
+  const context = {
+    sealing,
+    uploads,
+    analysts: script.dataset.analysts.split(",").map((key) => sealing.fromBase64(key)),
+    salt: script.dataset.salt,
+  };
+  if (page === "report") enhanceReport(context);
+  else if (page === "login") enhanceLogin(context);
+  else if (page === "followup") await enhanceFollowup(context);
+  if (protection) protection.textContent = protection.dataset.browser;
+  return "sealing";
+}
+
+function browserHasTheRest() {
+  return (
+    typeof fetch === "function" &&
+    typeof FormData === "function" &&
+    typeof TextEncoder === "function" &&
+    typeof crypto === "object" &&
+    typeof crypto.getRandomValues === "function" &&
+    typeof Blob.prototype.arrayBuffer === "function"
+  );
+}
+
+/**
+ * Fetch our other modules and libsodium.js, each checked against the hash the page gives
+ * (subresource integrity): a module whose bytes differ is refused, and the import fails.
+ */
+function preload(modules) {
+  const loads = Object.entries(modules).map(
+    ([href, integrity]) =>
+      new Promise((resolve, reject) => {
+        const link = document.createElement("link");
+        link.rel = "modulepreload";
+        link.href = href;
+        link.integrity = integrity;
+        link.addEventListener("load", resolve);
+        link.addEventListener("error", () => reject(new Error(`could not load ${href}`)));
+        document.head.append(link);
+      }),
+  );
+  return Promise.all(loads);
+}
+
+// --- Small helpers ---------------------------------------------------------------------------
+
+function texts(id) {
+  const element = document.getElementById(id);
+  return element ? element.dataset : {};
+}
+
+function formToken() {
+  const field = document.querySelector('input[name="form_token"]');
+  return field ? field.value : "";
+}
+
+function setFormToken(token) {
+  if (typeof token !== "string" || token.length === 0) return;
+  for (const field of document.querySelectorAll('input[name="form_token"]')) field.value = token;
+}
+
+/** Let the browser paint (a status line) before a long synchronous step (argon2id). */
+function nextPaint() {
+  return new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
+}
+
+function codePoints(text) {
+  return Array.from(text).length;
+}
+
+/** POST a FormData, answer in JSON ({next} or {error}); a failure of any kind is {error: failed}. */
+async function post(url, body, failed) {
+  let response;
+  try {
+    response = await fetch(url, { method: "POST", body, credentials: "same-origin" });
+  } catch {
+    return { error: failed };
+  }
+  if (!(response.headers.get("Content-Type") || "").startsWith("application/json")) {
+    return { error: failed };
+  }
+  const answer = await response.json();
+  setFormToken(answer.form_token);
+  if (!response.ok || typeof answer.next !== "string") return { error: answer.error || failed };
+  return answer;
+}
+
+let wordListPromise = null;
+
+/** The codename word list, fetched once and only when needed, its integrity checked. */
+function wordList() {
+  if (wordListPromise === null) {
+    wordListPromise = fetch(script.dataset.wordlist, {
+      integrity: script.dataset.wordlistIntegrity,
+      credentials: "same-origin",
+    })
+      .then((response) => {
+        if (!response.ok) throw new Error("no word list");
+        return response.text();
+      })
+      .then((text) => text.split("\n").filter((word) => word.length > 0));
+    wordListPromise.catch(() => {
+      wordListPromise = null;
+    });
+  }
+  return wordListPromise;
+}
+
+// The source's secret key, kept in this tab only (sessionStorage: gone when the tab closes).
+function storeKey(sealing, secretKey) {
+  try {
+    sessionStorage.setItem(KEY_STORAGE, sealing.toBase64(secretKey));
+  } catch {
+    // no storage here: the follow-up page will ask for the codename again
+  }
+}
+
+function loadKey(sealing) {
+  try {
+    const stored = sessionStorage.getItem(KEY_STORAGE);
+    return stored ? sealing.fromBase64(stored) : null;
+  } catch {
+    return null;
+  }
+}
+
+function forgetKey() {
+  try {
+    sessionStorage.removeItem(KEY_STORAGE);
+  } catch {
+    // nothing was kept
+  }
+}
+
+/** A progress area: one line of text (announced politely) and a bar. */
+class Progress {
+  constructor(area) {
+    this.area = area;
+    this.line = document.createElement("p");
+    this.line.setAttribute("role", "status");
+    this.bar = document.createElement("progress");
+    this.bar.style.width = "100%";
+    this.bar.hidden = true;
+    area.replaceChildren(this.line, this.bar);
+  }
+
+  say(text) {
+    this.area.hidden = false;
+    this.bar.hidden = true;
+    this.line.textContent = text;
+  }
+
+  file(text, sent, total) {
+    this.area.hidden = false;
+    if (this.line.textContent !== text) this.line.textContent = text;
+    this.bar.hidden = false;
+    this.bar.max = total;
+    this.bar.value = sent;
+    this.bar.setAttribute("aria-label", text);
+  }
+
+  hide() {
+    this.area.hidden = true;
+  }
+}
+
+/** Errors shown by the script, removed before the next attempt. */
+class ErrorMarks {
+  constructor() {
+    this.marks = [];
+  }
+
+  clear() {
+    for (const undo of this.marks) undo();
+    this.marks = [];
+  }
+
+  /** An error message before `anchor` (inside `parent` if given), tied to `field`. */
+  field(field, anchor, message, id) {
+    const p = document.createElement("p");
+    p.className = "error";
+    p.id = id;
+    p.textContent = message;
+    anchor.before(p);
+    const before = field ? [field.getAttribute("aria-invalid"), field.getAttribute("aria-describedby")] : null;
+    if (field) {
+      field.setAttribute("aria-invalid", "true");
+      field.setAttribute("aria-describedby", id);
+    }
+    this.marks.push(() => {
+      p.remove();
+      if (field) {
+        restoreAttribute(field, "aria-invalid", before[0]);
+        restoreAttribute(field, "aria-describedby", before[1]);
+      }
+    });
+    return p;
+  }
+
+  /** An alert at the top of a form. */
+  alert(form, message) {
+    const box = document.createElement("div");
+    box.className = "error";
+    box.setAttribute("role", "alert");
+    const p = document.createElement("p");
+    p.textContent = message;
+    box.append(p);
+    form.before(box);
+    this.marks.push(() => box.remove());
+    return box;
+  }
+}
+
+function restoreAttribute(element, name, value) {
+  if (value === null) element.removeAttribute(name);
+  else element.setAttribute(name, value);
+}
+
+function setBusy(form, busy) {
+  for (const button of form.querySelectorAll("button")) button.disabled = busy;
+  form.setAttribute("aria-busy", busy ? "true" : "false");
+}
+
+/** Upload each file (sealed to the analysts); the ids, in order. Reuses what a failed try sent. */
+async function uploadAll(context, files, progress, text, done) {
+  const ids = [];
+  for (const file of files) {
+    if (!done.has(file)) {
+      const label = text.sendingFile.replace("{name}", file.name);
+      progress.file(label, 0, 1);
+      const id = await context.uploads.uploadFile(file, context.analysts, {
+        formToken,
+        onProgress: (sent, total) => progress.file(label, sent, total),
+        onRetry: () => progress.say(text.retrying),
+      });
+      done.set(file, id);
+    }
+    ids.push(done.get(file));
+  }
+  return ids;
+}
+
+// --- The report form -------------------------------------------------------------------------
+
+const LOCAL_DIGITS = "٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹";
+const PHONE_CHARACTERS = new Set("0123456789+-(). /");
+const LINE_BREAKS = /\r\n|[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]/; // Python's str.splitlines()
+
+function enhanceReport(context) {
+  const form = document.getElementById("report-form");
+  const text = texts("blagh-text");
+  const progress = new Progress(document.getElementById("progress"));
+  const marks = new ErrorMarks();
+  const uploaded = new Map(); // File -> upload id, kept across attempts
+  let busy = false;
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (busy) return;
+    busy = true;
+    setBusy(form, true);
+    sendReport(context, form, text, progress, marks, uploaded)
+      .catch((error) => {
+        console.warn("blagh:", error);
+        progress.hide();
+        marks.alert(form, text.failed);
+      })
+      .finally(() => {
+        busy = false;
+        setBusy(form, false);
+      });
+  });
+}
+
+function readReport(form) {
+  const value = (name) => (form.elements[name] ? form.elements[name].value.trim() : "");
+  const phone = Array.from(value("phone"), (c) => {
+    const at = LOCAL_DIGITS.indexOf(c);
+    return at < 0 ? c : String(at % 10);
+  }).join("");
+  const identity = { name: value("name"), phone, email: value("email") };
+  const files = Array.from(form.elements.files.files);
+  const kept = Array.from(form.querySelectorAll('input[name="kept_file"]'), (input) => input.value);
+  return {
+    category: value("category"),
+    danger: form.elements.danger.checked,
+    description: value("description"),
+    links: value("links")
+      .split(LINE_BREAKS)
+      .map((line) => line.trim())
+      .filter((line) => line.length > 0),
+    platform: value("platform"),
+    seenOn: value("seen_on"),
+    identity,
+    files,
+    kept,
+    keepCodename: form.elements.keep_codename.value !== "no",
+    categories: Array.from(form.querySelectorAll('input[name="category"]'), (input) => input.value),
+  };
+}
+
+/** The same checks as the server's (source_interface/forms.py), with its messages. */
+function checkReport(report, text) {
+  const errors = new Map();
+  if (!report.categories.includes(report.category)) errors.set("category", text.category);
+  if (report.description.length === 0) errors.set("description", text.description);
+  if (report.links.length > 50 || report.links.some((link) => codePoints(link) > 2048)) {
+    errors.set("links", text.links);
+  }
+  if (codePoints(report.platform) > 200) errors.set("platform", text.platform);
+  if (report.seenOn) {
+    const day = parseDay(report.seenOn);
+    if (day === null) errors.set("seen_on", text.seenOn);
+    else if (day > Date.now() + 86400000) errors.set("seen_on", text.seenOnFuture);
+  }
+  const { name, phone, email } = report.identity;
+  if (codePoints(name) > 200) errors.set("name", text.name);
+  if (phone && (codePoints(phone) > 40 || Array.from(phone).some((c) => !PHONE_CHARACTERS.has(c)))) {
+    errors.set("phone", text.phone);
+  }
+  if (email && (codePoints(email) > 254 || !trimAt(email).includes("@") || email.includes(" "))) {
+    errors.set("email", text.email);
+  }
+  checkFiles(report.files, report.kept.length, text, errors);
+  return errors;
+}
+
+function checkFiles(files, keptCount, text, errors) {
+  if (files.length + keptCount > Number(text.maxFiles)) errors.set("files", text.files);
+  else if (files.reduce((sum, file) => sum + file.size, 0) > Number(text.maxBytes)) {
+    errors.set("files", text.tooLarge);
+  }
+}
+
+function trimAt(text) {
+  return text.replace(/^@+|@+$/g, "");
+}
+
+/** Midnight UTC of a YYYY-MM-DD day, or null if it is not a real day. */
+function parseDay(text) {
+  const match = /^(\d{4})-(\d{2})-(\d{2})$/.exec(text);
+  if (!match) return null;
+  const [year, month, day] = match.slice(1).map(Number);
+  const time = Date.UTC(year, month - 1, day);
+  const date = new Date(time);
+  if (date.getUTCFullYear() !== year || date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day) {
+    return null;
+  }
+  return time;
+}
+
+function showReportErrors(form, errors, text, marks) {
+  marks.alert(form, text.correctBelow);
+  let first = null;
+  for (const [name, message] of errors) {
+    let field;
+    let anchor;
+    if (name === "category") {
+      const fieldset = form.querySelector('input[name="category"]').closest("fieldset");
+      anchor = fieldset.querySelector("legend").nextElementSibling;
+      field = null;
+      first = first || fieldset.querySelector('input[name="category"]');
+    } else {
+      field = document.getElementById(name);
+      anchor = field;
+      first = first || field;
+    }
+    marks.field(field, anchor, message, `${name}-error`);
+  }
+  if (first) first.focus();
+}
+
+async function sendReport(context, form, text, progress, marks, uploaded) {
+  const { sealing } = context;
+  marks.clear();
+  const report = readReport(form);
+  const errors = checkReport(report, text);
+  if (errors.size > 0) {
+    showReportErrors(form, errors, text, marks);
+    return;
+  }
+  let codename = null;
+  let keys = null;
+  if (report.keepCodename) {
+    progress.say(text.makingCodename);
+    await nextPaint();
+    codename = sealing.generateCodename(await wordList());
+    keys = sealing.deriveSourceKeys(codename, context.salt);
+  }
+  const uploadIds = await uploadAll(context, report.files, progress, text, uploaded);
+
+  progress.say(text.sendingReport);
+  const fields = {
+    category: report.category,
+    danger: report.danger,
+    description: report.description,
+    links: report.links,
+    platform: report.platform,
+    seen_on: report.seenOn || null,
+    identity: Object.values(report.identity).some((v) => v) ? report.identity : null,
+    attachments: [...report.kept, ...report.files.map((file) => sealing.attachmentName(file.name))],
+  };
+  const recipients = keys ? [...context.analysts, keys.publicKey] : context.analysts;
+  const body = new FormData();
+  body.append("form_token", formToken());
+  body.append("sealed_fields", sealing.toBase64(sealing.sealBytes(sealing.encodeDocument("report", fields), recipients)));
+  for (const id of uploadIds) body.append("upload", id);
+  if (form.elements.draft) body.append("draft", form.elements.draft.value);
+  if (keys) {
+    body.append("source_key", sealing.toBase64(keys.publicKey));
+    body.append("login_secret", sealing.toBase64(keys.loginSecret));
+  }
+  const answer = await post(form.action, body, text.failed);
+  if (answer.error) {
+    progress.hide();
+    marks.alert(form, answer.error);
+    return;
+  }
+  uploaded.clear();
+  if (keys) showCodename(context, codename, keys, answer.next, text);
+  else location.assign(answer.next);
+}
+
+/** The codename, shown once, typed back to show it was written down; then the follow-up page. */
+function showCodename(context, codename, keys, next, text) {
+  const panel = document.getElementById("js-codename");
+  const main = document.getElementById("main");
+  for (const child of main.children) if (child !== panel && child !== script) child.hidden = true;
+  panel.hidden = false;
+  document.getElementById("js-codename-words").textContent = codename;
+  panel.querySelector("h1").focus();
+  const words = codename.split(" ");
+  const check = document.getElementById("js-codename-check");
+  const typed = document.getElementById("js-codename-typed");
+  const error = document.getElementById("js-codename-error");
+  check.addEventListener("submit", (event) => {
+    event.preventDefault();
+    let given;
+    try {
+      given = context.sealing.codenameWords(typed.value);
+    } catch {
+      given = [];
+    }
+    const wrong = [];
+    words.forEach((word, i) => {
+      if (given[i] !== word) wrong.push(i + 1);
+    });
+    for (let i = words.length; i < given.length; i++) wrong.push(i + 1);
+    if (wrong.length > 0) {
+      error.textContent = text.mismatch.replace("{positions}", wrong.join(", "));
+      error.hidden = false;
+      typed.setAttribute("aria-invalid", "true");
+      typed.setAttribute("aria-describedby", error.id);
+      typed.focus();
+      return;
+    }
+    storeKey(context.sealing, keys.secretKey);
+    location.assign(next);
+  });
+}
+
+// --- Codename checks (login, unlocking the follow-up page) -----------------------------------
+
+/** Check and derive a typed codename here; {keys} or {error} (a message for the reporter). */
+async function deriveTyped(context, typed, text, progress) {
+  let normalised;
+  try {
+    normalised = context.sealing.checkCodename(typed, new Set(await wordList()));
+  } catch (error) {
+    if (!(error instanceof context.sealing.CodenameError)) throw error;
+    if (error.reason === "too-long") return { error: text.tooLong };
+    if (error.reason === "unknown-words") {
+      return { error: text.unknownWords.replace("{words}", error.words.slice(0, 7).join(", ")) };
+    }
+    return { error: text.wordCount };
+  }
+  progress.say(text.checking);
+  await nextPaint();
+  return { keys: context.sealing.deriveSourceKeys(normalised, context.salt) };
+}
+
+function enhanceLogin(context) {
+  const form = document.getElementById("login-form");
+  const input = document.getElementById("codename");
+  const text = texts("blagh-codename-text");
+  const progress = new Progress(document.getElementById("progress"));
+  let busy = false;
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (busy) return;
+    busy = true;
+    setBusy(form, true);
+    login(context, form, input, text, progress)
+      .catch((error) => {
+        console.warn("blagh:", error);
+        showLoginError(input, text.failed);
+      })
+      .finally(() => {
+        busy = false;
+        setBusy(form, false);
+        progress.hide();
+      });
+  });
+}
+
+async function login(context, form, input, text, progress) {
+  const derived = await deriveTyped(context, input.value, text, progress);
+  if (derived.error) {
+    showLoginError(input, derived.error);
+    return;
+  }
+  const body = new FormData();
+  body.append("form_token", formToken());
+  body.append("login_secret", context.sealing.toBase64(derived.keys.loginSecret));
+  const answer = await post(form.action, body, text.failed);
+  if (answer.error) {
+    showLoginError(input, answer.error);
+    return;
+  }
+  storeKey(context.sealing, derived.keys.secretKey);
+  location.assign(answer.next);
+}
+
+function showLoginError(input, message) {
+  let error = document.getElementById("codename-error");
+  if (!error) {
+    error = document.createElement("p");
+    error.className = "error";
+    error.id = "codename-error";
+    error.setAttribute("role", "alert");
+    input.before(error);
+  }
+  error.textContent = message;
+  input.setAttribute("aria-invalid", "true");
+  input.setAttribute("aria-describedby", error.id);
+  input.focus();
+}
+
+// --- The follow-up page ----------------------------------------------------------------------
+
+async function enhanceFollowup(context) {
+  const { sealing } = context;
+  const text = texts("blagh-text");
+  const sourceKey = script.dataset.sourceKey ? sealing.fromBase64(script.dataset.sourceKey) : null;
+  const logout = document.getElementById("logout-form");
+  if (logout) logout.addEventListener("submit", forgetKey);
+  if (sourceKey) {
+    for (const form of document.querySelectorAll("form.message-form")) {
+      enhanceMessageForm(context, form, text, sourceKey);
+    }
+  }
+  if (script.dataset.keyHeld !== "browser") return;
+  let secretKey = loadKey(sealing);
+  if (secretKey && sourceKey && !sealing.sameKey(sealing.publicKeyOf(secretKey), sourceKey)) {
+    secretKey = null; // the key of another codename, left in this tab
+  }
+  if (secretKey) await openItems(context, secretKey, text);
+  else askForCodename(context, sourceKey, text);
+}
+
+/** Open, with the key held here, each sealed item the page lists, and show what it says. */
+async function openItems(context, secretKey, text) {
+  const { sealing } = context;
+  const categories = JSON.parse(text.categories || "{}");
+  for (const element of document.querySelectorAll("[data-sealed]")) {
+    const isFields = element.hasAttribute("data-day");
+    const kind = isFields ? "report" : element.dataset.kind;
+    let opened;
+    try {
+      const response = await fetch(element.dataset.sealed, { credentials: "same-origin" });
+      if (!response.ok) throw new Error(`item: ${response.status}`);
+      const envelope = new Uint8Array(await response.arrayBuffer());
+      opened = sealing.decodeDocument(sealing.openBytes(envelope, [secretKey]), kind);
+    } catch (error) {
+      console.warn("blagh:", error);
+      const target = isFields ? element : element.querySelector(".text");
+      target.textContent = isFields ? `${text.cannotOpen} — ${element.dataset.day}` : text.cannotOpen;
+      continue;
+    }
+    if (isFields) {
+      const slug = String(opened.category || "");
+      element.textContent = `${categories[slug] || slug} — ${element.dataset.day}`;
+      const danger = element.parentElement.querySelector("[data-danger]");
+      if (danger) danger.hidden = !opened.danger;
+    } else {
+      element.querySelector(".text").textContent = String(opened.text || "");
+      const attachments = Array.isArray(opened.attachments) ? opened.attachments.map(String) : [];
+      const files = element.querySelector("[data-files]");
+      if (files && attachments.length > 0) {
+        files.querySelector("span").textContent = attachments.join(", ");
+        files.hidden = false;
+      }
+    }
+  }
+}
+
+/** This tab lost the key (a new tab, a closed one): derive it again from the codename. */
+function askForCodename(context, sourceKey, text) {
+  const section = document.getElementById("unlock");
+  const form = document.getElementById("unlock-form");
+  const input = document.getElementById("unlock-codename");
+  const error = document.getElementById("unlock-error");
+  const codenameText = texts("blagh-codename-text");
+  const progress = new Progress(form.querySelector(".progress"));
+  section.hidden = false;
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const derived = await deriveTyped(context, input.value, codenameText, progress);
+    progress.hide();
+    let message = derived.error;
+    if (!message && !(sourceKey && context.sealing.sameKey(derived.keys.publicKey, sourceKey))) {
+      message = codenameText.noMatch;
+    }
+    if (message) {
+      error.textContent = message;
+      error.hidden = false;
+      input.setAttribute("aria-invalid", "true");
+      input.setAttribute("aria-describedby", error.id);
+      input.focus();
+      return;
+    }
+    storeKey(context.sealing, derived.keys.secretKey);
+    section.hidden = true;
+    await openItems(context, derived.keys.secretKey, text);
+  });
+}
+
+function enhanceMessageForm(context, form, text, sourceKey) {
+  const progress = new Progress(form.querySelector(".progress"));
+  const marks = new ErrorMarks();
+  const uploaded = new Map();
+  let busy = false;
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (busy) return;
+    busy = true;
+    setBusy(form, true);
+    sendMessage(context, form, text, sourceKey, progress, marks, uploaded)
+      .catch((error) => {
+        console.warn("blagh:", error);
+        progress.hide();
+        marks.alert(form, text.failed);
+      })
+      .finally(() => {
+        busy = false;
+        setBusy(form, false);
+      });
+  });
+}
+
+async function sendMessage(context, form, text, sourceKey, progress, marks, uploaded) {
+  const { sealing } = context;
+  marks.clear();
+  const message = form.elements.message.value.trim();
+  const files = Array.from(form.elements.files.files);
+  const kept = Array.from(form.querySelectorAll('input[name="kept_file"]'), (input) => input.value);
+  const errors = new Map();
+  if (!message && files.length === 0 && kept.length === 0) errors.set("message", text.message);
+  checkFiles(files, kept.length, text, errors);
+  if (errors.size > 0) {
+    for (const [name, error] of errors) {
+      const field = form.elements[name];
+      marks.field(field, field, error, `${field.id}-error`);
+    }
+    form.elements[errors.keys().next().value].focus();
+    return;
+  }
+  const uploadIds = await uploadAll(context, files, progress, text, uploaded);
+  progress.say(text.sendingMessage);
+  const sent = {
+    text: message,
+    attachments: [...kept, ...files.map((file) => sealing.attachmentName(file.name))],
+  };
+  const body = new FormData();
+  body.append("form_token", formToken());
+  body.append(
+    "sealed_message",
+    sealing.toBase64(sealing.sealBytes(sealing.encodeDocument("message", sent), [...context.analysts, sourceKey])),
+  );
+  for (const id of uploadIds) body.append("upload", id);
+  if (form.elements.draft) body.append("draft", form.elements.draft.value);
+  const answer = await post(form.action, body, text.failed);
+  if (answer.error) {
+    progress.hide();
+    marks.alert(form, answer.error);
+    return;
+  }
+  uploaded.clear();
+  location.assign(answer.next);
+}

@@ -1,0 +1,248 @@
+"""Real-browser test set-up: ``blagh serve`` under gunicorn on loopback, and Debian's Chromium.
+
+A plain module, not a conftest: tests/test_browser*.py import what they need.  Everything is
+real: a data folder made by ``blagh init``, gunicorn started by ``blagh serve --tor off``, a
+SQLCipher store read back the way the workstation would (the analyst's key opens what arrived),
+and Chromium driven by Playwright's sync API.  Playwright cannot download its own browsers
+here: it drives ``/usr/bin/chromium`` (the ``chromium`` Debian package, installed by ``make``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from http.client import HTTPConnection
+from pathlib import Path
+from typing import Any
+
+from blagh.datadir import DataDir
+from blagh.payloads import decode_document, split_attachment
+from crypto.envelope import open_envelope
+from crypto.keys import AnalystKey
+from source_interface.app import open_store
+from source_interface.store import Report, Store
+
+ROOT = Path(__file__).resolve().parents[1]
+BLAGH = Path(sys.executable).with_name("blagh")
+CHROMIUM = Path("/usr/bin/chromium")
+HOST = "127.0.0.1"
+ARTIFACTS = ROOT / "test-artifacts"
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+VENDOR = ROOT / "source_interface" / "static" / "vendor"
+
+CHROMIUM_ARGS = (
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+NO_WASM = "--js-flags=--jitless"
+"""Chromium without the WebAssembly object, as Tor Browser's Safer level has it.  V8's
+``--noexpose_wasm`` no longer hides it in Chromium 156 (``typeof WebAssembly`` stays
+"object"); ``--jitless`` does, since WebAssembly needs a compiler.  Tests check it is gone."""
+
+START_SECONDS = 30.0
+
+
+def missing_requirements() -> str | None:
+    """Why the browser tests cannot run here, or None; they fail (not skip) on it."""
+    if not CHROMIUM.exists():
+        return "Chromium is missing: `apt-get install chromium` (make test does it)."
+    if not (VENDOR / "libsodium-sumo.mjs").is_file():
+        return "libsodium.js is not in the static folder: run `make install` (it copies it)."
+    if not AXE.is_file():
+        return "node_modules/axe-core is missing: run `npm ci` (make test does it)."
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def make_data_dir(path: Path, analyst: AnalystKey, workers: int = 2) -> DataDir:
+    """A data folder made by ``blagh init``: English by default, ``workers`` gunicorn workers."""
+    subprocess.run(
+        [BLAGH, "init", "--data-dir", path, "--analyst-key-line", analyst.public().to_line()],
+        check=True,
+        capture_output=True,
+    )
+    data_dir = DataDir(path)
+    config = data_dir.config_file.read_text("utf-8")
+    config, count = re.subn(r"(?m)^workers = \d+$", f"workers = {workers}", config)
+    config, count2 = re.subn(r'(?m)^default_language = "ar"$', 'default_language = "en"', config)
+    assert count == 1 and count2 == 1
+    data_dir.config_file.write_text(config, "utf-8")
+    return data_dir
+
+
+class Server:
+    """``blagh serve`` (gunicorn) on a free loopback port; output kept in a log file."""
+
+    def __init__(self, data_dir: DataDir, work: Path) -> None:
+        self.data_dir = data_dir
+        self.log_path = work / "gunicorn.log"
+        self.tmp = work / "gunicorn-tmp"
+        self.tmp.mkdir(exist_ok=True)
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self) -> None:
+        where = ["--data-dir", str(self.data_dir.path), "--host", HOST, "--port", str(self.port)]
+        env = dict(os.environ, TMPDIR=str(self.tmp))
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [BLAGH, "serve", *where, "--tor", "off"],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + START_SECONDS
+        while not self._answers():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"blagh serve exited:\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"blagh serve not ready in {START_SECONDS} s:\n{self.log()}")
+            time.sleep(0.1)
+
+    def _answers(self) -> bool:
+        try:
+            connection = HTTPConnection(HOST, self.port, timeout=2)
+            connection.request("GET", "/")
+            return connection.getresponse().status == 200
+        except OSError:
+            return False
+
+    def log(self) -> str:
+        return self.log_path.read_text("utf-8", errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+
+@dataclass
+class Site:
+    """One running source interface, and the analyst who reads what it stores."""
+
+    data_dir: DataDir
+    analyst: AnalystKey
+    server: Server
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @contextlib.contextmanager
+    def store(self) -> Iterator[Store]:
+        """The server's store, opened beside the running workers (SQLCipher in WAL mode)."""
+        store = open_store(self.data_dir)
+        try:
+            yield store
+        finally:
+            store.close()
+
+    def report_ids(self) -> set[str]:
+        with self.store() as store:
+            rows = store.index._db.execute("SELECT id FROM reports").fetchall()
+        return {row[0] for row in rows}
+
+    def new_report(self, before: set[str]) -> Report:
+        """The one report stored since ``before`` was taken."""
+        with self.store() as store:
+            rows = store.index._db.execute("SELECT id, source_id FROM reports").fetchall()
+            new = [(rid, sid) for rid, sid in rows if rid not in before]
+            assert len(new) == 1, f"expected one new report, found {len(new)}"
+            report = store.index.report(new[0][1], new[0][0])
+            assert report is not None
+            return report
+
+    def open_report(self, report: Report) -> OpenedReport:
+        """What the workstation reads from a report: its fields and its files, by name."""
+        identity = [self.analyst.encryption_secret]
+        opened = OpenedReport(report)
+        with self.store() as store:
+            for item in report.items:
+                plaintext = open_envelope(store.read_blob(item.blob), identity)
+                if item.kind == "fields":
+                    opened.fields = decode_document(plaintext, "report")
+                elif item.kind == "file":
+                    description, data = split_attachment(plaintext)
+                    opened.files[description["name"]] = (description["type"], data)
+                elif item.kind in ("message", "reply"):
+                    opened.messages.append(decode_document(plaintext, item.kind))
+        return opened
+
+
+@dataclass
+class OpenedReport:
+    report: Report
+    fields: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+
+class RequestLog:
+    """Every request a page makes: method, URL and body, for scanning after the fact."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, bytes]] = []
+        self.headers: list[dict[str, str]] = []
+
+    def attach(self, page: Any) -> None:
+        page.on("request", self._record)
+
+    def _record(self, request: Any) -> None:
+        body = request.post_data_buffer or b""
+        self.requests.append((request.method, request.url, body))
+        self.headers.append(request.headers)
+
+    def containing(self, needles: Sequence[bytes]) -> list[tuple[str, str, bytes]]:
+        """Requests whose URL or body holds any of ``needles``."""
+        return [
+            entry
+            for entry in self.requests
+            if any(n in entry[2] or n in entry[1].encode() for n in needles)
+        ]
+
+
+def launch(playwright: Any, *extra_args: str) -> Any:
+    """Debian's Chromium, headless, offline-friendly."""
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, *extra_args], headless=True
+    )
+
+
+def screenshot(page: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
