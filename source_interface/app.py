@@ -61,7 +61,9 @@ def create_app(config: Config) -> Flask:
     security.init_app(app, config)
     sessions.init_app(app)
     browser.init_app(app, wordlist)
-    app.extensions["blagh_uploads"] = UploadFolder(store.blobs.root.parent / "uploads")
+    uploads_folder = UploadFolder(store.blobs.root.parent / "uploads")
+    uploads_folder.expire()  # idle ones only: a worker starting never cuts an upload short
+    app.extensions["blagh_uploads"] = uploads_folder
 
     app.register_blueprint(landing.bp)
     app.register_blueprint(report.bp)

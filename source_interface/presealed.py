@@ -243,7 +243,10 @@ class UploadFolder:
                 for piece in iter(lambda: part.read(CHUNK_BYTES), b""):
                     digest.update(piece)
             name = secrets.token_hex(16)
-            os.link(self._paths(upload_id)[1], blobs.path_of(name))
+            try:
+                os.link(self._paths(upload_id)[1], blobs.path_of(name))
+            except FileNotFoundError:  # expired (deleted) while it was being attached
+                raise UploadError(404, "no such upload") from None
             blobs.sync_dir()
             return BlobRef(name, size, digest.hexdigest())
 

@@ -105,7 +105,8 @@ def put(upload_id: str, index: int) -> ResponseReturnValue:
         return json_error(411, "length required")
     if length > CHUNK_BYTES:
         return json_error(413, "piece too large")
-    data = request.stream.read(length)
+    # Bounded just above; get_data reads until the body ends (a stream read may come up short).
+    data = request.get_data(cache=False)
     if len(data) != length:
         return json_error(400, "piece cut short")
     try:
