@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from crypto.keys import vault_key
 from journalist_interface.errors import WrongPassphrase
 from journalist_interface.vault import Vault, VaultPaths, unlock_key
 
@@ -60,12 +59,10 @@ class Sessions:
                 self._expire()
                 if self._vault is None:
                     self._vault = Vault(self._path, key)
-                else:
-                    salt = paths.salt_file.read_bytes()
-                    if not hmac.compare_digest(
-                        vault_key(key, salt), vault_key(self._vault.key, salt)
-                    ):
-                        raise WrongPassphrase()
+                elif not hmac.compare_digest(
+                    key.encryption_secret, self._vault.key.encryption_secret
+                ):
+                    raise WrongPassphrase()  # the key file was replaced since the vault opened
                 token = secrets.token_urlsafe(_TOKEN_BYTES)
                 self._sessions[_hash(token)] = AnalystSession()
                 return token

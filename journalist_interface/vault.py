@@ -356,7 +356,7 @@ class Vault:
     """An open vault: the analyst's key in memory, the database, the attachment envelopes.
 
     Thread-safe: every database access holds one lock (the app serves a few threads).
-    Close it to lock the vault again; the key is then dropped.
+    Close it to lock the vault again (the key goes with the object: Python cannot wipe memory).
     """
 
     def __init__(self, path: Path, key: AnalystKey) -> None:
@@ -364,20 +364,20 @@ class Vault:
         check_is_vault(self.paths)
         self._lock = threading.RLock()
         self._lock_fd = _take_lock(self.paths.lock_file)
+        db: sqlite3.Connection | None = None
         try:
             salt = self.paths.salt_file.read_bytes()
             if len(salt) != VAULT_SALT_BYTES:
                 raise VaultError(f"{self.paths.salt_file} is damaged: it is not a vault salt")
             try:
-                self._db = connect(self.paths.db_file, vault_key(key, salt))
+                db = connect(self.paths.db_file, vault_key(key, salt))
             except DatabaseError:
                 raise VaultError(
                     f"{self.paths.db_file} cannot be opened with this analyst's key: the vault "
                     "was made with another key file, or its salt or database is damaged"
                 ) from None
-            schema = self._setting("schema")
-            if schema != str(SCHEMA_VERSION):
-                self._db.close()
+            self._db = db
+            if self._setting("schema") != str(SCHEMA_VERSION):
                 raise VaultError(f"{path} is not a vault this version of Blagh can open")
             self.key = key
             self.blobs = BlobFolder(self.paths.blobs)
@@ -385,6 +385,8 @@ class Vault:
             self.paths.incoming.mkdir(mode=0o700, exist_ok=True)
             self._sweep()
         except BaseException:
+            if db is not None:
+                db.close()
             os.close(self._lock_fd)
             raise
 
