@@ -15,13 +15,12 @@ import socket
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from blagh.config import Config, read_config_file
+from blagh.config import Config
 from blagh.datadir import DataDir
 from blagh.errors import BlaghError
 from blagh.files import write_new_file
@@ -67,9 +66,10 @@ _CLIENT_KEY = click.option(
 
 
 def _load(data_dir: Path) -> tuple[DataDir, Config]:
-    directory = DataDir(data_dir)
-    config = read_config_file(directory.config_file)
-    return directory, replace(config, instance=replace(config.instance, data_dir=directory.path))
+    # blagh.cli imports this module, so its helper is imported when called, not at import.
+    from blagh.cli import _load_data_dir
+
+    return _load_data_dir(data_dir)
 
 
 @contextmanager

@@ -12,6 +12,7 @@ that a reporter reading Arabic is not warned in English.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
@@ -75,6 +76,28 @@ def init_app(app: Flask, config: Config) -> None:
     default = config.source_interface.default_language
     default_emergency_text = EmergencyConfig().text
 
+    init_language_choice(app, languages, default, str(TRANSLATIONS))
+
+    @app.context_processor
+    def language_context() -> dict[str, object]:
+        return {
+            **language_names(languages, default),
+            "instance_name": config.instance.name,
+            **_emergency_notice(
+                config, translate_text=config.emergency.text == default_emergency_text
+            ),
+        }
+
+
+def init_language_choice(
+    app: Flask, languages: Collection[str], default: str, translation_directories: str
+) -> None:
+    """Flask-Babel choosing among ``languages``: ``?lang=``, then the ``lang`` cookie, then
+    ``default``; a language picked with ``?lang=`` is remembered in the cookie.
+
+    ``translation_directories`` is Flask-Babel's ``;``-separated list (later folders win).
+    """
+
     def chosen_language() -> str:
         if not has_request_context():
             return default
@@ -87,7 +110,7 @@ def init_app(app: Flask, config: Config) -> None:
         app,
         locale_selector=chosen_language,
         default_locale=default,
-        default_translation_directories=str(TRANSLATIONS),
+        default_translation_directories=translation_directories,
     )
 
     @app.after_request
@@ -106,27 +129,25 @@ def init_app(app: Flask, config: Config) -> None:
             )
         return response
 
-    @app.context_processor
-    def language_context() -> dict[str, object]:
-        current = current_language(default)
-        return {
-            "current_language": current,
-            "text_direction": direction_of(current),
-            "languages": [
-                LanguageLink(
-                    code=code,
-                    name=NATIVE_NAMES[code],
-                    direction=direction_of(code),
-                    href=_link_to(code),
-                    current=code == current,
-                )
-                for code in languages
-            ],
-            "instance_name": config.instance.name,
-            **_emergency_notice(
-                config, translate_text=config.emergency.text == default_emergency_text
-            ),
-        }
+
+def language_names(languages: Iterable[str], default: str) -> dict[str, object]:
+    """What templates need to show this request's language: ``current_language``,
+    ``text_direction``, and ``languages``, the picker (this page in each of ``languages``)."""
+    current = current_language(default)
+    return {
+        "current_language": current,
+        "text_direction": direction_of(current),
+        "languages": [
+            LanguageLink(
+                code=code,
+                name=NATIVE_NAMES[code],
+                direction=direction_of(code),
+                href=_link_to(code),
+                current=code == current,
+            )
+            for code in languages
+        ],
+    }
 
 
 def current_language(default: str = "en") -> str:

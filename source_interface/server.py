@@ -6,6 +6,7 @@ Access logs are off: the server keeps no record of who asked for what.  Response
 ``Server`` header, and gunicorn's control socket (on by default in gunicorn 27) is off.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
@@ -42,29 +43,43 @@ def hide_server_header() -> None:
         wsgi.Response.default_headers = _without_server_header(current)
 
 
-class SourceServer(BaseApplication):  # type: ignore[misc]
-    """gunicorn configured in code from our frozen config, not from a gunicorn.conf.py."""
+class GunicornServer(BaseApplication):  # type: ignore[misc]
+    """gunicorn configured in code from our frozen config, not from a gunicorn.conf.py.
 
-    def __init__(self, config: Config, host: str, port: int) -> None:
+    The settings every blagh gunicorn shares live here; a subclass names its bind address,
+    worker count, process name and start hook, and loads its app.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        bind: str,
+        workers: int,
+        proc_name: str,
+        on_starting: Callable[[object], None],
+    ) -> None:
         self._config = config
         self._options: dict[str, Any] = {
-            "bind": f"{host}:{port}",
-            "workers": config.source_interface.workers,
+            "bind": bind,
+            "workers": workers,
             "worker_class": "gthread",
             "threads": THREADS_PER_WORKER,
             "accesslog": None,
             "errorlog": "-",
             "loglevel": "warning",
-            "proc_name": "blagh-source",
+            "proc_name": proc_name,
             "forwarded_allow_ips": "",
-            "on_starting": self._sweep,
+            "on_starting": on_starting,
+            # gthread workers answer the arbiter's heartbeat while requests run, so the
+            # timeout bounds only a hang (a bundle download over tor may take long).
             "timeout": 120,
             "graceful_timeout": 30,
             "limit_request_field_size": 8190,
             # gunicorn 27 otherwise opens a control socket at ~/.gunicorn/gunicorn.ctl (or in
             # $XDG_RUNTIME_DIR), one path for every instance of the user: a second server
             # unlinks the first one's, and stopping either removes the other's.  systemd
-            # manages this service; nothing needs to steer it through a socket.
+            # manages these services; nothing needs to steer them through a socket.
             "control_socket_disable": True,
         }
         hide_server_header()
@@ -73,6 +88,17 @@ class SourceServer(BaseApplication):  # type: ignore[misc]
     def load_config(self) -> None:
         for name, value in self._options.items():
             self.cfg.set(name, value)
+
+
+class SourceServer(GunicornServer):
+    def __init__(self, config: Config, host: str, port: int) -> None:
+        super().__init__(
+            config,
+            bind=f"{host}:{port}",
+            workers=config.source_interface.workers,
+            proc_name="blagh-source",
+            on_starting=self._sweep,
+        )
 
     def load(self) -> Flask:
         return create_app(self._config)

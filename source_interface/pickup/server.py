@@ -10,49 +10,24 @@ remove what the source interface is writing).
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Flask
-from gunicorn.app.base import BaseApplication
 
 from blagh.config import Config
 from blagh.datadir import DataDir
 from source_interface.app import open_store
 from source_interface.pickup.app import create_pickup_app, remove_stale_uploads
-from source_interface.server import hide_server_header
-
-THREADS = 4
+from source_interface.server import GunicornServer
 
 
-class PickupServer(BaseApplication):  # type: ignore[misc]
-    """gunicorn configured in code from the frozen config."""
-
+class PickupServer(GunicornServer):
     def __init__(self, config: Config, host: str, port: int) -> None:
-        self._config = config
-        self._options: dict[str, Any] = {
-            "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
-            "workers": 1,
-            "worker_class": "gthread",
-            "threads": THREADS,
-            "accesslog": None,
-            "errorlog": "-",
-            "loglevel": "warning",
-            "proc_name": "blagh-pickup",
-            "forwarded_allow_ips": "",
-            "on_starting": self._prepare,
-            # Bundles are large and tor is slow: a download may take long.  gthread workers
-            # answer the arbiter's heartbeat while requests run, so this bounds only a hang.
-            "timeout": 120,
-            "graceful_timeout": 30,
-            "limit_request_field_size": 8190,
-            "control_socket_disable": True,
-        }
-        hide_server_header()
-        super().__init__()
-
-    def load_config(self) -> None:
-        for name, value in self._options.items():
-            self.cfg.set(name, value)
+        super().__init__(
+            config,
+            bind=f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+            workers=1,
+            proc_name="blagh-pickup",
+            on_starting=self._prepare,
+        )
 
     def load(self) -> Flask:
         return create_pickup_app(self._config)
