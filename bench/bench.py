@@ -11,9 +11,11 @@ and a verdict line per goal:
    "sensitive" default, which is what a caller gets by forgetting to pass limits;
 
 then the source interface's own table (``bench/source_bench.py``): reports per second through
-gunicorn, a worker's memory while 1 GiB streams in, and the weight of the pages.  Last, the
+gunicorn, a worker's memory while 1 GiB streams in, and the weight of the pages.  Then the
 JavaScript path's (``bench/browser_bench.py``): sealing a 50 MB file in Chromium beside Python,
-and the bytes of JavaScript the report page downloads.
+and the bytes of JavaScript the report page downloads.  Last, the workstation's
+(``bench/loop_bench.py``): importing a 1,000-report pickup bundle into a vault, against the raw
+envelope open rate.
 
 Throughput is MB/s of plaintext, MB = 10^6 bytes.  Data is fed in 1 MiB pieces, as reads from a
 file or a socket would come, to sinks that discard, so only the cryptography and its glue are
@@ -666,6 +668,12 @@ def main() -> None:
     progress("sealing in the browser (bench/browser_bench.py)")
     print()
     browser_bench.main()
+
+    import loop_bench  # bench/loop_bench.py: a 1,000-report pickup bundle into the vault
+
+    progress("workstation import (bench/loop_bench.py)")
+    print()
+    loop_bench.main()
     print(f"\n(benchmark ran in {time.perf_counter() - started:.0f} s)")
 
 

@@ -10,10 +10,16 @@ code: these tests depend on the format, not on journalist_interface.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import secrets
+import socket
+import subprocess
+import sys
 import tarfile
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +35,8 @@ from source_interface.app import open_store
 from source_interface.store import BlobRef, Report, Store
 
 DAY = "2025-03-14"
+BLAGH = Path(sys.executable).with_name("blagh")
+HOST = "127.0.0.1"
 
 
 @dataclass
@@ -239,3 +247,50 @@ def write_members(path: Path, entries: list[Member]) -> Path:
 
 def all_item_ids(server: Server) -> list[str]:
     return [item_id for (item_id,) in server.rows("SELECT id FROM items WHERE kind != 'reply'")]
+
+
+# --- a real gunicorn ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def serve_pickup(data_dir: DataDir, work: Path) -> Iterator[int]:
+    """``blagh serve-pickup`` on a free loopback port (pickup turned on in the config), its
+    output in ``work/gunicorn.log``; yields the port once it accepts connections."""
+    enable_pickup(data_dir)
+    port = free_port()
+    log = work / "gunicorn.log"
+    env = dict(os.environ, HOME=str(work))
+    env.pop("XDG_RUNTIME_DIR", None)
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [BLAGH, "serve-pickup", "--data-dir", data_dir.path, "--port", str(port)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, log.read_text()
+            with contextlib.suppress(OSError), socket.create_connection((HOST, port), 0.2):
+                break
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    text = log.read_text()
+    assert "Traceback" not in text, text

@@ -4,14 +4,10 @@ resumed downloads, SOCKS5, and one run through a real gunicorn on loopback."""
 from __future__ import annotations
 
 import contextlib
-import os
 import selectors
 import socket
 import struct
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,9 +21,9 @@ from pickup_helpers import (
     Server,
     add_report,
     all_item_ids,
-    enable_pickup,
     make_server,
     reply_bundle,
+    serve_pickup,
 )
 from werkzeug.serving import make_server as make_wsgi_server
 
@@ -44,7 +40,6 @@ from source_interface.pickup.client import (
 )
 from source_interface.pickup.tokens import new_token, token_hash
 
-BLAGH = Path(sys.executable).with_name("blagh")
 HOST = "127.0.0.1"
 
 
@@ -571,55 +566,13 @@ def test_client_key_and_token_files_are_checked(server: Server, tmp_path: Path) 
 # --- a real gunicorn ---------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def serve_pickup(server: Server, work: Path) -> Iterator[int]:
-    enable_pickup(server.data_dir)
-    port = free_port()
-    log = work / "gunicorn.log"
-    env = dict(os.environ, HOME=str(work))
-    env.pop("XDG_RUNTIME_DIR", None)
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [BLAGH, "serve-pickup", "--data-dir", server.data_dir.path, "--port", str(port)],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, log.read_text()
-            with contextlib.suppress(OSError), socket.create_connection((HOST, port), 0.2):
-                break
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
-        yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    text = log.read_text()
-    assert "Traceback" not in text, text
-
-
 def test_pickup_and_deliver_through_gunicorn(server: Server, token: str, tmp_path: Path) -> None:
     reporter = add_report(server, "over gunicorn", files=3)
     station = token_file(tmp_path, token)
     out = tmp_path / "usb"
     out.mkdir()
     runner = CliRunner()
-    with serve_pickup(server, tmp_path) as port:
+    with serve_pickup(server.data_dir, tmp_path) as port:
         url = f"http://{HOST}:{port}/"
         import http.client
 
