@@ -12,6 +12,7 @@ import http.client
 import logging
 import os
 import shlex
+import signal
 import socket
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -23,7 +24,7 @@ from typing import Any, TypeVar
 import click
 
 from blagh import cli_server
-from blagh.cli_workstation import workstation
+from blagh.cli_workstation import verify_evidence, workstation
 from blagh.config import MAX_RECIPIENTS, Config, read_config_file
 from blagh.datadir import DataDir
 from blagh.errors import BlaghError
@@ -270,12 +271,16 @@ def serve(data_dir: Path, host: str | None, port: int | None, tor_mode: str | No
         run_server(config, host, port)
         return
     _log_to_stderr()
+    # Until gunicorn installs its own handlers, a stop request unwinds through the finally
+    # below, so the onion services are removed and tor stopped even then.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, _exit_cleanly)
     pickup = _host_port(host, config.pickup.listen_port) if config.pickup.enabled else None
     services = OnionServices(
         tor, directory, mode=mode, source_target=_host_port(host, port), pickup_target=pickup
     )
-    status = services.start()
     try:
+        status = services.start()
         for service in status.services:
             name = "Onion service" if service.role == "source" else "Pickup onion service"
             if not status.network:
@@ -458,6 +463,10 @@ def _answering(host: str, port: int) -> str:
     return "answering" if code < 500 else f"answering with errors (HTTP {code})"
 
 
+def _exit_cleanly(signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
 def _log_to_stderr() -> None:
     """Show what the onion package logs (INFO and up) on stderr, as gunicorn shows its own."""
     handler = logging.StreamHandler(sys.stderr)
@@ -589,3 +598,4 @@ cli.add_command(cli_server.purge)
 cli.add_command(cli_server.pickup)
 cli.add_command(cli_server.deliver)
 cli.add_command(workstation)
+cli.add_command(verify_evidence)

@@ -330,10 +330,7 @@ class Tor:
         if os.getpid() != self._owner_pid:
             return
         self._stopping.set()
-        try:
-            self._controller.close()
-        except Exception as error:  # stem may raise anything while closing a dead socket
-            log.debug("closing the control connection: %s", redact(str(error)))
+        close_controller(self._controller)
         if self._process is not None:
             try:
                 self._process.wait(timeout=30)
@@ -399,6 +396,31 @@ class Tor:
         tor_log.log(level, "tor: %s", message)
 
 
+CLOSE_SECONDS = 10.0
+
+
+def close_controller(controller: Any) -> None:
+    """Close a stem Controller, giving up after CLOSE_SECONDS.
+
+    stem's close() joins its reader thread, and that thread can stay blocked in recv() on the
+    socket stem has just shut down: a close that never returns would keep ``blagh serve`` from
+    exiting on Ctrl-C.  The close runs in a daemon thread instead; tor sees the connection go
+    either way once this process exits.
+    """
+
+    def close() -> None:
+        try:
+            controller.close()
+        except Exception as error:  # stem may raise anything while closing a dead socket
+            log.debug("closing the control connection: %s", redact(str(error)))
+
+    closer = threading.Thread(target=close, name="tor-control-close", daemon=True)
+    closer.start()
+    closer.join(CLOSE_SECONDS)
+    if closer.is_alive():
+        log.debug("stem did not close the control connection within %.0f s", CLOSE_SECONDS)
+
+
 def stop_on_unexpected_exit() -> Callable[[], None]:
     """A callback that stops this process (SIGTERM) when the tor it relies on dies: an onion
     service host without tor serves nobody, and its supervisor restarts it whole."""
@@ -446,13 +468,13 @@ def _connect_and_authenticate(socket: Path | None, port: int | None, password: s
     try:
         controller.authenticate(password=password)
     except stem.connection.MissingPassword:
-        controller.close()
+        close_controller(controller)
         raise ControlError(
             f"{where} asks for a password: put it in a file (mode 0600) and set [tor] "
             "control_password_file to its path"
         ) from None
     except stem.connection.PasswordAuthFailed:
-        controller.close()
+        close_controller(controller)
         raise ControlError(
             f"{where} refused the control password: check that [tor] control_password_file "
             "holds the password whose hash is tor's HashedControlPassword"
@@ -472,7 +494,7 @@ def _connect_and_authenticate(socket: Path | None, port: int | None, password: s
             "HashedControlPassword settings, and [tor] control_password_file"
         ) from None
     except stem.SocketError:
-        controller.close()
+        close_controller(controller)
         raise ControlError(
             f"{where} closed the connection while authenticating: is it really tor's control "
             "interface?"

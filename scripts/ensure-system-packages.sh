@@ -31,6 +31,8 @@ if [ "$installing_tor" = 1 ] && [ ! -e /usr/sbin/policy-rc.d ]; then
   trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 fi
 apt-get update -qq
+# --no-install-recommends for every package, mat2 above all: its recommendations would pull in a
+# desktop's worth of libraries (and a nautilus extension) that the workstation does not need.
 apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 if [ "$installing_tor" = 1 ] && command -v systemctl >/dev/null; then
   systemctl disable --now tor.service >/dev/null 2>&1 || true

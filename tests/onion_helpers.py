@@ -97,10 +97,22 @@ class Serve:
         def started() -> bool:
             if self.proc.poll() is not None:
                 pytest.fail(f"blagh serve exited:\n{self.output()}\n{self.log()}")
-            return "Source interface: " in self.output()
+            return "Source interface: " in self.output() and self.answers()
 
         wait_for("blagh serve started", started, 30, step=0.05)
         return ADDRESS.findall(self.output())
+
+    def answers(self) -> bool:
+        """Whether gunicorn answers on its port (and so handles SIGINT and SIGTERM)."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            connection.request("GET", "/")
+            connection.getresponse().read()
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            connection.close()
+        return True
 
     def stop(self, sig: int = signal.SIGINT) -> int:
         if self.proc.poll() is None:

@@ -409,6 +409,9 @@ def test_serve_offline_status_and_clean_stop(
     assert tor_processes_of(server.proc.pid) == []
     assert "onion services removed" in server.log()
     assert "proof-of-work defence on (queue rate 250/s, burst 2500)" in server.log()
+    assert "tor: Bootstrapped 0% (starting): Starting" in server.log()  # tor's log, passed on
+    secret = read_key_file(data_dir.source_onion_key_file).add_onion_argument()[11:]
+    assert secret[:20] not in server.log() + server.output()
     status = run_blagh("status", "--data-dir", data_dir.path)
     assert status.returncode == 3
     assert status.stdout.splitlines()[0] == "blagh serve:    not running"

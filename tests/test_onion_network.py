@@ -16,13 +16,13 @@ import http.server
 import os
 import re
 import secrets
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import stem
 from onion_helpers import (
     CODENAME,
     FORM_TOKEN,
@@ -35,20 +35,32 @@ from onion_helpers import (
     set_config,
     status_line,
 )
-from tornet import SocksError, TorNetwork, free_port, running_network, socks_connect
+from tornet import (
+    SocksError,
+    TorNetwork,
+    free_port,
+    running_network,
+    socks_connect,
+    wait_for,
+)
 
 from blagh.datadir import DataDir
 from crypto.envelope import open_envelope
 from crypto.keys import AnalystKey, generate_analyst_key
+from onion.tor import close_controller
 
 pytestmark = [pytest.mark.tor, pytest.mark.filterwarnings("ignore:setDaemon:DeprecationWarning")]
 
 PICKUP_MARKER = b"pickup-" + secrets.token_hex(8).encode()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tor_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TorNetwork]:
-    """3 authorities, 3 relays, an onion-service host and a client, bootstrapped (~30 s)."""
+    """3 authorities, 3 relays, an onion-service host and a client, bootstrapped (~30 s).
+
+    One network for all the tests here, stopped after the last of them: module-scoped rather
+    than session-scoped, so its eight tor processes do not run through the rest of the suite.
+    """
     with running_network(tmp_path_factory.mktemp("tornet")) as network:
         yield network
 
@@ -105,11 +117,11 @@ def site(tor_network: TorNetwork, tmp_path_factory: pytest.TempPathFactory) -> I
         code = server.stop()
         stand_in.shutdown()
     assert code == 0, server.log()
-    with tor_network.onion_host.controller() as controller:  # removed on a clean stop
-        try:
-            left = controller.get_info("onions/detached")
-        except stem.ControllerError:
-            left = ""
+    controller = tor_network.onion_host.controller()
+    try:  # removed on a clean stop
+        left = controller.get_info("onions/detached", "")
+    finally:
+        close_controller(controller)
     assert source not in left and pickup not in left
 
 
@@ -184,18 +196,27 @@ def test_pickup_service_needs_the_client_key(site: Site) -> None:
     line = site.client_key_file.read_text().strip()
     address, kind, algorithm, _key = line.split(":")
     assert (address, kind, algorithm) == (site.pickup, "descriptor", "x25519")
-    auth_dir = site.network.client.directory / "onion-auth"
-    (auth_dir / "station-1.auth_private").write_text(line + "\n")
-    (auth_dir / "station-1.auth_private").chmod(0o600)
-    with site.network.client.controller() as controller:
-        controller.signal(stem.Signal.RELOAD)  # tor reads ClientOnionAuthDir again
-    sock = socks_connect(socks, f"{site.pickup}.onion", 80)
+    client = site.network.client
+    auth_file = client.directory / "onion-auth" / "station-1.auth_private"
+    auth_file.write_text(line + "\n")
+    auth_file.chmod(0o600)
+    client.reload()  # tor reads its ClientOnionAuthDir again
+    sock = wait_for("the pickup service with the key", lambda: try_connect(socks, site.pickup), 60)
     with sock:
         sock.sendall(f"GET / HTTP/1.0\r\nHost: {site.pickup}.onion\r\n\r\n".encode())
         answer = b""
         while chunk := sock.recv(4096):
             answer += chunk
     assert answer.startswith(b"HTTP/1.0 200") and answer.endswith(PICKUP_MARKER)
+
+
+def try_connect(socks: int, address: str) -> socket.socket | None:
+    try:
+        return socks_connect(socks, f"{address}.onion", 80)
+    except SocksError as error:
+        if error.code != 0xF4:  # tor may still be decrypting the descriptor with the new key
+            raise
+        return None
 
 
 def test_proof_of_work_is_on_and_reported(site: Site) -> None:

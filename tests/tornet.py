@@ -26,9 +26,11 @@ import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -58,6 +60,8 @@ ProtocolWarnings 1
 ControlSocket {dir}/control
 CookieAuthentication 1
 UseDefaultFallbackDirs 0
+# exit when the test process does, even if it is killed before it can stop the network
+__OwningControllerProcess {owner}
 # chutney's "rapid bootstrap" options
 AssumeReachable 1
 PathsNeededToBuildCircuits 0.25
@@ -111,11 +115,55 @@ ClientOnionAuthDir {dir}/onion-auth
 """
 
 
+_watchdog: subprocess.Popen[bytes] | None = None
+
+
+def watchdog_pid() -> int:
+    """A process that lives exactly as long as this one: the "owning controller" of every tor
+    started here, so that tor exits (within 15 s) even when the tests are killed before they can
+    stop it.  Not this process's own pid: stem would then take ownership on every connection,
+    and tor would exit when that connection closed."""
+    global _watchdog
+    if _watchdog is None or _watchdog.poll() is not None:
+        _watchdog = subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, str(os.getpid())],
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    return _watchdog.pid
+
+
+_WATCHDOG = """
+import ctypes, os, signal, sys, time
+ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+if os.getppid() != int(sys.argv[1]):
+    sys.exit()
+while True:
+    time.sleep(3600)
+"""
+
+
+def close_quietly(controller: Any) -> None:
+    """stem's close() can block for ever joining its reader thread: never wait more than 5 s."""
+    closer = threading.Thread(target=controller.close, daemon=True)
+    closer.start()
+    closer.join(5)
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports free on 127.0.0.1 (all held at once while they are chosen)."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind((HOST, 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
 
 
 def wait_for(what: str, condition: Callable[[], T | None], seconds: float, step=0.2) -> T:
@@ -157,9 +205,23 @@ class Node:
             return ""
 
     def controller(self) -> Any:
+        """An authenticated stem Controller; close it with :func:`close_quietly`."""
         controller = stem.control.Controller.from_socket_file(str(self.control_socket))
         controller.authenticate()
         return controller
+
+    def reload(self) -> None:
+        """SIGHUP, and wait until tor has read its configuration again (it reopens its log
+        files last)."""
+        assert self.process is not None
+        before = self.log().count("opening log file")
+        os.kill(self.process.pid, signal.SIGHUP)
+        wait_for(
+            f"{self.nick} reloaded",
+            lambda: self.log().count("opening log file") > before,
+            30,
+            step=0.05,
+        )
 
 
 @dataclass
@@ -220,6 +282,7 @@ class TorNetwork:
         self.empty = self.root / "empty-torrc"
         self.empty.write_text("")
         roles = ["authority"] * authorities + ["relay"] * relays + ["onion-host", "client"]
+        ports = iter(free_ports(2 * (authorities + relays) + 1))
         for number, role in enumerate(roles):
             nick = f"test{number:03d}{role[:4]}"
             directory = self.root / nick
@@ -227,9 +290,9 @@ class TorNetwork:
             os.chmod(directory, 0o700)
             node = Node(nick, role, directory)
             if role in ("authority", "relay"):
-                node.orport, node.dirport = free_port(), free_port()
+                node.orport, node.dirport = next(ports), next(ports)
             if role == "client":
-                node.socksport = free_port()
+                node.socksport = next(ports)
                 (directory / "onion-auth").mkdir(mode=0o700)
             self.nodes.append(node)
         with concurrent.futures.ThreadPoolExecutor() as pool:  # RSA keys: a few seconds each
@@ -248,6 +311,7 @@ class TorNetwork:
                 "dirport": node.dirport,
                 "socksport": node.socksport,
                 "authorities": lines,
+                "owner": watchdog_pid(),
             }
             role_part = {
                 "authority": AUTHORITY,
@@ -316,13 +380,14 @@ class TorNetwork:
 
     def start(self) -> None:
         for node in self.nodes:
-            node.process = subprocess.Popen(
-                [TOR, "--defaults-torrc", str(self.empty), "-f", str(node.torrc), "--quiet"],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=(node.directory / "stderr.log").open("wb"),
-                start_new_session=True,
-            )
+            with (node.directory / "stderr.log").open("wb") as output:  # before its log opens
+                node.process = subprocess.Popen(
+                    [TOR, "--defaults-torrc", str(self.empty), "-f", str(node.torrc)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
 
     def wait_bootstrapped(self, seconds: float = BOOTSTRAP_SECONDS) -> None:
         """Until the onion host and the client have bootstrapped to 100 %."""
@@ -344,10 +409,13 @@ class TorNetwork:
         if not node.control_socket.exists():
             return False
         try:
-            with contextlib.closing(node.controller()) as controller:
-                phase = controller.get_info("status/bootstrap-phase")
+            controller = node.controller()
         except (stem.SocketError, stem.ControllerError, OSError):
             return False
+        try:
+            phase = controller.get_info("status/bootstrap-phase", "")
+        finally:
+            close_quietly(controller)
         return "PROGRESS=100" in phase
 
     def _check_alive(self) -> None:
@@ -367,8 +435,7 @@ class TorNetwork:
 
     def stop(self) -> None:
         if self._event_controller is not None:
-            with contextlib.suppress(Exception):
-                self._event_controller.close()
+            close_quietly(self._event_controller)
         for node in self.nodes:
             if node.process is not None and node.process.poll() is None:
                 node.process.terminate()
@@ -483,6 +550,7 @@ def lone_tor(
         f"ControlSocket {node.control_socket}",
         f"CookieAuthentication {0 if password else 1}",
         f"Log notice file {directory}/notice.log",
+        f"__OwningControllerProcess {watchdog_pid()}",
     ]
     if control_port is not None:
         lines.append(f"ControlPort {HOST}:{control_port}")
@@ -495,13 +563,14 @@ def lone_tor(
         ).stdout.split()[-1]
         lines.append(f"HashedControlPassword {hashed}")
     node.torrc.write_text("\n".join(lines) + "\n")
-    node.process = subprocess.Popen(
-        [TOR, "--defaults-torrc", str(empty), "-f", str(node.torrc), "--quiet"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=(directory / "stderr.log").open("wb"),
-        start_new_session=True,
-    )
+    with (directory / "stderr.log").open("wb") as output:
+        node.process = subprocess.Popen(
+            [TOR, "--defaults-torrc", str(empty), "-f", str(node.torrc), "--quiet"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=output,
+            start_new_session=True,
+        )
     try:
 
         def ready() -> bool:
