@@ -674,6 +674,12 @@ def main() -> None:
     progress("workstation import (bench/loop_bench.py)")
     print()
     loop_bench.main()
+
+    import workstation_bench  # bench/workstation_bench.py: search, inbox, clusters at 100,000
+
+    progress("analyst workstation at scale (bench/workstation_bench.py)")
+    print()
+    workstation_bench.main()
     print(f"\n(benchmark ran in {time.perf_counter() - started:.0f} s)")
 
 

@@ -109,6 +109,7 @@ def import_command(vault: Path, passphrase_file: Path | None, file: Path) -> Non
     A bundle that fails any check is refused whole and the vault is left unchanged.  Importing
     the same bundle twice changes nothing.
     """
+    from journalist_interface import audit
     from journalist_interface.importer import import_bundle
     from journalist_interface.vault import Vault
 
@@ -116,6 +117,7 @@ def import_command(vault: Path, passphrase_file: Path | None, file: Path) -> Non
         click.echo(f"Verifying {file}…", err=True)
         with _ProgressBar() as bar:
             result = import_bundle(opened, file, on_start=bar.start, on_progress=bar.advance)
+        audit.record_import(opened, result.bundle, result.new_items, result.new_reports)
     click.echo(
         f"Imported {file}: {result.new_items} new item(s) of {result.items}, "
         f"{result.new_reports} new report(s)."
@@ -150,6 +152,13 @@ def replies(vault: Path, out: Path, passphrase_file: Path | None) -> None:
             made = make_reply_bundle(opened, out)
         except FileExistsError:
             raise BlaghError(f"{out} already exists; choose another --out") from None
+        opened.audit(
+            "reply_bundle",
+            bundle=made.id,
+            replies=made.replies,
+            acknowledged=made.acknowledged,
+            deletions=made.deletions,
+        )
     click.echo(
         f"Wrote {out}: {made.replies} reply(ies), {made.acknowledged} acknowledgement(s), "
         f"{made.deletions} deletion request(s)."
@@ -162,7 +171,15 @@ def replies(vault: Path, out: Path, passphrase_file: Path | None) -> None:
 @click.option(
     "--port", type=click.IntRange(1, 65535), default=8090, show_default=True, help="Port."
 )
-def serve(vault: Path, port: int) -> None:
+@click.option(
+    "--purge-closed-after",
+    "purge_days",
+    type=click.IntRange(0),
+    metavar="DAYS",
+    help="Purge closed cases DAYS days after closing, once a day while someone is logged in "
+    "(each purge is in the audit log).  Default: never.",
+)
+def serve(vault: Path, port: int, purge_days: int | None) -> None:
     """Serve the analysts' review app on http://127.0.0.1:PORT/ (waitress).  Log in with the
     analyst's passphrase; the vault stays locked until then.  Stop with Ctrl-C.
     """
@@ -174,7 +191,178 @@ def serve(vault: Path, port: int) -> None:
     _check_port_free(LOOPBACK, port)
     click.echo(f"Analyst workstation: http://{LOOPBACK}:{port}/  (Ctrl-C stops it)")
     sys.stdout.flush()
-    run_server(WorkstationConfig(vault=vault.absolute(), port=port))
+    run_server(
+        WorkstationConfig(vault=vault.absolute(), port=port, purge_closed_after_days=purge_days)
+    )
+
+
+@workstation.command("purge", short_help="Purge closed cases after a retention time.")
+@_vault_option
+@click.option(
+    "--closed-days",
+    required=True,
+    type=click.IntRange(0),
+    metavar="DAYS",
+    help="Purge the cases closed at least DAYS days ago.",
+)
+@click.option("--dry-run", is_flag=True, help="Only list what would be purged.")
+@_passphrase_option
+def purge(vault: Path, closed_days: int, dry_run: bool, passphrase_file: Path | None) -> None:
+    """Remove from the vault every case closed at least DAYS days ago: the report, its
+    messages, replies, notes, files and their envelopes.  Each purge is written to the audit
+    log.  A case whose acknowledgements, replies or deletion request have not left in a reply
+    bundle yet is kept until they have (or the next pickup would bring it back).
+    """
+    from journalist_interface import retention
+    from journalist_interface.vault import Vault
+
+    with Vault.open(vault, _passphrase(passphrase_file)) as opened:
+        done = retention.purge(opened, closed_days, dry_run=dry_run)
+    verb = "Would purge" if dry_run else "Purged"
+    click.echo(f"{verb} {len(done.purged)} closed case(s) and {done.files} file(s).")
+    for report_id in done.purged:
+        click.echo(f"  {report_id}")
+    if done.waiting:
+        click.echo(
+            f"{len(done.waiting)} case(s) are due but kept until their acknowledgements, replies "
+            "or deletion request leave in a reply bundle (blagh workstation replies)."
+        )
+
+
+@workstation.group("audit")
+def audit_group() -> None:
+    """The vault's audit log: every view, status change, reply, export, deletion and purge,
+    append-only and hash-chained."""
+
+
+@audit_group.command("verify", short_help="Check that no audit entry was edited or removed.")
+@_vault_option
+@_passphrase_option
+def audit_verify(vault: Path, passphrase_file: Path | None) -> None:
+    """Check the whole audit chain: every entry's hash, every link to the entry before, no gap,
+    and the head kept in the vault's settings.  Prints the head (SEQ:HASH): note it elsewhere
+    (on paper, in a case file) to detect later a chain rebuilt by someone holding the key.
+
+    Exits with status 1 when anything is wrong, and says what.
+    """
+    from journalist_interface import audit
+    from journalist_interface.vault import Vault
+
+    with Vault.open(vault, _passphrase(passphrase_file)) as opened:
+        check = audit.verify(opened)
+    if not check.ok:
+        for problem in check.problems[1:]:
+            click.echo(f"  {problem}", err=True)
+        raise BlaghError(
+            f"the audit log of {vault} is NOT intact: {check.problems[0]}"
+            + (
+                f" (and {len(check.problems) - 1} more problem(s), listed above)"
+                if len(check.problems) > 1
+                else ""
+            )
+        )
+    click.echo(f"The audit log of {vault} is intact: {check.entries} entries.")
+    click.echo(f"Head: {check.entries}:{check.head}")
+
+
+@audit_group.command("show", short_help="Print the audit log, one JSON line per entry.")
+@_vault_option
+@_passphrase_option
+@click.option("--report", metavar="ID", help="Only the entries about this report.")
+def audit_show(vault: Path, passphrase_file: Path | None, report: str | None) -> None:
+    """Print the audit log, oldest first, one line of canonical JSON per entry: seq, at (UTC),
+    analyst, event, fields, prev and hash."""
+    from journalist_interface import audit
+    from journalist_interface.vault import Vault
+
+    with Vault.open(vault, _passphrase(passphrase_file)) as opened:
+        for entry in audit.entries(opened, report=report):
+            click.echo(entry.line())
+
+
+@workstation.command("export", short_help="Export a case as a signed evidence zip.")
+@_vault_option
+@click.option("--report", "report_id", required=True, metavar="ID", help="The report's reference.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE",
+    help="The zip to create; never overwritten.",
+)
+@click.option(
+    "--no-clean",
+    is_flag=True,
+    help="Leave out the copies cleaned of metadata (mat2 is not run).",
+)
+@_passphrase_option
+def export(
+    vault: Path, report_id: str, out: Path, no_clean: bool, passphrase_file: Path | None
+) -> None:
+    """Write the evidence export of one report to FILE: the original envelopes, the decrypted
+    files, copies cleaned of metadata by mat2, the report as HTML and JSON, the chain of
+    custody from the audit log, and a manifest of every file's SHA-256 signed with the
+    analyst's key.  The export is recorded in the audit log.  Check it with
+    `blagh verify-evidence FILE`.
+
+    FILE holds the decrypted files: keep it as you would the vault.
+    """
+    from journalist_interface.evidence import export_case
+    from journalist_interface.vault import Vault
+
+    with Vault.open(vault, _passphrase(passphrase_file)) as opened:
+        try:
+            made = export_case(opened, report_id.strip().lower(), out, clean=not no_clean)
+        except FileExistsError:
+            raise BlaghError(f"{out} already exists; choose another --out") from None
+        fingerprint = opened.key.public().fingerprint()
+    click.echo(f"Wrote {out}: {made.files} file(s), SHA-256 {made.sha256}.")
+    if made.not_cleaned:
+        click.echo(
+            f"{made.not_cleaned} file(s) could not be cleaned of metadata (see the manifest's "
+            "not_cleaned): share only the cleaned copies, never the originals."
+        )
+    click.echo(f"Signed by the analyst key {fingerprint}.")
+
+
+@click.command("verify-evidence", short_help="Check an evidence export offline.")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option(
+    "--analyst-key",
+    "analyst_keys",
+    multiple=True,
+    metavar="LINE",
+    help="The exporting analyst's public key line (`blagh key show`): the signature must be "
+    "theirs.  Repeat for several.  Without it, compare the fingerprint printed with theirs.",
+)
+def verify_evidence(file: Path, analyst_keys: tuple[str, ...]) -> None:
+    """Check the evidence export FILE, offline: the Ed25519 signature of its manifest, that it
+    holds exactly the files the manifest lists (no path that could leave a folder), and the
+    size and SHA-256 of every one.  Exits with status 1, saying what failed, if anything does.
+    """
+    from crypto.keys import AnalystPublicKey
+    from journalist_interface.evidence import verify
+
+    trusted = []
+    for line in analyst_keys:
+        try:
+            trusted.append(AnalystPublicKey.from_line(line))
+        except InvalidPublicKey as error:
+            raise click.BadParameter(
+                f"{error}; copy the whole line that `blagh keygen` printed",
+                param_hint="--analyst-key",
+            ) from None
+    checked = verify(file, trusted)
+    manifest = checked.manifest
+    click.echo(
+        f"{file}: the evidence export is intact: {checked.files} file(s) match the manifest."
+    )
+    click.echo(f"Report:      {manifest.get('report')}")
+    click.echo(f"Exported:    {manifest.get('exported_at')} by {manifest.get('exported_by')}")
+    click.echo(f"Signed by:   analyst key {checked.signer.fingerprint()}")
+    if not trusted:
+        click.echo("Compare this fingerprint with the analyst's by a separate channel, or pass")
+        click.echo("--analyst-key LINE to require their key.")
 
 
 def _passphrase(file: Path | None) -> str:

@@ -16,7 +16,18 @@ from flask.typing import ResponseReturnValue
 from journalist_interface import i18n, security
 from journalist_interface.config import WorkstationConfig
 from journalist_interface.sessions import CSRF_FIELD, Sessions
-from journalist_interface.views import Services, auth, reports, transfer
+from journalist_interface.views import (
+    Services,
+    analysts,
+    auth,
+    cases,
+    evidence,
+    files,
+    insights,
+    reports,
+    retention,
+    transfer,
+)
 from source_interface.categories import label_of
 
 REPORTER_STATIC = Path(__file__).parent.parent / "source_interface" / "static"
@@ -44,11 +55,20 @@ def create_app(config: WorkstationConfig) -> Flask:
             "csrf_token": session.csrf if session is not None else "",
             "csrf_field": CSRF_FIELD,
             "category_label": _category_label,
+            "current_analyst": g.vault.analyst if session is not None else "",
+            "analyst_is_admin": session is not None and session.admin,
         }
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(reports.bp)
     app.register_blueprint(transfer.bp)
+    app.register_blueprint(cases.bp)
+    app.register_blueprint(insights.bp)
+    app.register_blueprint(analysts.bp)
+    app.register_blueprint(files.bp)
+    files.init_app(app)
+    app.register_blueprint(evidence.bp)
+    retention.init_app(app, config.purge_closed_after_days)
     return app
 
 

@@ -26,6 +26,9 @@ class WorkstationConfig:
     """A session unused this long ends; when the last one ends the vault is locked again."""
     max_import_mb: int = 16 * 1024
     """The largest pickup bundle the import form accepts."""
+    purge_closed_after_days: int | None = None
+    """Closed cases are purged this many days after closing, once a day while someone is logged
+    in (retention.py); None: never by the app (``blagh workstation purge`` still can)."""
 
     def __post_init__(self) -> None:
         if self.host != LOOPBACK:
@@ -34,5 +37,7 @@ class WorkstationConfig:
             raise ValueError("the port must be between 1 and 65535")
         if self.default_language not in LANGUAGES:
             raise ValueError(f"the language must be one of {', '.join(LANGUAGES)}")
+        if self.purge_closed_after_days is not None and self.purge_closed_after_days < 0:
+            raise ValueError("purge_closed_after_days must be 0 or more")
         if self.idle_minutes < 1 or self.max_import_mb < 1:
             raise ValueError("idle_minutes and max_import_mb must be positive")

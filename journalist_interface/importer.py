@@ -18,6 +18,7 @@ stream, to check it opens and to read its name and type; the file's bytes are no
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -30,6 +31,7 @@ from blagh.payloads import MAX_ATTACHMENT_HEADER, PayloadError, decode_document,
 from crypto.envelope import EnvelopeReader, open_envelope
 from crypto.errors import DecryptionError, InvalidPublicKey
 from crypto.keys import KEY_BYTES, AnalystPublicKey
+from journalist_interface.connections import index_reports
 from journalist_interface.errors import ImportRefused
 from journalist_interface.vault import Vault, today
 from source_interface.store.blobs import PendingBlob
@@ -85,12 +87,11 @@ class _Manifest:
 
 @dataclass
 class _Decrypted:
-    """An item ready to store: its columns, and the text to index for search."""
+    """An item ready to store: its columns (the search index follows them: schema.py)."""
 
     item: _Item
     columns: dict[str, Any] = field(default_factory=dict)
     fields: dict[str, Any] | None = None
-    search: str = ""
 
 
 def import_bundle(
@@ -241,12 +242,10 @@ def _decrypt(
         return result
     if item.kind == "fields":
         result.fields = _report_fields(document)
-        result.search = _search_text(result.fields)
     else:
         text = _text(document.get("text"), MAX_TEXT)
         names = _names(document.get("attachments"))
         result.columns.update(text=text, attachments=json.dumps(names, ensure_ascii=False))
-        result.search = " ".join([text, *names])
     return result
 
 
@@ -263,16 +262,19 @@ def _decrypt_file(
     envelope = EnvelopeReader([vault.key.encryption_secret])
     head = bytearray()
     plain_size = 0
+    digest = _FileDigest()
     try:
         for chunk in reader.item_chunks(item.id):
             blob.write(chunk)
             progress(len(chunk))
             plain = envelope.update(chunk)
             plain_size += len(plain)
+            digest.update(plain)
             if len(head) <= MAX_ATTACHMENT_HEADER:
                 head += plain[: MAX_ATTACHMENT_HEADER + 1 - len(head)]
         last = envelope.finish()
         plain_size += len(last)
+        digest.update(last)
         head += last[: max(0, MAX_ATTACHMENT_HEADER + 1 - len(head))]
         description, _rest = split_attachment(bytes(head))
     except (DecryptionError, PayloadError):
@@ -291,9 +293,28 @@ def _decrypt_file(
         name=name,
         content_type=_text(description.get("type"), 255),
         size=plain_size - header_size,
+        sha256=digest.hexdigest(),
     )
-    result.search = name
     return result
+
+
+class _FileDigest:
+    """SHA-256 of an attachment's bytes, after its description line (for connections)."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._in_header = True
+
+    def update(self, plain: bytes) -> None:
+        if self._in_header:
+            end = plain.find(b"\n")
+            if end < 0:
+                return
+            plain, self._in_header = plain[end + 1 :], False
+        self._hash.update(plain)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
 
 
 def _text(value: object, limit: int = MAX_SHORT_TEXT) -> str:
@@ -328,14 +349,6 @@ def _report_fields(document: Mapping[str, Any]) -> dict[str, Any]:
         "identity": person,
         "attachments": _names(document.get("attachments")),
     }
-
-
-def _search_text(fields: Mapping[str, Any]) -> str:
-    parts: list[str] = [fields["description"], fields["platform"], *fields["links"]]
-    parts += fields["attachments"]
-    if fields["identity"]:
-        parts += fields["identity"].values()
-    return " ".join(parts)
 
 
 # --- storing -----------------------------------------------------------------------------------
@@ -376,11 +389,7 @@ def _store(vault: Vault, manifest: _Manifest, decrypted: Iterable[_Decrypted]) -
             db.execute(f"INSERT INTO items ({names}) VALUES ({marks})", list(columns.values()))  # noqa: S608
             if entry.fields is not None:
                 _store_fields(db, item.report, entry.fields)
-            if entry.search:
-                db.execute(
-                    "INSERT INTO search (report_id, body) VALUES (?, ?)",
-                    (item.report, entry.search),
-                )
+        index_reports(db, sorted({entry.item.report for entry in decrypted}))
         seen = db.execute(
             "INSERT OR IGNORE INTO pickups (id, day, imported, items, new_items)"
             " VALUES (?, ?, ?, ?, ?)",

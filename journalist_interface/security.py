@@ -2,7 +2,8 @@
 
 The app runs on the analyst's own machine, but it shows what strangers wrote: a report's text,
 links and file names are hostile input.  So no script runs at all (the CSP allows our style sheet
-and nothing else), nothing is framed, and attachments are only ever downloaded, never shown.
+and our re-encoded image previews, nothing else), nothing is framed, and attachments are only
+ever downloaded, never shown as sent (views/files.py).
 Requests must name the loopback host (a page elsewhere cannot reach the app by DNS rebinding),
 and a form must come from the app itself.
 """
@@ -19,6 +20,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
     (
         "default-src 'none'",
         "style-src 'self'",
+        "img-src 'self'",
         "form-action 'self'",
         "frame-ancestors 'none'",
         "base-uri 'none'",
@@ -30,7 +32,7 @@ DOWNLOAD_POLICY = "default-src 'none'; sandbox"
 
 HEADERS = {**REPORTER_HEADERS, "Content-Security-Policy": CONTENT_SECURITY_POLICY}
 """The reporters' pages' headers (no referrer, no cache, no framing, no sniffing, no devices),
-with a policy that does not even allow images."""
+with a policy that allows no script, and images only from the app (its re-encoded previews)."""
 
 
 def init_app(app: Flask, port: int) -> None:
@@ -41,6 +43,12 @@ def init_app(app: Flask, port: int) -> None:
     def same_origin_forms() -> None:
         origin = request.headers.get("Origin")
         if request.method != "POST" or origin is None:
+            return
+        if origin == "null":
+            # Browsers send "Origin: null" under our no-referrer policy (the Fetch standard):
+            # then the fetch metadata says where the form came from, where the browser sends it.
+            if request.headers.get("Sec-Fetch-Site", "same-origin") != "same-origin":
+                abort(403)
             return
         if origin not in allowed_origins and origin != request.host_url.rstrip("/"):
             abort(403)

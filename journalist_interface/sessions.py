@@ -1,23 +1,29 @@
-"""Logging in: the passphrase unlocks the vault, and the key stays in this process's memory only.
+"""Logging in: each analyst's passphrase unlocks their key, which opens the shared vault.
 
 The browser holds a random token in an HttpOnly, SameSite=Strict cookie; this process maps the
 token's hash to the session, and the session to the one open :class:`Vault`.  Nothing about the
 session is written anywhere: stopping the app logs everyone out.  A session ends on log-out or
-after ``idle_minutes`` unused; when the last one ends the vault is closed and the key dropped.
+after ``idle_minutes`` unused; when the last one ends the vault is closed and every key dropped.
 Each session has its own anti-forgery token, which every form carries.
+
+Several analysts may be logged in at once (accounts.py): each session keeps its analyst's key
+and name, and acts on the vault through :meth:`Vault.acting_as`, so replies are signed, files
+opened and changes recorded as that analyst.  A login names the account (empty: the analyst who
+made the vault), then the passphrase, then the TOTP code if the account has one.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from journalist_interface.errors import WrongPassphrase
+from crypto.keys import AnalystKey
+from journalist_interface import accounts, keyring
+from journalist_interface.errors import VaultError
 from journalist_interface.vault import Vault, VaultPaths, unlock_key
 
 COOKIE = "blagh_analyst"
@@ -27,8 +33,15 @@ _TOKEN_BYTES = 32
 
 @dataclass
 class AnalystSession:
+    key: AnalystKey = field(repr=False)
+    analyst: str
+    role: str
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(_TOKEN_BYTES))
     last_seen: float = field(default_factory=time.monotonic)
+
+    @property
+    def admin(self) -> bool:
+        return self.role == "admin"
 
 
 def _hash(token: str) -> bytes:
@@ -47,41 +60,69 @@ class Sessions:
         # One argon2id at a time: each takes 256 MiB.
         self._login_lock = threading.Lock()
 
-    def login(self, passphrase: str) -> str:
-        """Open a session with the analyst's passphrase; return the cookie's token.
+    def login(self, passphrase: str, name: str = "", code: str = "") -> str:
+        """Open a session for the account ``name`` (empty: the vault's first analyst); return
+        the cookie's token.
 
-        Raises :class:`WrongPassphrase` (nothing opened) or a :class:`VaultError`.
+        Raises :class:`WrongPassphrase` (nothing opened), :class:`accounts.AccountError` (no
+        account for this key, a TOTP code needed or wrong), or a :class:`VaultError`.
         """
         with self._login_lock:
             paths = VaultPaths(self._path)
-            key = unlock_key(paths, passphrase)
+            key = unlock_key(paths, passphrase, name)
             with self._lock:
                 self._expire()
+                opened_here = self._vault is None
                 if self._vault is None:
                     self._vault = Vault(self._path, key)
-                elif not hmac.compare_digest(
-                    key.encryption_secret, self._vault.key.encryption_secret
-                ):
-                    raise WrongPassphrase()  # the key file was replaced since the vault opened
+                else:
+                    salt = paths.salt_file.read_bytes()
+                    if not self._vault.same_database_key(
+                        keyring.database_keys(paths.root, key, salt)
+                    ):
+                        raise VaultError("this analyst key does not open this vault")
+                try:
+                    account = accounts.check_login(self._vault, key, code)
+                except BaseException:
+                    if opened_here:
+                        self._close_if_unused()
+                    raise
                 token = secrets.token_urlsafe(_TOKEN_BYTES)
-                self._sessions[_hash(token)] = AnalystSession()
-                return token
+                self._sessions[_hash(token)] = AnalystSession(key, account.name, account.role)
+                vault = self._vault.acting_as(key, account.name)
+        _audit(vault, "login")
+        return token
 
     def current(self, token: str | None) -> tuple[AnalystSession, Vault] | None:
-        """The live session of this cookie and the vault, or None."""
+        """The live session of this cookie and the vault as its analyst, or None."""
         with self._lock:
             self._expire()
             session = self._sessions.get(_hash(token)) if token else None
             if session is None or self._vault is None:
                 return None
             session.last_seen = time.monotonic()
-            return session, self._vault
+            return session, self._vault.acting_as(session.key, session.analyst)
 
     def logout(self, token: str | None) -> None:
         with self._lock:
-            if token:
-                self._sessions.pop(_hash(token), None)
+            session = self._sessions.pop(_hash(token), None) if token else None
+            if session is not None and self._vault is not None:
+                _audit(self._vault.acting_as(session.key, session.analyst), "logout")
             self._close_if_unused()
+
+    def end_sessions_of(self, analyst: str) -> None:
+        """Log out every session of ``analyst`` (their account was removed)."""
+        with self._lock:
+            for token, session in list(self._sessions.items()):
+                if session.analyst == analyst:
+                    del self._sessions[token]
+            self._close_if_unused()
+
+    def set_role(self, analyst: str, role: str) -> None:
+        with self._lock:
+            for session in self._sessions.values():
+                if session.analyst == analyst:
+                    session.role = role
 
     def expire(self) -> None:
         """End the sessions unused for too long (and lock the vault if none is left)."""
@@ -105,3 +146,9 @@ class Sessions:
         if not self._sessions and self._vault is not None:
             self._vault.close()
             self._vault = None
+
+
+def _audit(vault: Vault, event: str) -> None:
+    hook = getattr(vault, "audit", None)
+    if callable(hook):
+        hook(event)

@@ -11,9 +11,12 @@
       outbox/           reply bundles made by the app, to carry to the server
       incoming/         pickup bundles uploaded to the app, while they are imported
       vault.lock        held while a process has the vault open
+      keyring.json      once there are several analysts: the database key sealed to each of
+      analysts/         them, and their key files (keyring.py, docs/casework.md)
 
 The passphrase opens the key file; the analyst's encryption secret and the salt give the
-database key (:func:`crypto.keys.vault_key`), so a wrong passphrase opens nothing at all.  One
+database key (:func:`crypto.keys.vault_key`), or open it in the keyring when the vault has
+several analysts, so a wrong passphrase opens nothing at all.  One
 process at a time opens a vault (``vault.lock``): the app while someone is logged in, or one
 ``blagh workstation`` command.
 
@@ -24,7 +27,9 @@ counter local to the vault.
 from __future__ import annotations
 
 import contextlib
+import copy
 import fcntl
+import hmac
 import json
 import os
 import secrets
@@ -50,6 +55,7 @@ from crypto.keys import (
     open_key_file,
     vault_key,
 )
+from journalist_interface import keyring, schema
 from journalist_interface.errors import VaultError, WrongPassphrase
 from source_interface.store.blobs import BlobFolder
 
@@ -62,8 +68,11 @@ INCOMING_DIR = "incoming"
 LOCK_FILE = "vault.lock"
 
 SCHEMA_VERSION = 1
+"""The version :data:`SCHEMA` makes; :mod:`journalist_interface.schema` upgrades it from there."""
 _READ_SIZE = 1024 * 1024
-STATUSES = ("new", "in_progress", "closed")
+CACHE_KIB = 128 * 1024
+"""SQLite's page cache (decrypted pages): a vault of 100,000 reports is searched from memory."""
+STATUSES = ("new", "triaged", "in_progress", "escalated", "closed")
 
 SCHEMA = """
 CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -246,7 +255,6 @@ class Report:
     identity: Identity | None
     attachment_names: tuple[str, ...]
     status: str
-    notes: str
     delete_asked: bool
     delete_sent: bool
     source_public_key: bytes | None
@@ -317,6 +325,7 @@ def create_vault(
                 for statement in _statements(SCHEMA):
                     db.execute(statement)
                 db.executemany("INSERT INTO settings (name, value) VALUES (?, ?)", settings.items())
+            schema.upgrade(db)
         finally:
             db.close()
     except BaseException:
@@ -359,7 +368,7 @@ class Vault:
     Close it to lock the vault again (the key goes with the object: Python cannot wipe memory).
     """
 
-    def __init__(self, path: Path, key: AnalystKey) -> None:
+    def __init__(self, path: Path, key: AnalystKey, analyst: str = schema.FIRST_ANALYST) -> None:
         self.paths = VaultPaths(path)
         check_is_vault(self.paths)
         self._lock = threading.RLock()
@@ -369,17 +378,29 @@ class Vault:
             salt = self.paths.salt_file.read_bytes()
             if len(salt) != VAULT_SALT_BYTES:
                 raise VaultError(f"{self.paths.salt_file} is damaged: it is not a vault salt")
-            try:
-                db = connect(self.paths.db_file, vault_key(key, salt))
-            except DatabaseError:
+            for candidate in keyring.database_keys(self.paths.root, key, salt):
+                try:
+                    db = connect(self.paths.db_file, candidate)
+                except DatabaseError:
+                    continue
+                self._database_key = candidate
+                break
+            else:
                 raise VaultError(
                     f"{self.paths.db_file} cannot be opened with this analyst's key: the vault "
-                    "was made with another key file, or its salt or database is damaged"
-                ) from None
+                    "was made with another key file and this one was never added to it, or its "
+                    "salt or database is damaged"
+                )
             self._db = db
-            if self._setting("schema") != str(SCHEMA_VERSION):
+            if not 1 <= schema.version(db) <= schema.LATEST:
                 raise VaultError(f"{path} is not a vault this version of Blagh can open")
+            schema.upgrade(db)
+            db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+            db.execute("PRAGMA analysis_limit = 1000")
+            db.execute("PRAGMA optimize = 0x10002")  # fresh statistics for the query planner
             self.key = key
+            self.analyst = analyst
+            """The name of the analyst acting through this object (case history, audit)."""
             self.blobs = BlobFolder(self.paths.blobs)
             self.paths.outbox.mkdir(mode=0o700, exist_ok=True)
             self.paths.incoming.mkdir(mode=0o700, exist_ok=True)
@@ -391,20 +412,70 @@ class Vault:
             raise
 
     @classmethod
-    def open(cls, path: Path, passphrase: str) -> Vault:
-        """Unlock the vault at ``path`` with the analyst's passphrase.
+    def open(cls, path: Path, passphrase: str, analyst: str = "") -> Vault:
+        """Unlock the vault at ``path`` with an analyst's passphrase (the analyst who made the
+        vault, or ``analyst`` by account name when the vault has several: keyring.py).
 
         A wrong passphrase raises :class:`WrongPassphrase` and opens nothing.
         """
         paths = VaultPaths(path)
         check_is_vault(paths)
-        key = unlock_key(paths, passphrase)
-        return cls(path, key)
+        key = unlock_key(paths, passphrase, analyst)
+        vault = cls(path, key)
+        try:
+            vault.analyst = vault.account_of(key)
+        except BaseException:
+            vault.close()
+            raise
+        return vault
+
+    def acting_as(self, key: AnalystKey, analyst: str) -> Vault:
+        """This open vault, used by another analyst logged in at the same time: the same
+        database and lock, their key and name.  Close the original, never the copy."""
+        view = copy.copy(self)
+        view.key = key
+        view.analyst = analyst
+        return view
+
+    def account_of(self, key: AnalystKey) -> str:
+        """The account name of an analyst key, or VaultError if the key has no active account."""
+        rows = self._rows(
+            "SELECT name FROM analysts WHERE public_key = ? AND active", (key.public().to_line(),)
+        )
+        if not rows:
+            raise VaultError(
+                "this analyst key has no account in this vault (it was removed, or never added)"
+            )
+        return str(rows[0][0])
+
+    def same_database_key(self, candidates: Sequence[bytes]) -> bool:
+        return any(hmac.compare_digest(c, self._database_key) for c in candidates)
+
+    def rekey(self, new_key: bytes) -> None:
+        """Re-encrypt the whole database under ``new_key`` (keyring.py: an analyst removed)."""
+        if len(new_key) != 32:
+            raise ValueError("a database key is 32 bytes")
+        with self._lock:
+            self._db.execute(f"PRAGMA rekey = \"x'{new_key.hex()}'\"")
+            self._database_key = new_key
+
+    @property
+    def database_key(self) -> bytes:
+        return self._database_key
+
+    def audit(self, event: str, **fields: Any) -> None:
+        """Append an entry to the vault's audit log as :attr:`analyst` (see
+        :mod:`journalist_interface.audit`; not inside :meth:`transaction`: use ``audit.append``)."""
+        from journalist_interface import audit
+
+        audit.record(self, self.analyst, event, **fields)
 
     def close(self) -> None:
         with self._lock:
             if self._lock_fd < 0:
                 return
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("PRAGMA optimize")
             self._db.close()
             os.close(self._lock_fd)
             self._lock_fd = -1
@@ -481,7 +552,7 @@ class Vault:
         args: list[str] = []
         words = [word for word in query.split() if word]
         if words:
-            sql += " WHERE r.id IN (SELECT report_id FROM search WHERE search MATCH ?)"
+            sql += " WHERE r.num IN (SELECT rowid >> 20 FROM search WHERE search MATCH ?)"
             args.append(" ".join('"' + word.replace('"', '""') + '"' for word in words))
         sql += " ORDER BY r.danger DESC, r.category, r.day DESC, r.id"
         return [
@@ -504,7 +575,7 @@ class Vault:
         rows = self._rows(
             """SELECT r.id, r.source_id, r.day, r.received, r.category, r.danger, r.description,
                       r.links, r.platform, r.seen_on, r.identity, r.attachments, r.status,
-                      r.notes, r.delete_asked, r.delete_bundle, s.public_key
+                      r.delete_asked, r.delete_bundle, s.public_key
                FROM reports r JOIN sources s ON s.id = r.source_id WHERE r.id = ?""",
             (report_id,),
         )
@@ -526,10 +597,9 @@ class Vault:
             identity=Identity(**identity) if identity else None,
             attachment_names=tuple(json.loads(row[11])),
             status=row[12],
-            notes=row[13],
-            delete_asked=row[14] is not None,
-            delete_sent=row[15] is not None,
-            source_public_key=row[16],
+            delete_asked=row[13] is not None,
+            delete_sent=row[14] is not None,
+            source_public_key=row[15],
             files=tuple(self.attachments(report_id)),
             conversation=tuple(self._conversation(report_id)),
         )
@@ -630,14 +700,6 @@ class Vault:
 
     # --- case data -----------------------------------------------------------------------------
 
-    def set_case(self, report_id: str, status: str, notes: str) -> None:
-        if status not in STATUSES:
-            raise ValueError("unknown status")
-        with self.transaction() as db:
-            db.execute(
-                "UPDATE reports SET status = ?, notes = ? WHERE id = ?", (status, notes, report_id)
-            )
-
     def ask_deletion(self, report_id: str, asked: bool) -> None:
         """Ask (or stop asking) the server to delete a report, in the next reply bundle.
 
@@ -657,11 +719,15 @@ class Vault:
         return int(value) + 1
 
 
-def unlock_key(paths: VaultPaths, passphrase: str) -> AnalystKey:
-    """The analyst key of a vault, or :class:`WrongPassphrase`."""
+def unlock_key(paths: VaultPaths, passphrase: str, analyst: str = "") -> AnalystKey:
+    """The key of the vault's first analyst, or of ``analyst`` by account name (keyring.py);
+    :class:`WrongPassphrase` for a wrong passphrase or a name the vault does not know."""
+    file = keyring.key_file(paths.root, analyst, paths.key_file)
     try:
-        return open_key_file(paths.key_file.read_bytes(), passphrase)
-    except KeyFileError:
+        if file is None:
+            raise KeyFileError("no such analyst")
+        return open_key_file(file.read_bytes(), passphrase)
+    except (KeyFileError, FileNotFoundError):
         raise WrongPassphrase() from None
 
 

@@ -46,7 +46,8 @@ SERVER = ServerSigningKey.generate()
 PACKAGE = Path(i18n.__file__).parent
 HOSTILE = b"<html><script>alert(document.cookie)</script></html>"
 CSP = (
-    "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; "
     "base-uri 'none'"
 )
 

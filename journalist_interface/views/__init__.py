@@ -51,6 +51,7 @@ def login_required(view: _View) -> _View:
         if found is None:
             return redirect(url_for("auth.login"), 303)
         g.analyst_session, g.vault = found
+        g.analyst_name = found[0].analyst
         if request.method == "POST":
             sent = request.form.get(CSRF_FIELD, "")
             if not hmac.compare_digest(sent.encode(), found[0].csrf.encode()):
@@ -58,6 +59,18 @@ def login_required(view: _View) -> _View:
         return view(*args, **kwargs)
 
     return cast(_View, checked)
+
+
+def admin_required(view: _View) -> _View:
+    """Like :func:`login_required`, for admins only (403 for other analysts)."""
+
+    @wraps(view)
+    def checked(*args: object, **kwargs: object) -> ResponseReturnValue:
+        if not g.analyst_session.admin:
+            abort(403)
+        return view(*args, **kwargs)
+
+    return login_required(cast(_View, checked))
 
 
 def checked_id(value: str) -> str:

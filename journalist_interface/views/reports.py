@@ -1,4 +1,8 @@
-"""The inbox, a report's page, replying, case notes, deletion requests and attachments."""
+"""The inbox, a report's page, replying, deletion requests and attachments.
+
+Case work (status, notes, tags) is ``views/cases.py``; the inbox's filters and search are
+``journalist_interface/search.py``.
+"""
 
 from __future__ import annotations
 
@@ -8,45 +12,69 @@ from flask import Blueprint, Response, abort, g, redirect, render_template, requ
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 
+from journalist_interface import cases, connections, search
 from journalist_interface.replies import MAX_REPLY, ReplyError, add_reply
 from journalist_interface.vault import STATUSES, Attachment
 from journalist_interface.views import checked_id, login_required, vault
+from source_interface.categories import CATEGORIES
 
 bp = Blueprint("reports", __name__)
-
-MAX_NOTES = 100_000
-MAX_QUERY = 200
 
 
 @bp.get("/")
 @login_required
 def inbox() -> ResponseReturnValue:
-    query = request.args.get("q", "")[:MAX_QUERY].strip()
+    query = search.InboxQuery.from_args(request.args)
     return render_template(
-        "inbox.html", reports=vault().inbox(query), query=query, pending=vault().pending()
+        "inbox.html",
+        page=search.inbox(vault(), query),
+        query=query,
+        pending=vault().pending(),
+        statuses=STATUSES,
+        priorities=cases.PRIORITIES,
+        categories=CATEGORIES,
+        analysts=cases.analyst_names(vault(), active_only=False),
+        tags=cases.all_tags(vault()),
+        sorts=search.SORTS,
+        unassigned=search.UNASSIGNED,
     )
 
 
 @bp.get("/reports/<report_id>")
 @login_required
 def report(report_id: str) -> ResponseReturnValue:
-    return _report_page(report_id)
+    page = _report_page(report_id)
+    vault().audit("view", report=report_id)
+    return page
 
 
-def _report_page(report_id: str, error: str | None = None, typed: str = "") -> Response:
+def _report_page(
+    report_id: str, error: str | None = None, typed: str = "", case_error: str | None = None
+) -> Response:
     found = vault().report(checked_id(report_id))
-    if found is None:
+    case = cases.case(vault(), report_id)
+    if found is None or case is None:
         abort(404)
+    words = " ".join(request.args.get("q", "")[: search.MAX_QUERY].split())
     page = render_template(
         "report.html",
         report=found,
+        case=case,
         statuses=STATUSES,
+        priorities=cases.PRIORITIES,
+        analysts=cases.analyst_names(vault()),
+        known_tags=cases.all_tags(vault()),
+        connected=connections.of_report(vault(), report_id),
+        words=words,
+        found=search.snippets_for(vault(), words, report_id) if words else [],
         done=request.args.get("done", ""),
         error=error,
+        case_error=case_error,
         typed=typed,
         max_reply=MAX_REPLY,
+        max_note=cases.MAX_NOTE,
     )
-    return Response(page, 400 if error else 200, mimetype="text/html")
+    return Response(page, 400 if error or case_error else 200, mimetype="text/html")
 
 
 @bp.post("/reports/<report_id>/reply")
@@ -54,7 +82,7 @@ def _report_page(report_id: str, error: str | None = None, typed: str = "") -> R
 def reply(report_id: str) -> ResponseReturnValue:
     text = request.form.get("text", "")
     try:
-        add_reply(vault(), checked_id(report_id), text)
+        reply_id = add_reply(vault(), checked_id(report_id), text)
     except ReplyError:
         if not text.strip():
             error = _("Write a reply first.")
@@ -63,17 +91,8 @@ def reply(report_id: str) -> ResponseReturnValue:
         else:
             error = _("This reporter kept no codename: no reply can reach them.")
         return _report_page(report_id, error, text[: MAX_REPLY * 2])
+    vault().audit("reply", report=report_id, reply=reply_id)
     return redirect(url_for("reports.report", report_id=report_id, done="reply"), 303)
-
-
-@bp.post("/reports/<report_id>/case")
-@login_required
-def case(report_id: str) -> ResponseReturnValue:
-    status = request.form.get("status", "")
-    if status not in STATUSES:
-        abort(400)
-    vault().set_case(checked_id(report_id), status, request.form.get("notes", "")[:MAX_NOTES])
-    return redirect(url_for("reports.report", report_id=report_id, done="case"), 303)
 
 
 @bp.post("/reports/<report_id>/deletion")
@@ -81,6 +100,7 @@ def case(report_id: str) -> ResponseReturnValue:
 def deletion(report_id: str) -> ResponseReturnValue:
     asked = request.form.get("ask") == "1"
     vault().ask_deletion(checked_id(report_id), asked)
+    vault().audit("deletion_request", report=report_id, asked=asked)
     done = "delete" if asked else "keep"
     return redirect(url_for("reports.report", report_id=report_id, done=done), 303)
 
@@ -92,6 +112,7 @@ def attachment(report_id: str, item_id: str) -> ResponseReturnValue:
     found = vault().attachment(checked_id(report_id), checked_id(item_id))
     if found is None:
         abort(404)
+    vault().audit("view_file", report=report_id, item=found.id, mode="download")
     g.download = True
     return Response(
         vault().attachment_chunks(found),

@@ -20,6 +20,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 
+from journalist_interface import audit
 from journalist_interface.errors import ImportRefused, NothingToSend
 from journalist_interface.importer import import_bundle
 from journalist_interface.replies import make_reply_bundle
@@ -51,6 +52,7 @@ def import_upload() -> ResponseReturnValue:
             while chunk := upload.stream.read(_COPY_SIZE):
                 file.write(chunk)
         result = import_bundle(vault(), incoming)
+        audit.record_import(vault(), result.bundle, result.new_items, result.new_reports)
     except ImportRefused as refused:
         reason = str(refused).replace(str(incoming), os.path.basename(upload.filename))
         page = render_template("import.html", refused=reason)
@@ -81,6 +83,13 @@ def make_bundle() -> ResponseReturnValue:
         made = make_reply_bundle(vault(), vault().paths.outbox / name)
     except NothingToSend:
         return redirect(url_for("transfer.outbox", done="nothing"), 303)
+    vault().audit(
+        "reply_bundle",
+        bundle=made.id,
+        replies=made.replies,
+        acknowledged=made.acknowledged,
+        deletions=made.deletions,
+    )
     return redirect(url_for("transfer.outbox", done=made.id), 303)
 
 

@@ -1,0 +1,284 @@
+"""Upgrading a vault's database from one schema version to the next, in place.
+
+``vault.py`` creates version 1 (the tables of the first workstation); every later version is a
+step here, applied in order by :func:`upgrade` when a vault is created or opened, so an old
+vault upgrades itself the first time a newer Blagh opens it, and a new one goes through the very
+same steps.  The version is the ``schema`` row of ``settings``; each step runs in one
+transaction with that row, so a crash leaves the vault at the old version or the new, never
+between.  Another engineer's step is added at the end of :data:`STEPS`, never edited in.
+
+Version 2, case work (docs/workstation.md, "Case work"):
+
+- ``reports`` is rebuilt with a stable integer key ``num`` (the search index is keyed by it),
+  five statuses, a reason when closed, the day it was closed, an assignee and a priority
+  (``NULL``: automatic, urgent when the reporter said someone is in immediate danger); the old
+  free-text ``notes`` column becomes the first note of each case;
+- ``analysts`` (accounts: name, public key line, role, optional TOTP), ``notes``, ``tags``,
+  ``case_history`` (every change: who, when, what), ``report_keys`` (normalised links, handles
+  and file hashes, for connections) and ``items.sha256`` (an attachment's SHA-256);
+- the full-text index ``search`` is rebuilt as one row per indexed text (the report's fields,
+  a message, a file name, a reply, a note), whose rowid is ``num * 2**20 + slot``: the matching
+  reports of a query are then ``rowid >> 20`` without reading a single row.  Triggers keep the
+  index in step with the tables, whoever writes them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+
+LATEST = 2
+SLOT_BITS = 20
+SLOTS = 1 << SLOT_BITS
+
+_REPORTS_V2 = """
+CREATE TABLE reports_v2 (
+    num INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    source_id TEXT NOT NULL REFERENCES sources(id),
+    day TEXT NOT NULL,
+    received INTEGER NOT NULL DEFAULT 0,
+    category TEXT NOT NULL DEFAULT '',
+    danger INTEGER NOT NULL DEFAULT 0,
+    description TEXT NOT NULL DEFAULT '',
+    links TEXT NOT NULL DEFAULT '[]',
+    platform TEXT NOT NULL DEFAULT '',
+    seen_on TEXT,
+    identity TEXT,
+    attachments TEXT NOT NULL DEFAULT '[]',
+    status TEXT NOT NULL DEFAULT 'new'
+        CHECK (status IN ('new', 'triaged', 'in_progress', 'escalated', 'closed')),
+    close_reason TEXT NOT NULL DEFAULT '',
+    closed_on TEXT,
+    assignee TEXT,
+    priority INTEGER CHECK (priority BETWEEN 0 AND 3),
+    search_slots INTEGER NOT NULL DEFAULT 0,
+    delete_asked TEXT,
+    delete_bundle TEXT
+)
+"""
+
+
+def _index(kind: str, body: str, where: str) -> str:
+    """The statements of a trigger that indexes ``body`` for the report ``where`` selects: take
+    the report's next slot, then insert the text at ``num * 2**20 + slot``."""
+    return f"""
+            UPDATE reports SET search_slots = search_slots + 1 WHERE {where};
+            INSERT INTO search (rowid, kind, body)
+                SELECT (num << 20) + search_slots, {kind}, {_CLEAN.format(text=body)}
+                FROM reports WHERE {where};"""  # noqa: S608 (this module's constants)
+
+
+_CLEAN = "replace(replace({text}, char(2), ''), char(3), '')"
+"""Control characters 2 and 3 mark highlights in snippets: the indexed text never holds them."""
+
+_FIELDS_TEXT = """
+    new.description || ' ' || new.platform
+    || ' ' || coalesce((SELECT group_concat(value, ' ') FROM json_each(new.links)), '')
+    || ' ' || coalesce((SELECT group_concat(value, ' ') FROM json_each(new.attachments)), '')
+    || ' ' || coalesce(json_extract(new.identity, '$.name'), '')
+    || ' ' || coalesce(json_extract(new.identity, '$.phone'), '')
+    || ' ' || coalesce(json_extract(new.identity, '$.email'), '')
+"""
+
+_ITEM_KIND = "CASE new.kind WHEN 'reply' THEN 'analyst_reply' ELSE new.kind END"
+_ITEM_TEXT = (
+    "coalesce(new.text, '') || ' ' || coalesce(new.name, '') || ' ' || coalesce("
+    "(SELECT group_concat(value, ' ') FROM json_each(coalesce(new.attachments, '[]'))), '')"
+)
+
+_V2 = [
+    """CREATE TABLE analysts (
+        name TEXT PRIMARY KEY,
+        public_key TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('admin', 'analyst')),
+        active INTEGER NOT NULL DEFAULT 1,
+        totp_secret TEXT,
+        totp_pending TEXT,
+        totp_last INTEGER NOT NULL DEFAULT 0,
+        created TEXT NOT NULL
+    )""",
+    """CREATE TABLE notes (
+        id INTEGER PRIMARY KEY,
+        report_num INTEGER NOT NULL REFERENCES reports(num) ON DELETE CASCADE,
+        at TEXT NOT NULL,
+        analyst TEXT NOT NULL,
+        text TEXT NOT NULL,
+        search_rowid INTEGER
+    )""",
+    "CREATE INDEX notes_by_report ON notes(report_num, id)",
+    """CREATE TABLE tags (
+        report_num INTEGER NOT NULL REFERENCES reports(num) ON DELETE CASCADE,
+        tag TEXT NOT NULL,
+        PRIMARY KEY (report_num, tag)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX tags_by_tag ON tags(tag, report_num)",
+    """CREATE TABLE case_history (
+        id INTEGER PRIMARY KEY,
+        report_num INTEGER REFERENCES reports(num) ON DELETE CASCADE,
+        at TEXT NOT NULL,
+        analyst TEXT NOT NULL,
+        event TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '{}'
+    )""",
+    "CREATE INDEX history_by_report ON case_history(report_num, id)",
+    """CREATE TABLE report_keys (
+        kind TEXT NOT NULL CHECK (kind IN ('url', 'handle', 'email', 'file')),
+        value TEXT NOT NULL,
+        report_num INTEGER NOT NULL REFERENCES reports(num) ON DELETE CASCADE,
+        PRIMARY KEY (kind, value, report_num)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX keys_by_report ON report_keys(report_num)",
+    "ALTER TABLE items ADD COLUMN sha256 TEXT",
+    # The inbox's sorts and filters, and the statistics, read these indexes only (covering).
+    "CREATE INDEX reports_by_priority ON reports(coalesce(priority, 1 + 2 * danger), day, num)",
+    "CREATE INDEX reports_by_day ON reports(day, category, status, num)",
+    "CREATE INDEX reports_by_status ON reports(status, category, assignee, day)",
+    "CREATE INDEX reports_by_category ON reports(category, status, day)",
+    "CREATE INDEX reports_by_assignee ON reports(assignee, status, day)",
+    "CREATE INDEX replies_by_report ON replies(report_id, day)",
+    # What waits for the next reply bundle, counted on every page.
+    "CREATE INDEX replies_unsent ON replies(id) WHERE bundle IS NULL",
+    "CREATE INDEX items_unacknowledged ON items(id) WHERE ack_bundle IS NULL",
+    "CREATE INDEX reports_deletions_waiting ON reports(num)"
+    " WHERE delete_asked IS NOT NULL AND delete_bundle IS NULL",
+    "DROP TABLE search",
+    "CREATE VIRTUAL TABLE search USING fts5(kind UNINDEXED, body,"
+    " tokenize = 'unicode61 remove_diacritics 2')",
+    # How many texts hold each word: search.py reads it to choose how to run a query.
+    "CREATE VIRTUAL TABLE search_words USING fts5vocab(search, 'row')",
+    # The index follows the tables.  A report's own fields arrive once (received 0 -> 1).
+    f"""CREATE TRIGGER search_fields AFTER UPDATE OF received ON reports
+        WHEN old.received = 0 AND new.received = 1
+        BEGIN{_index("'report'", _FIELDS_TEXT, "num = new.num")}
+        END""",
+    f"""CREATE TRIGGER search_items AFTER INSERT ON items
+        WHEN NOT new.unreadable AND new.kind IN ('message', 'reply', 'file')
+        BEGIN{_index(_ITEM_KIND, _ITEM_TEXT, "id = new.report_id")}
+        END""",
+    f"""CREATE TRIGGER search_replies AFTER INSERT ON replies
+        BEGIN{_index("'reply'", "new.text", "id = new.report_id")}
+        END""",
+    f"""CREATE TRIGGER search_notes AFTER INSERT ON notes
+        BEGIN{_index("'note'", "new.text", "num = new.report_num")}
+            UPDATE notes SET search_rowid = (
+                SELECT (num << 20) + search_slots FROM reports WHERE num = new.report_num
+            ) WHERE id = new.id;
+        END""",  # noqa: S608
+    """CREATE TRIGGER search_notes_gone AFTER DELETE ON notes
+        BEGIN
+            DELETE FROM search WHERE rowid = old.search_rowid;
+        END""",
+    """CREATE TRIGGER search_reports_gone AFTER DELETE ON reports
+        BEGIN
+            DELETE FROM search WHERE rowid BETWEEN old.num * 1048576
+                AND old.num * 1048576 + 1048575;
+        END""",
+]
+
+
+def _to_2(db: sqlite3.Connection) -> None:
+    # A note per report that had notes, kept aside while ``reports`` is rebuilt.
+    old_notes = db.execute(
+        "SELECT rowid, notes FROM reports WHERE notes != '' ORDER BY rowid"
+    ).fetchall()
+    db.execute(_REPORTS_V2)
+    db.execute(
+        """INSERT INTO reports_v2 (num, id, source_id, day, received, category, danger,
+               description, links, platform, seen_on, identity, attachments, status,
+               delete_asked, delete_bundle)
+           SELECT rowid, id, source_id, day, received, category, danger, description, links,
+               platform, seen_on, identity, attachments, status, delete_asked, delete_bundle
+           FROM reports ORDER BY rowid"""
+    )
+    db.execute("DROP TABLE reports")
+    db.execute("ALTER TABLE reports_v2 RENAME TO reports")
+    for statement in _V2:
+        db.execute(statement)
+    _rebuild_search(db)
+    db.executemany(
+        "INSERT INTO notes (report_num, at, analyst, text) VALUES (?, '', '', ?)", old_notes
+    )
+    analyst = db.execute("SELECT value FROM settings WHERE name = 'analyst'").fetchone()
+    if analyst is not None:
+        db.execute(
+            "INSERT INTO analysts (name, public_key, role, created) VALUES (?, ?, 'admin', '')",
+            (FIRST_ANALYST, analyst[0]),
+        )
+
+
+FIRST_ANALYST = "analyst"
+"""The account of the analyst who made the vault, when the vault was made before accounts."""
+
+
+def _rebuild_search(db: sqlite3.Connection) -> None:
+    """Index what the vault already holds, as the triggers would have (version 1 -> 2)."""
+    rows: list[tuple[int, str, str]] = []
+    for num, description, platform, links, names, identity in db.execute(
+        "SELECT num, description, platform, links, attachments, identity FROM reports"
+        " WHERE received ORDER BY num"
+    ):
+        person = json.loads(identity) if identity else {}
+        parts = [description, platform, *json.loads(links), *json.loads(names)]
+        parts += [person.get(key) or "" for key in ("name", "phone", "email")]
+        rows.append((num, "report", " ".join(parts)))
+    for num, kind, text, name, names in db.execute(
+        """SELECT r.num, i.kind, i.text, i.name, i.attachments FROM items i
+           JOIN reports r ON r.id = i.report_id
+           WHERE NOT i.unreadable AND i.kind IN ('message', 'reply', 'file')
+           ORDER BY i.position"""
+    ):
+        parts = [text or "", name or "", *json.loads(names or "[]")]
+        rows.append((num, "analyst_reply" if kind == "reply" else kind, " ".join(parts)))
+    for num, text in db.execute(
+        "SELECT r.num, p.text FROM replies p JOIN reports r ON r.id = p.report_id"
+        " ORDER BY p.position"
+    ):
+        rows.append((num, "reply", text))
+    slots: dict[int, int] = {}
+    for num, kind, body in rows:
+        slot = slots[num] = slots.get(num, 0) + 1
+        db.execute(
+            "INSERT INTO search (rowid, kind, body) VALUES (?, ?, ?)",
+            (num * SLOTS + slot, kind, body.replace("\x02", "").replace("\x03", "")),
+        )
+    db.executemany(
+        "UPDATE reports SET search_slots = ? WHERE num = ?",
+        [(slot, num) for num, slot in slots.items()],
+    )
+
+
+STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _to_2}
+"""Version N -> the step that brings a vault from N - 1 to N."""
+
+
+def version(db: sqlite3.Connection) -> int:
+    row = db.execute("SELECT value FROM settings WHERE name = 'schema'").fetchone()
+    return int(row[0]) if row and str(row[0]).isdigit() else 0
+
+
+def upgrade(db: sqlite3.Connection) -> None:
+    """Bring the database to :data:`LATEST`, one step per transaction.
+
+    Foreign keys are off while a step runs (a table is rebuilt under its children), and checked
+    before it commits.  A database newer than this code is left alone: the caller refuses it.
+    """
+    current = version(db)
+    while 1 <= current < LATEST:
+        target = current + 1
+        db.execute("PRAGMA foreign_keys = OFF")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                STEPS[target](db)
+                if db.execute("PRAGMA foreign_key_check").fetchall():
+                    raise sqlite3.IntegrityError("the upgraded vault breaks a foreign key")
+                db.execute("UPDATE settings SET value = ? WHERE name = 'schema'", (str(target),))
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        finally:
+            db.execute("PRAGMA foreign_keys = ON")
+        current = target

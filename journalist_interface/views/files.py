@@ -1,0 +1,223 @@
+"""An attachment's page: its real kind, a safe preview, its metadata, and a clean copy.
+
+- ``GET  /reports/R/files/I/details``  the page: the kind read from the bytes, the image blurred
+  and greyscale (or sharp, when this analyst revealed it), what metadata mat2 finds
+- ``GET  /reports/R/files/I/preview``  the re-encoded PNG (``?mode=revealed`` only for the one
+  image this session revealed)
+- ``POST /reports/R/files/I/reveal``   reveal this image (and blur any other: one at a time);
+  ``POST …/blur`` blurs it again
+- ``GET  /reports/R/files/I/clean``    a copy mat2 cleaned of metadata, as a download
+
+The original is downloaded by ``reports.attachment``.  Every parser runs in the sandbox
+(:mod:`journalist_interface.sandbox`); every view, reveal and download is in the audit log.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import cast
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+
+from crypto.manifest import sha256_hex
+from journalist_interface.metadata import MetadataError, Unsupported, clean_copy, inspect
+from journalist_interface.safeview import (
+    BLURRED,
+    REVEALED,
+    FileKind,
+    PreviewError,
+    Previews,
+    kind_of,
+)
+from journalist_interface.sandbox import SandboxUnavailable
+from journalist_interface.vault import Attachment
+from journalist_interface.views import checked_id, login_required, vault
+from journalist_interface.views.reports import content_disposition
+
+bp = Blueprint("files", __name__)
+
+_MAX_REVEALED = 1000
+
+
+class Revealed:
+    """Which one image each session has revealed (at most one: revealing another blurs it)."""
+
+    def __init__(self) -> None:
+        self._by_session: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def get(self, session: str) -> str | None:
+        with self._lock:
+            return self._by_session.get(session)
+
+    def set(self, session: str, item: str | None) -> None:
+        with self._lock:
+            if item is None:
+                self._by_session.pop(session, None)
+                return
+            if len(self._by_session) >= _MAX_REVEALED:
+                self._by_session.clear()
+            self._by_session[session] = item
+
+
+def init_app(app: Flask) -> None:
+    """Give the app its preview cache, its record of revealed images, and the templates
+    ``metadata_category(name)`` and ``file_kind(attachment)``."""
+    app.extensions["previews"] = Previews()
+    app.extensions["revealed"] = Revealed()
+
+    @app.context_processor
+    def file_context() -> dict[str, object]:
+        return {"metadata_category": metadata_category, "file_kind": _file_kind}
+
+
+def _file_kind(attachment: Attachment) -> FileKind:
+    return kind_of(vault(), attachment)
+
+
+def metadata_category(category: str) -> str:
+    """The words for a category of metadata (:data:`metadata.CATEGORIES`)."""
+    labels = {
+        "location": _("Location"),
+        "device": _("Device"),
+        "author": _("Author"),
+        "time": _("Time"),
+        "software": _("Software"),
+    }
+    return str(labels.get(category, _("Other")))
+
+
+def _previews() -> Previews:
+    return cast(Previews, current_app.extensions["previews"])
+
+
+def _revealed() -> Revealed:
+    return cast(Revealed, current_app.extensions["revealed"])
+
+
+def _session_key() -> str:
+    # The anti-forgery token is random and per session: a fine key for per-session state.
+    return str(g.analyst_session.csrf)
+
+
+def _attachment(report_id: str, item_id: str) -> Attachment:
+    found = vault().attachment(checked_id(report_id), checked_id(item_id))
+    if found is None:
+        abort(404)
+    return found
+
+
+@bp.get("/reports/<report_id>/files/<item_id>/details")
+@login_required
+def details(report_id: str, item_id: str) -> ResponseReturnValue:
+    found = _attachment(report_id, item_id)
+    kind = kind_of(vault(), found)
+    findings = None
+    problem = ""
+    unsupported = False
+    try:
+        findings = inspect(vault(), found)
+    except Unsupported:
+        unsupported = True
+    except SandboxUnavailable:
+        problem = "sandbox"
+    except MetadataError:
+        problem = "mat2"
+    revealed = _revealed().get(_session_key()) == found.id
+    vault().audit("view_file", report=report_id, item=found.id, mode="details")
+    page = render_template(
+        "file.html",
+        report_id=report_id,
+        file=found,
+        kind=kind,
+        findings=findings,
+        unsupported=unsupported,
+        problem=problem,
+        revealed=revealed,
+        done=request.args.get("done", ""),
+    )
+    return Response(page, mimetype="text/html")
+
+
+@bp.get("/reports/<report_id>/files/<item_id>/preview")
+@login_required
+def preview(report_id: str, item_id: str) -> ResponseReturnValue:
+    found = _attachment(report_id, item_id)
+    mode = request.args.get("mode", BLURRED)
+    if mode not in (BLURRED, REVEALED):
+        abort(404)
+    if mode == REVEALED and _revealed().get(_session_key()) != found.id:
+        abort(403)
+    try:
+        png = _previews().image(vault(), found, mode)
+    except (PreviewError, SandboxUnavailable):
+        abort(404)
+    g.download = True  # the sandboxing policy: opened on its own, it runs and loads nothing
+    return Response(
+        png,
+        headers={
+            "Content-Type": "image/png",
+            "Content-Length": str(len(png)),
+            "X-Content-Type-Options": "nosniff",
+            "Content-Disposition": "inline",
+        },
+    )
+
+
+@bp.post("/reports/<report_id>/files/<item_id>/reveal")
+@login_required
+def reveal(report_id: str, item_id: str) -> ResponseReturnValue:
+    found = _attachment(report_id, item_id)
+    if not kind_of(vault(), found).previewable:
+        abort(404)
+    _revealed().set(_session_key(), found.id)
+    vault().audit("view_file", report=report_id, item=found.id, mode="revealed")
+    target = url_for("files.details", report_id=report_id, item_id=found.id, done="revealed")
+    return redirect(target + "#preview", 303)
+
+
+@bp.post("/reports/<report_id>/files/<item_id>/blur")
+@login_required
+def blur(report_id: str, item_id: str) -> ResponseReturnValue:
+    found = _attachment(report_id, item_id)
+    if _revealed().get(_session_key()) == found.id:
+        _revealed().set(_session_key(), None)
+    target = url_for("files.details", report_id=report_id, item_id=found.id)
+    return redirect(target + "#preview", 303)
+
+
+@bp.get("/reports/<report_id>/files/<item_id>/clean")
+@login_required
+def clean(report_id: str, item_id: str) -> ResponseReturnValue:
+    """A copy cleaned by mat2, as a download (``application/octet-stream``, attachment)."""
+    found = _attachment(report_id, item_id)
+    try:
+        copy = clean_copy(vault(), found)
+    except (MetadataError, SandboxUnavailable):
+        target = url_for("files.details", report_id=report_id, item_id=found.id, done="unclean")
+        return redirect(target, 303)
+    vault().audit("clean_copy", report=report_id, item=found.id, sha256=sha256_hex(copy.data))
+    g.download = True
+    named = Attachment(found.id, found.day, copy.name, copy.mime, len(copy.data), found.blob)
+    return Response(
+        copy.data,
+        headers={
+            "Content-Type": "application/octet-stream",
+            "Content-Disposition": content_disposition(named),
+            "Content-Length": str(len(copy.data)),
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
