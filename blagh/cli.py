@@ -150,8 +150,12 @@ def cli() -> None:
     \b
     Who runs what:
       operator, on the server:      blagh init, blagh config check, blagh serve,
-                                    blagh status, blagh onion client
-      analyst, on the workstation:  blagh keygen, blagh key show
+                                    blagh serve-pickup, blagh status, blagh onion client,
+                                    blagh pickup-token, blagh export-bundle,
+                                    blagh import-replies, blagh purge
+      transfer station:             blagh pickup, blagh deliver
+      analyst, on the workstation:  blagh keygen, blagh key show, blagh workstation,
+                                    blagh verify-evidence
     """
 
 
