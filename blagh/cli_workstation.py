@@ -12,13 +12,16 @@ import socket
 import sys
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from blagh.errors import BlaghError
 from crypto.errors import InvalidPublicKey
 from crypto.keys import ServerVerifyKey
+
+if TYPE_CHECKING:
+    from journalist_interface.vault import Vault
 
 _FROM_FILE_HELP = "Read the passphrase from the first line of this file instead of asking for it."
 
@@ -29,12 +32,31 @@ _vault_option = click.option(
     metavar="DIR",
     help="The vault folder made by `blagh workstation init`.",
 )
-_passphrase_option = click.option(
-    "--passphrase-file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    metavar="FILE",
-    help=_FROM_FILE_HELP,
-)
+_ANALYST = "blagh.analyst"
+
+
+def _remember_analyst(ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    ctx.meta[_ANALYST] = value
+    return value
+
+
+def _passphrase_option(command: Any) -> Any:
+    """``--passphrase-file``, and ``--analyst`` (read by :func:`_open_vault`)."""
+    command = click.option(
+        "--analyst",
+        default="",
+        metavar="NAME",
+        expose_value=False,
+        callback=_remember_analyst,
+        help="Your account name, when the vault has several analysts (docs/casework.md); "
+        "leave it out if you made the vault.",
+    )(command)
+    return click.option(
+        "--passphrase-file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        metavar="FILE",
+        help=_FROM_FILE_HELP,
+    )(command)
 
 
 class _ServerLine(click.ParamType[ServerVerifyKey, str]):
@@ -111,9 +133,8 @@ def import_command(vault: Path, passphrase_file: Path | None, file: Path) -> Non
     """
     from journalist_interface import audit
     from journalist_interface.importer import import_bundle
-    from journalist_interface.vault import Vault
 
-    with Vault.open(vault, _passphrase(passphrase_file)) as opened:
+    with _open_vault(vault, passphrase_file) as opened:
         click.echo(f"Verifying {file}…", err=True)
         with _ProgressBar() as bar:
             result = import_bundle(opened, file, on_start=bar.start, on_progress=bar.advance)
@@ -145,9 +166,8 @@ def replies(vault: Path, out: Path, passphrase_file: Path | None) -> None:
     What it carries is then marked sent.
     """
     from journalist_interface.replies import make_reply_bundle
-    from journalist_interface.vault import Vault
 
-    with Vault.open(vault, _passphrase(passphrase_file)) as opened:
+    with _open_vault(vault, passphrase_file) as opened:
         try:
             made = make_reply_bundle(opened, out)
         except FileExistsError:
@@ -214,9 +234,8 @@ def purge(vault: Path, closed_days: int, dry_run: bool, passphrase_file: Path | 
     bundle yet is kept until they have (or the next pickup would bring it back).
     """
     from journalist_interface import retention
-    from journalist_interface.vault import Vault
 
-    with Vault.open(vault, _passphrase(passphrase_file)) as opened:
+    with _open_vault(vault, passphrase_file) as opened:
         done = retention.purge(opened, closed_days, dry_run=dry_run)
     verb = "Would purge" if dry_run else "Purged"
     click.echo(f"{verb} {len(done.purged)} closed case(s) and {done.files} file(s).")
@@ -246,9 +265,8 @@ def audit_verify(vault: Path, passphrase_file: Path | None) -> None:
     Exits with status 1 when anything is wrong, and says what.
     """
     from journalist_interface import audit
-    from journalist_interface.vault import Vault
 
-    with Vault.open(vault, _passphrase(passphrase_file)) as opened:
+    with _open_vault(vault, passphrase_file) as opened:
         check = audit.verify(opened)
     if not check.ok:
         for problem in check.problems[1:]:
@@ -273,9 +291,8 @@ def audit_show(vault: Path, passphrase_file: Path | None, report: str | None) ->
     """Print the audit log, oldest first, one line of canonical JSON per entry: seq, at (UTC),
     analyst, event, fields, prev and hash."""
     from journalist_interface import audit
-    from journalist_interface.vault import Vault
 
-    with Vault.open(vault, _passphrase(passphrase_file)) as opened:
+    with _open_vault(vault, passphrase_file) as opened:
         for entry in audit.entries(opened, report=report):
             click.echo(entry.line())
 
@@ -308,9 +325,8 @@ def export(
     FILE holds the decrypted files: keep it as you would the vault.
     """
     from journalist_interface.evidence import export_case
-    from journalist_interface.vault import Vault
 
-    with Vault.open(vault, _passphrase(passphrase_file)) as opened:
+    with _open_vault(vault, passphrase_file) as opened:
         try:
             made = export_case(opened, report_id.strip().lower(), out, clean=not no_clean)
         except FileExistsError:
@@ -363,6 +379,14 @@ def verify_evidence(file: Path, analyst_keys: tuple[str, ...]) -> None:
     if not trusted:
         click.echo("Compare this fingerprint with the analyst's by a separate channel, or pass")
         click.echo("--analyst-key LINE to require their key.")
+
+
+def _open_vault(path: Path, passphrase_file: Path | None) -> Vault:
+    """The vault at ``path``, opened with the passphrase of ``--analyst`` (or of its maker)."""
+    from journalist_interface.vault import Vault
+
+    analyst = click.get_current_context().meta.get(_ANALYST, "")
+    return Vault.open(path, _passphrase(passphrase_file), analyst)
 
 
 def _passphrase(file: Path | None) -> str:

@@ -51,7 +51,7 @@ def _number(value: float) -> str:
 def _open(title: str, description: str, height: int, chart_id: str) -> Markup:
     return Markup(
         '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="100%" role="img"'
-        ' aria-labelledby="{id}-title {id}-desc" dir="ltr" class="chart" {font}>'
+        ' aria-labelledby="{id}-title {id}-desc" direction="ltr" class="chart" {font}>'
         '<title id="{id}-title">{title}</title><desc id="{id}-desc">{desc}</desc>'
     ).format(w=WIDTH, h=height, id=chart_id, title=title, desc=description, font=Markup(FONT))  # noqa: S704
 
@@ -66,7 +66,7 @@ def stacked_columns(
     """One column per label in ``columns``, stacked by ``series`` (label, a value per column),
     with a legend under the chart."""
     left, right, top, plot_height = 48, 12, 12, 220
-    legend_rows = (len(series) + 2) // 3
+    legend_rows = (len(series) + 1) // 2
     height = top + plot_height + 40 + legend_rows * 20 + 8
     totals = [sum(values[i] for _label, values in series) for i in range(len(columns))]
     peak = _nice_max(max(totals, default=0))
@@ -94,8 +94,8 @@ def stacked_columns(
             ).format(x=x + bar / 2, y=top + plot_height + 16, label=label)
     legend_top = top + plot_height + 34
     for number, (name, _values) in enumerate(series):
-        x = left + (number % 3) * (plot_width / 3)
-        y = legend_top + (number // 3) * 20
+        x = left + (number % 2) * (plot_width / 2)
+        y = legend_top + (number // 2) * 20
         out += Markup(
             '<rect x="{x:.1f}" y="{y}" width="12" height="12" fill="{c}"/>'
             '<text x="{tx:.1f}" y="{ty}">{name}</text>'
@@ -107,7 +107,7 @@ def horizontal_bars(
     chart_id: str, title: str, description: str, bars: Sequence[tuple[str, int]]
 ) -> Markup:
     """One bar per (label, value), its value written at its end."""
-    label_width, right, row = 170, 60, 28.0
+    label_width, right, row = 240, 60, 28.0
     height = int(12 + row * max(1, len(bars)) + 8)
     peak = max((value for _label, value in bars), default=0) or 1
     plot_width = WIDTH - label_width - right

@@ -74,13 +74,23 @@ class Sessions:
                 self._expire()
                 opened_here = self._vault is None
                 if self._vault is None:
-                    self._vault = Vault(self._path, key)
+                    try:
+                        self._vault = Vault(self._path, key)
+                    except VaultError:
+                        if _outside_keyring(paths, key):
+                            raise accounts.AccountError(
+                                accounts.AccountError.NO_ACCOUNT,
+                                "this key does not open this vault",
+                            ) from None
+                        raise
                 else:
                     salt = paths.salt_file.read_bytes()
                     if not self._vault.same_database_key(
                         keyring.database_keys(paths.root, key, salt)
-                    ):
-                        raise VaultError("this analyst key does not open this vault")
+                    ):  # a key never added, or removed since
+                        raise accounts.AccountError(
+                            accounts.AccountError.NO_ACCOUNT, "this key does not open this vault"
+                        )
                 try:
                     account = accounts.check_login(self._vault, key, code)
                 except BaseException:
@@ -146,6 +156,14 @@ class Sessions:
         if not self._sessions and self._vault is not None:
             self._vault.close()
             self._vault = None
+
+
+def _outside_keyring(paths: VaultPaths, key: AnalystKey) -> bool:
+    """Whether the vault has a keyring that this key does not open (never added, or removed)."""
+    if keyring.read(keyring.path(paths.root)) is None:
+        return False
+    salt = paths.salt_file.read_bytes()
+    return len(keyring.database_keys(paths.root, key, salt)) == 1  # only its own derivation
 
 
 def _audit(vault: Vault, event: str) -> None:

@@ -518,3 +518,45 @@ def test_search_index_follows_deletions(vault_path: Path, pickup: Pickup) -> Non
 def test_sqlite_cannot_read_the_keyring_master(vault_path: Path) -> None:
     with pytest.raises(sqlite3.DatabaseError):
         sqlite3.connect(vault_path / "vault.db").execute("SELECT * FROM analysts").fetchall()
+
+
+def test_forms_from_browsers_that_send_origin_null(app: Flask, pickup: Pickup) -> None:
+    """Under the no-referrer policy a browser sends ``Origin: null`` with a form: the fetch
+    metadata then decides (a real Chromium logs in this way)."""
+    client = app.test_client()
+    same = {"Origin": "null", "Sec-Fetch-Site": "same-origin"}
+    response = client.post("/login", data={"passphrase": PASSPHRASE}, headers=same)
+    assert response.status_code == 303
+    path = f"/reports/{report_id(pickup)}/notes"
+    foreign = {"Origin": "null", "Sec-Fetch-Site": "cross-site"}
+    assert client.post(
+        path, data={"csrf": csrf(client), "note": "x"}, headers=foreign
+    ).status_code == (403)
+    assert (
+        client.post(path, data={"csrf": csrf(client), "note": "x"}, headers=same).status_code == 303
+    )
+
+
+def test_commands_open_the_vault_as_another_analyst(
+    vault_path: Path, tmp_path: Path, bob_key_file: tuple[bytes, str]
+) -> None:
+    from click.testing import CliRunner
+
+    from blagh.bundles import BundleReader
+    from blagh.cli import cli
+    from crypto.keys import AnalystPublicKey
+
+    with open_vault(vault_path) as vault:
+        accounts.add_analyst(vault, "bob", "analyst", bob_key_file[0], OTHER_PASSPHRASE)
+    secret = tmp_path / "bob.pass"
+    secret.write_text(OTHER_PASSPHRASE + "\n")
+    out = tmp_path / "replies.bundle"
+    args = ["workstation", "replies", "--vault", str(vault_path), "--out", str(out)]
+    result = CliRunner().invoke(cli, [*args, "--analyst", "bob", "--passphrase-file", str(secret)])
+    assert result.exit_code == 0, result.output
+    bob = AnalystPublicKey.from_line(bob_key_file[1])
+    with BundleReader(out, [bob.verify], "blagh-replies") as bundle:  # signed with bob's key
+        assert bundle.manifest["acknowledged"]
+    other = ["workstation", "replies", "--vault", str(vault_path), "--out", str(tmp_path / "b2")]
+    wrong = CliRunner().invoke(cli, [*other, "--analyst", "eve", "--passphrase-file", str(secret)])
+    assert wrong.exit_code != 0 and "wrong passphrase" in wrong.output, wrong.output
