@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import http.client
 import re
-import secrets
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
-from http.cookies import SimpleCookie
 from pathlib import Path
 
 import pytest
+from form_browser import FormBrowser
 from tornet import free_port, socks_connect, wait_for
 
 from blagh.config import read_config_file
@@ -128,27 +125,6 @@ class Serve:
 # --- a browser over tor ------------------------------------------------------------------------
 
 
-@dataclass
-class Reply:
-    status: int
-    headers: http.client.HTTPMessage
-    body: bytes
-
-    @property
-    def text(self) -> str:
-        return self.body.decode("utf-8")
-
-    def location(self) -> str:
-        return self.headers.get("Location", "")
-
-
-@dataclass
-class Upload:
-    filename: str
-    content: bytes
-    content_type: str = "application/octet-stream"
-
-
 class _SocksConnection(http.client.HTTPConnection):
     def __init__(self, host: str, socks_port: int, timeout: float) -> None:
         super().__init__(host, 80, timeout=timeout)
@@ -158,77 +134,14 @@ class _SocksConnection(http.client.HTTPConnection):
         self.sock = socks_connect(self.socks_port, self.host, self.port, self.timeout or 60)
 
 
-FORM_TOKEN = re.compile(r'name="form_token" value="([^"]+)"')
-CODENAME = re.compile(r'<p class="codename"[^>]*>([^<]+)</p>')
-MESSAGE_FORM = re.compile(r'action="/followup/([0-9a-f]+)/message"')
-
-
-class TorBrowser:
+class TorBrowser(FormBrowser):
     """One visitor of an onion site through tor's SOCKS port: keeps cookies, one request per
     connection (a new stream on the same circuit), follows no redirect."""
 
     def __init__(self, socks_port: int, onion: str) -> None:
+        super().__init__()
         self.socks_port = socks_port
         self.onion = onion if onion.endswith(".onion") else onion + ".onion"
-        self.cookies: dict[str, str] = {}
 
-    def request(
-        self, method: str, path: str, body: bytes | None = None, content_type: str = ""
-    ) -> Reply:
-        headers: dict[str, str] = {}
-        if self.cookies:
-            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        if content_type:
-            headers["Content-Type"] = content_type
-        connection = _SocksConnection(self.onion, self.socks_port, timeout=120)
-        try:
-            connection.request(method, path, body=body, headers=headers)
-            response = connection.getresponse()
-            reply = Reply(response.status, response.headers, response.read())
-        finally:
-            connection.close()
-        for line in reply.headers.get_all("Set-Cookie") or []:
-            for name, morsel in SimpleCookie(line).items():
-                if morsel.value and morsel["max-age"] != "0":
-                    self.cookies[name] = morsel.value
-                else:
-                    self.cookies.pop(name, None)
-        return reply
-
-    def get(self, path: str) -> Reply:
-        return self.request("GET", path)
-
-    def post(
-        self, path: str, fields: Sequence[tuple[str, str]], files: Sequence[Upload] = ()
-    ) -> Reply:
-        content_type, body = multipart(fields, files)
-        return self.request("POST", path, body, content_type)
-
-    def token(self, path: str) -> str:
-        """GET a page with a form and return its anti-forgery token (setting its cookie)."""
-        reply = self.get(path)
-        assert reply.status == 200, (path, reply.status)
-        found = FORM_TOKEN.search(reply.text)
-        assert found, path
-        return found.group(1)
-
-
-def multipart(fields: Sequence[tuple[str, str]], files: Sequence[Upload]) -> tuple[str, bytes]:
-    """``(content type, body)`` of a form as a browser without JavaScript sends it."""
-    boundary = "----blagh" + secrets.token_hex(12)
-    parts: list[bytes] = []
-    for name, value in fields:
-        parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
-            + value.encode("utf-8")
-            + b"\r\n"
-        )
-    for upload in files:
-        parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; '
-            f'filename="{upload.filename}"\r\nContent-Type: {upload.content_type}\r\n\r\n'.encode()
-            + upload.content
-            + b"\r\n"
-        )
-    parts.append(f"--{boundary}--\r\n".encode())
-    return f"multipart/form-data; boundary={boundary}", b"".join(parts)
+    def connection(self) -> http.client.HTTPConnection:
+        return _SocksConnection(self.onion, self.socks_port, timeout=120)

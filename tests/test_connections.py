@@ -11,14 +11,20 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from workstation_helpers import PASSPHRASE, Analyst, Pickup, make_analyst, make_vault, open_vault
+from workstation_helpers import (
+    PASSPHRASE,
+    Analyst,
+    Pickup,
+    imported_vault,
+    logged_in,
+    make_analyst,
+    open_vault,
+    workstation_app,
+)
 
 from crypto.keys import ServerSigningKey
 from journalist_interface import connections
-from journalist_interface.app import create_app
-from journalist_interface.config import WorkstationConfig
 from journalist_interface.connections import keys_in_text, keys_of, normalise_url
-from journalist_interface.importer import import_bundle
 
 SERVER = ServerSigningKey.generate()
 PHOTO = (b"\x89PNG same bytes", "evidence.png", "image/png")
@@ -160,19 +166,12 @@ def pickup(analyst: Analyst) -> Pickup:
 
 @pytest.fixture
 def app(tmp_path: Path, analyst: Analyst, pickup: Pickup) -> Iterator[Flask]:
-    path = make_vault(tmp_path, analyst, SERVER)
-    with open_vault(path) as vault:
-        import_bundle(vault, pickup.write(tmp_path / "pickup", SERVER))
-    app = create_app(WorkstationConfig(vault=path))
-    yield app
-    app.extensions["workstation"].sessions.close()
+    yield from workstation_app(imported_vault(tmp_path, analyst, SERVER, pickup))
 
 
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
-    client = app.test_client()
-    assert client.post("/login", data={"passphrase": PASSPHRASE}).status_code == 303
-    return client
+    return logged_in(app)
 
 
 def test_clusters_are_ordered_by_size(client: FlaskClient) -> None:

@@ -28,15 +28,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from flask.testing import FlaskClient
+from form_browser import CODENAME, FORM_TOKEN, MESSAGE_FORM, Upload
 from pickup_helpers import serve_pickup
 from test_source_gunicorn import (
-    CODENAME,
-    FORM_TOKEN,
     HOST,
-    MESSAGE_FORM,
     Browser,
     Gunicorn,
-    Upload,
     make_data_dir,
     scan_for,
     submit_report,

@@ -23,13 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from form_browser import CODENAME, FORM_TOKEN, MESSAGE_FORM, Upload
 from onion_helpers import (
-    CODENAME,
-    FORM_TOKEN,
-    MESSAGE_FORM,
     Serve,
     TorBrowser,
-    Upload,
     make_data_dir,
     run_blagh,
     set_config,

@@ -11,12 +11,18 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from markupsafe import Markup
-from workstation_helpers import PASSPHRASE, Analyst, Pickup, make_analyst, make_vault, open_vault
+from workstation_helpers import (
+    Analyst,
+    Pickup,
+    logged_in,
+    make_analyst,
+    make_vault,
+    open_vault,
+    workstation_app,
+)
 
 from crypto.keys import ServerSigningKey
 from journalist_interface import charts, stats
-from journalist_interface.app import create_app
-from journalist_interface.config import WorkstationConfig
 from journalist_interface.importer import import_bundle
 
 SERVER = ServerSigningKey.generate()
@@ -67,16 +73,12 @@ def vault_path(tmp_path: Path, analyst: Analyst, pickup: Pickup) -> Path:
 
 @pytest.fixture
 def app(vault_path: Path) -> Iterator[Flask]:
-    app = create_app(WorkstationConfig(vault=vault_path))
-    yield app
-    app.extensions["workstation"].sessions.close()
+    yield from workstation_app(vault_path)
 
 
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
-    client = app.test_client()
-    assert client.post("/login", data={"passphrase": PASSPHRASE}).status_code == 303
-    return client
+    return logged_in(app)
 
 
 def test_figures(vault_path: Path) -> None:

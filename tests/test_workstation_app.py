@@ -26,10 +26,12 @@ from workstation_helpers import (
     PASSPHRASE,
     Analyst,
     Pickup,
+    imported_vault,
+    logged_in,
     make_analyst,
-    make_vault,
     open_vault,
     vault_state,
+    workstation_app,
 )
 
 from blagh.bundles import BundleReader
@@ -37,9 +39,7 @@ from blagh.payloads import decode_document
 from crypto.envelope import open_envelope
 from crypto.keys import ServerSigningKey
 from journalist_interface import i18n
-from journalist_interface.app import create_app
 from journalist_interface.config import WorkstationConfig
-from journalist_interface.importer import import_bundle
 from journalist_interface.sessions import COOKIE, Sessions
 
 SERVER = ServerSigningKey.generate()
@@ -77,25 +77,17 @@ def pickup(analyst: Analyst) -> Pickup:
 
 @pytest.fixture
 def vault_path(tmp_path: Path, analyst: Analyst, pickup: Pickup) -> Path:
-    path = make_vault(tmp_path, analyst, SERVER)
-    with open_vault(path) as vault:
-        import_bundle(vault, pickup.write(tmp_path / "pickup", SERVER))
-    return path
+    return imported_vault(tmp_path, analyst, SERVER, pickup)
 
 
 @pytest.fixture
 def app(vault_path: Path) -> Iterator[Flask]:
-    app = create_app(WorkstationConfig(vault=vault_path))
-    yield app
-    app.extensions["workstation"].sessions.close()
+    yield from workstation_app(vault_path)
 
 
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
-    client = app.test_client()
-    response = client.post("/login", data={"passphrase": PASSPHRASE})
-    assert response.status_code == 303
-    return client
+    return logged_in(app)
 
 
 def csrf(client: FlaskClient, path: str = "/") -> str:

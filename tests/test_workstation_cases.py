@@ -23,9 +23,10 @@ from workstation_helpers import (
     PASSPHRASE,
     Analyst,
     Pickup,
+    imported_vault,
     make_analyst,
-    make_vault,
     open_vault,
+    workstation_app,
 )
 
 from blagh.sqlcipher import connect
@@ -39,10 +40,7 @@ from crypto.keys import (
 )
 from journalist_interface import accounts, audit, cases, keyring, schema
 from journalist_interface import search as inbox_search
-from journalist_interface.app import create_app
-from journalist_interface.config import WorkstationConfig
 from journalist_interface.errors import VaultError
-from journalist_interface.importer import import_bundle
 from journalist_interface.vault import SCHEMA, Vault, VaultPaths
 
 SERVER = ServerSigningKey.generate()
@@ -73,17 +71,12 @@ def pickup(analyst: Analyst) -> Pickup:
 
 @pytest.fixture
 def vault_path(tmp_path: Path, analyst: Analyst, pickup: Pickup) -> Path:
-    path = make_vault(tmp_path, analyst, SERVER)
-    with open_vault(path) as vault:
-        import_bundle(vault, pickup.write(tmp_path / "pickup", SERVER))
-    return path
+    return imported_vault(tmp_path, analyst, SERVER, pickup)
 
 
 @pytest.fixture
 def app(vault_path: Path) -> Iterator[Flask]:
-    app = create_app(WorkstationConfig(vault=vault_path))
-    yield app
-    app.extensions["workstation"].sessions.close()
+    yield from workstation_app(vault_path)
 
 
 def login(app: Flask, name: str = "", passphrase: str = PASSPHRASE, code: str = "") -> FlaskClient:

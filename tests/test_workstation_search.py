@@ -11,13 +11,19 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from markupsafe import Markup
-from workstation_helpers import PASSPHRASE, Analyst, Pickup, make_analyst, make_vault, open_vault
+from workstation_helpers import (
+    PASSPHRASE,
+    Analyst,
+    Pickup,
+    imported_vault,
+    logged_in,
+    make_analyst,
+    open_vault,
+    workstation_app,
+)
 
 from crypto.keys import ServerSigningKey
 from journalist_interface import cases, search
-from journalist_interface.app import create_app
-from journalist_interface.config import WorkstationConfig
-from journalist_interface.importer import import_bundle
 from journalist_interface.search import InboxQuery, fts_query, highlight
 
 SERVER = ServerSigningKey.generate()
@@ -60,24 +66,17 @@ def pickup(analyst: Analyst) -> Pickup:
 
 @pytest.fixture
 def vault_path(tmp_path: Path, analyst: Analyst, pickup: Pickup) -> Path:
-    path = make_vault(tmp_path, analyst, SERVER)
-    with open_vault(path) as vault:
-        import_bundle(vault, pickup.write(tmp_path / "pickup", SERVER))
-    return path
+    return imported_vault(tmp_path, analyst, SERVER, pickup)
 
 
 @pytest.fixture
 def app(vault_path: Path) -> Iterator[Flask]:
-    app = create_app(WorkstationConfig(vault=vault_path))
-    yield app
-    app.extensions["workstation"].sessions.close()
+    yield from workstation_app(vault_path)
 
 
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
-    client = app.test_client()
-    assert client.post("/login", data={"passphrase": PASSPHRASE}).status_code == 303
-    return client
+    return logged_in(app)
 
 
 def ids(pickup: Pickup) -> list[str]:

@@ -13,16 +13,22 @@ import io
 import secrets
 import sqlite3
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
 
 from blagh.bundles import ItemSource, write_bundle
 from blagh.payloads import attachment_header, encode_document
 from crypto.envelope import generate_keypair, seal
 from crypto.keys import AnalystKey, ServerSigningKey, generate_analyst_key, seal_key_file
 from crypto.manifest import sign_manifest
+from journalist_interface.app import create_app
+from journalist_interface.config import WorkstationConfig
+from journalist_interface.importer import import_bundle
 from journalist_interface.vault import Vault, create_vault
 
 PASSPHRASE = "correct horse battery staple"  # noqa: S105 (a test passphrase)
@@ -196,6 +202,31 @@ class Pickup:
 
     def members(self) -> list[tuple[str, bytes]]:
         return [(f"items/{item_id}", data) for item_id, data in self.envelopes.items()]
+
+
+def imported_vault(
+    directory: Path, analyst: Analyst, server: ServerSigningKey, pickup: Pickup
+) -> Path:
+    """A new vault in ``directory`` holding ``pickup``, written as a bundle signed by ``server``."""
+    path = make_vault(directory, analyst, server)
+    with open_vault(path) as vault:
+        import_bundle(vault, pickup.write(directory / "pickup", server))
+    return path
+
+
+def workstation_app(vault_path: Path) -> Iterator[Flask]:
+    """The review app on ``vault_path``, its sessions closed afterwards: a fixture's
+    ``yield from``."""
+    app = create_app(WorkstationConfig(vault=vault_path))
+    yield app
+    app.extensions["workstation"].sessions.close()
+
+
+def logged_in(app: Flask) -> FlaskClient:
+    """A test client of ``app`` logged in with the analyst's passphrase."""
+    client = app.test_client()
+    assert client.post("/login", data={"passphrase": PASSPHRASE}).status_code == 303
+    return client
 
 
 def vault_state(path: Path) -> tuple[object, ...]:
