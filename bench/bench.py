@@ -24,7 +24,6 @@ timed, never the disk.
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 import statistics
@@ -36,10 +35,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
-from nacl import bindings as sodium
-
+from crypto import baseline, codename, keys
 from crypto.envelope import EnvelopeReader, EnvelopeWriter, generate_keypair
 
 KB = 10**3
@@ -81,19 +78,9 @@ GPG_BIG_ROUNDS = 2
 ARGON2_RUNS = 5
 """argon2id timings are the median of this many derivations."""
 
-CODENAME_LIMITS = (3, 64 * MIB)
-"""Fallback (opslimit, memlimit) if crypto/codename.py does not expose its own."""
-
-KEY_FILE_LIMITS = (3, 256 * MIB)
-"""Fallback (opslimit, memlimit) if crypto/keys.py does not expose its own."""
-
 GPG_UID = "bench <bench@example.invalid>"
 GPG_VARIANTS = (("default", ()), ("no-compress", ("--compress-algo", "none")))
 """gpg as SecureDrop runs it (default compression), and with compression off, the fairer peer."""
-
-SS_ABYTES = sodium.crypto_secretstream_xchacha20poly1305_ABYTES
-TAG_MESSAGE = sodium.crypto_secretstream_xchacha20poly1305_TAG_MESSAGE
-TAG_FINAL = sodium.crypto_secretstream_xchacha20poly1305_TAG_FINAL
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,28 +229,12 @@ def envelope_open(identities: Sequence[bytes], pieces: Sequence[bytes]) -> None:
 
 def raw_seal(key: bytes, pieces: Sequence[bytes], sink: Sink = discard) -> bytes:
     """Push 64 KiB chunks (the last TAG_FINAL) with no format around them; returns the header."""
-    state = sodium.crypto_secretstream_xchacha20poly1305_state()
-    header = sodium.crypto_secretstream_xchacha20poly1305_init_push(state, key)
-    push = sodium.crypto_secretstream_xchacha20poly1305_push
-    previous = None
-    for chunk in rechunk(pieces, RAW_CHUNK):
-        if previous is not None:
-            sink(push(state, previous, None, TAG_MESSAGE))
-        previous = chunk
-    sink(push(state, previous, None, TAG_FINAL))
-    return header
+    return baseline.stream_seal(key, rechunk(pieces, RAW_CHUNK), sink)
 
 
 def raw_open(key: bytes, header: bytes, pieces: Sequence[bytes]) -> None:
     """Pull 64 KiB chunks until TAG_FINAL: the least any secretstream opener must do."""
-    state = sodium.crypto_secretstream_xchacha20poly1305_state()
-    sodium.crypto_secretstream_xchacha20poly1305_init_pull(state, header, key)
-    pull = sodium.crypto_secretstream_xchacha20poly1305_pull
-    tag = None
-    for chunk in rechunk(pieces, RAW_CHUNK + SS_ABYTES):
-        _, tag = pull(state, chunk, None)
-    if tag != TAG_FINAL:
-        raise RuntimeError("raw stream did not end with TAG_FINAL")
+    baseline.stream_open(key, header, rechunk(pieces, RAW_CHUNK + baseline.STREAM_OVERHEAD))
 
 
 @dataclass
@@ -286,7 +257,7 @@ def bench_envelope(size: int, pieces: list[bytes]) -> tuple[float, float, float,
     once, outside timing; at most the plaintext and two ciphertexts are in memory at once.
     """
     secret, public = generate_keypair()
-    key = sodium.crypto_secretstream_xchacha20poly1305_keygen()
+    key = baseline.stream_key()
     seal, raw_s = best_seconds(
         lambda: envelope_seal([public], pieces), lambda: raw_seal(key, pieces)
     )
@@ -422,49 +393,34 @@ def bench_gpg(
 # argon2id
 
 
-def optional_module(name: str) -> ModuleType | None:
-    """Import a sibling crypto module if it exists yet, so the bench tracks its real limits."""
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        return None
-
-
 def argon2id(opslimit: int, memlimit: int, size: int = 32) -> Callable[[], object]:
-    """A raw argon2id derivation with the given limits, for when no module wraps it."""
-    salt = bytes(sodium.crypto_pwhash_SALTBYTES)
-    return lambda: sodium.crypto_pwhash_alg(
-        size,
-        b"correct horse battery staple",
-        salt,
-        opslimit,
-        memlimit,
-        sodium.crypto_pwhash_ALG_ARGON2ID13,
+    """A bare argon2id derivation with the given limits."""
+    salt = bytes(baseline.ARGON2_SALT_BYTES)
+    return lambda: baseline.argon2id(
+        size, b"correct horse battery staple", salt, opslimit, memlimit
     )
 
 
 def argon2_cases() -> list[tuple[str, int, int, Callable[[], object]]]:
-    """(label, opslimit, memlimit, derivation) for each argon2id use, real code where it exists."""
-    codename = optional_module("crypto.codename")
-    keys = optional_module("crypto.keys")
-    cases = []
-    if codename and hasattr(codename, "derive") and hasattr(codename, "MEMLIMIT"):
-        ops, mem = codename.OPSLIMIT, codename.MEMLIMIT
-        salt = bytes(getattr(codename, "SALT_BYTES", 16))
-        words = " ".join(["bench"] * getattr(codename, "WORD_COUNT", 7))
-        cases.append(("codename (codename.derive)", ops, mem, lambda: codename.derive(words, salt)))
-    else:
-        ops, mem = CODENAME_LIMITS
-        cases.append(("codename (raw, 64 B out)", ops, mem, argon2id(ops, mem, 64)))
-    ops, mem = KEY_FILE_LIMITS
-    source = "raw, fallback limits"
-    if keys and hasattr(keys, "KEY_FILE_MEMLIMIT"):
-        ops, mem, source = keys.KEY_FILE_OPSLIMIT, keys.KEY_FILE_MEMLIMIT, "keys.py limits"
-    cases.append((f"analyst key file ({source})", ops, mem, argon2id(ops, mem)))
-    ops = sodium.crypto_pwhash_argon2id_OPSLIMIT_SENSITIVE
-    mem = sodium.crypto_pwhash_argon2id_MEMLIMIT_SENSITIVE
-    cases.append(("PyNaCl SENSITIVE default (reference)", ops, mem, argon2id(ops, mem)))
-    return cases
+    """(label, opslimit, memlimit, derivation) for each argon2id use, at the code's limits."""
+    words = " ".join(["bench"] * codename.WORD_COUNT)
+    salt = bytes(codename.SALT_BYTES)
+    ops, mem = baseline.SENSITIVE_OPSLIMIT, baseline.SENSITIVE_MEMLIMIT
+    return [
+        (
+            "codename (codename.derive)",
+            codename.OPSLIMIT,
+            codename.MEMLIMIT,
+            lambda: codename.derive(words, salt),
+        ),
+        (
+            "analyst key file (keys.py limits)",
+            keys.KEY_FILE_OPSLIMIT,
+            keys.KEY_FILE_MEMLIMIT,
+            argon2id(keys.KEY_FILE_OPSLIMIT, keys.KEY_FILE_MEMLIMIT),
+        ),
+        ("PyNaCl SENSITIVE default (reference)", ops, mem, argon2id(ops, mem)),
+    ]
 
 
 def median_ms(operation: Callable[[], object], runs: int = ARGON2_RUNS) -> float:
