@@ -87,7 +87,7 @@ class SourceInterfaceConfig:
 
     listen_host: Annotated[str, Bounds(1, 253)] = "127.0.0.1"
     listen_port: Port = 8080
-    workers: Annotated[int, Bounds(1, 64)] = 4
+    workers: Annotated[int, Bounds(1, 64)] = 2
     max_upload_mb: Annotated[int, Bounds(1, 10240)] = 500
     max_files_per_report: Annotated[int, Bounds(1, 100)] = 20
     session_idle_minutes: Annotated[int, Bounds(1, 1440)] = 30
@@ -100,6 +100,28 @@ class SourceInterfaceConfig:
                 f"[source_interface] default_language {_show(self.default_language)} must be "
                 f"one of languages ({', '.join(_show(lang) for lang in self.languages)})"
             )
+
+
+@dataclass(frozen=True, kw_only=True)
+class LimitsConfig:
+    """``[limits]``: what one client, and all clients together, may hold of the server.
+
+    Attackers are part of the user base: every resource a request can pin (a connection, a
+    partial upload, a draft, disk space, a codename derivation) is bounded per client and in
+    total, and a client past a bound gets a clear page at once instead of waiting.
+    """
+
+    max_connections_per_worker: Annotated[int, Bounds(16, 20000)] = 2000
+    header_timeout_seconds: Annotated[int, Bounds(2, 600)] = 30
+    min_body_rate_bytes: Annotated[int, Bounds(1, 1024 * 1024)] = 1024
+    body_rate_window_seconds: Annotated[int, Bounds(1, 3600)] = 60
+    free_space_floor_mb: Annotated[int, Bounds(0, 1024 * 1024)] = 2048
+    max_partial_uploads: Annotated[int, Bounds(1, 100000)] = 1000
+    max_partial_uploads_per_form: Annotated[int, Bounds(1, 1000)] = 20
+    max_partial_upload_total_mb: Annotated[int, Bounds(1, 10 * 1024 * 1024)] = 20480
+    max_draft_total_mb: Annotated[int, Bounds(1, 10 * 1024 * 1024)] = 4096
+    derivations_per_worker: Annotated[int, Bounds(1, 64)] = 2
+    derivation_queue_per_worker: Annotated[int, Bounds(0, 10000)] = 16
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -195,6 +217,7 @@ class Config:
 
     instance: InstanceConfig = field(default_factory=InstanceConfig)
     source_interface: SourceInterfaceConfig = field(default_factory=SourceInterfaceConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     emergency: EmergencyConfig = field(default_factory=EmergencyConfig)
     recipients: RecipientsConfig = field(
         metadata=_hint(f"add a [recipients] section with analysts = [...]; {_KEYGEN_HINT}")

@@ -221,12 +221,12 @@ KNOWN_TOR = (
         (
             {"tro": {"mode": "off"}},
             "config.toml: unknown section [tro] (did you mean tor? known: instance, "
-            "source_interface, emergency, recipients, tor, pickup, retention)",
+            "source_interface, limits, emergency, recipients, tor, pickup, retention)",
         ),
         (
             {"name": "Blagh"},
             "config.toml: unknown key name outside any section (known: instance, "
-            "source_interface, emergency, recipients, tor, pickup, retention)",
+            "source_interface, limits, emergency, recipients, tor, pickup, retention)",
         ),
         (
             {"instance": "Blagh"},
