@@ -5,21 +5,17 @@ Everything a view needs lives in one :class:`~source_interface.services.Services
 folder when the app is built, once per worker process.
 """
 
-import threading
 from pathlib import Path
 
 from flask import Flask
 
 from blagh.config import Config
 from blagh.datadir import DataDir
+from blagh.offload import Offload
 from source_interface import browser, i18n, security, sessions
 from source_interface.presealed import UploadFolder
 from source_interface.sealing import UploadLimits, sealing_request_class
-from source_interface.services import (
-    DERIVATIONS_PER_PROCESS,
-    Services,
-    load_wordlist,
-)
+from source_interface.services import Services, load_wordlist
 from source_interface.sessions import Sessions
 from source_interface.store import Store
 from source_interface.throttle import FailureThrottle
@@ -54,7 +50,11 @@ def create_app(config: Config) -> Flask:
         instance_salt=data_dir.read_instance_salt(),
         login_hash_key=data_dir.read_login_hash_key(),
         wordlist=wordlist,
-        derivation_slots=threading.BoundedSemaphore(DERIVATIONS_PER_PROCESS),
+        derivations=Offload(
+            "codename derivations",
+            threads=config.limits.derivations_per_worker,
+            queue=config.limits.derivation_queue_per_worker,
+        ),
         login_failures=FailureThrottle(),
     )
     i18n.init_app(app, config)

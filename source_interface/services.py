@@ -1,21 +1,19 @@
 """The one object views share: config, store, keys and the limits on expensive work."""
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 
 from flask import current_app
 
 from blagh.config import Config
+from blagh.offload import Busy, Offload
+from crypto import codename
+from crypto.codename import SourceKeys
 from source_interface.errors import ServerBusy
 from source_interface.sessions import Sessions
 from source_interface.store import Store
 from source_interface.throttle import FailureThrottle
 
-DERIVATIONS_PER_PROCESS = 2
-DERIVATION_WAIT_SECONDS = 20
 DRAFT_LIFETIME_SECONDS = 6 * 3600
 
 
@@ -30,18 +28,17 @@ class Services:
     instance_salt: bytes
     login_hash_key: bytes
     wordlist: tuple[str, ...]
-    derivation_slots: threading.BoundedSemaphore
+    derivations: Offload
     login_failures: FailureThrottle
 
-    @contextmanager
-    def derivation(self) -> Iterator[None]:
-        """Bound concurrent argon2id derivations (64 MiB each) in this process."""
-        if not self.derivation_slots.acquire(timeout=DERIVATION_WAIT_SECONDS):
-            raise ServerBusy()
+    def derive(self, words: str) -> SourceKeys:
+        """The source's keys for a codename: argon2id (64 MiB, a fraction of a second) on the
+        derivation threads, never on the event loop; :class:`ServerBusy` (a 503 page) at once
+        when they and their queue are full."""
         try:
-            yield
-        finally:
-            self.derivation_slots.release()
+            return self.derivations.run(codename.derive, words, self.instance_salt)
+        except Busy:
+            raise ServerBusy() from None
 
 
 def load_wordlist() -> tuple[str, ...]:

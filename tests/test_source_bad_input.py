@@ -8,6 +8,7 @@ does not upload them again: those are counted separately.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -35,7 +36,6 @@ from source_helpers import (
 from werkzeug.test import TestResponse
 
 import crypto.codename
-import source_interface.services
 import source_interface.throttle
 from source_interface.categories import SLUGS
 from source_interface.forms import MAX_DESCRIPTION
@@ -769,49 +769,60 @@ def test_an_empty_file_input_attaches_nothing(site: Site) -> None:
 # --- expensive work is bounded ----------------------------------------------------------------
 
 
-def test_busy_derivations_give_a_503_and_store_nothing(
-    site: Site, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """With every derivation slot taken, a report keeping a codename is refused as busy, its
-    uploads discarded, no source row left behind; a login too."""
-    monkeypatch.setattr(source_interface.services, "DERIVATION_WAIT_SECONDS", 0.05)
-    slots = site.services.derivation_slots
-    for _ in range(source_interface.services.DERIVATIONS_PER_PROCESS):
-        assert slots.acquire(timeout=1)
-    try:
-        client = site.client()
-        files = [(b"z" * 100_000, "z.bin", "application/octet-stream")]
-        response = post_report(client, fresh_token(client), files, keep_codename="yes")
-        assert response.status_code == 503
-        assert "The site is busy" in page_text(response)
-        assert counts(site) == NOTHING
-        response = login(client, " ".join(site.services.wordlist[:7]))
-        assert response.status_code == 503
-        assert session_cookie(client) is None
-        # A report without a codename needs no derivation and goes through.
-        assert (
-            post_report(client, fresh_token(client), files, keep_codename="no").status_code == 303
+def test_busy_derivations_give_a_503_at_once_and_store_nothing(tmp_path: Path) -> None:
+    """With the one derivation thread taken and no queue, a report keeping a codename is
+    refused as busy at once (no waiting), its uploads discarded, no source row left behind; a
+    login too."""
+    limits = {"derivations_per_worker": 1, "derivation_queue_per_worker": 0}
+    with open_site(tmp_path, limits) as site:
+        running, release = threading.Event(), threading.Event()
+        holder = threading.Thread(
+            target=site.services.derivations.run,
+            args=(lambda: (running.set(), release.wait(30)),),
         )
-    finally:
-        for _ in range(source_interface.services.DERIVATIONS_PER_PROCESS):
-            slots.release()
-    assert counts(site)["reports"] == 1
+        holder.start()
+        assert running.wait(30)
+        try:
+            client = site.client()
+            files = [(b"z" * 100_000, "z.bin", "application/octet-stream")]
+            response = post_report(client, fresh_token(client), files, keep_codename="yes")
+            assert response.status_code == 503
+            assert "The site is busy" in page_text(response)
+            assert counts(site) == NOTHING
+            response = login(client, " ".join(site.services.wordlist[:7]))
+            assert response.status_code == 503
+            assert session_cookie(client) is None
+            # A report without a codename needs no derivation and goes through.
+            response = post_report(client, fresh_token(client), files, keep_codename="no")
+            assert response.status_code == 303
+        finally:
+            release.set()
+            holder.join()
+        assert counts(site)["reports"] == 1
+        # Free again: a codename report goes through.
+        response = post_report(client, fresh_token(client), files, keep_codename="yes")
+        assert response.status_code == 303
 
 
-def test_repeated_failed_logins_are_slowed_down(
+def test_a_burst_of_failed_logins_pauses_logins_at_once(
     site: Site, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    delays: list[float] = []
-    # The view sleeps through the time module: record the delays instead of waiting them.
-    monkeypatch.setattr("source_interface.views.followup.time.sleep", delays.append)
+    """Past the free failures, logins get the 429 page straight away (no sleep, no
+    derivation), saying the codename is safe; input that cannot be a codename does not count."""
     client = site.client()
-    for _ in range(source_interface.throttle.FREE_FAILURES + 5):
+    wordlist = site.services.wordlist
+    for _ in range(5):
         assert login(client, "too few words").status_code == 400
     free = source_interface.throttle.FREE_FAILURES
-    assert delays[:free] == [0.0] * free
-    assert all(later > 0 for later in delays[free:])
-    assert delays == sorted(delays)
-    assert max(delays) <= source_interface.throttle.MAX_DELAY
+    for attempt in range(free):
+        words = " ".join(wordlist[attempt : attempt + 7])
+        assert login(client, words).status_code == 400
+    monkeypatch.setattr(crypto.codename, "derive", no_derivation)
+    response = login(client, " ".join(wordlist[100:107]))
+    assert response.status_code == 429
+    assert "logins are paused" in page_text(response)
+    # Other pages are not affected.
+    assert client.get("/").status_code == 200
 
 
 # --- failures while storing -------------------------------------------------------------------

@@ -279,10 +279,12 @@ def test_sessions_expire_when_idle(store: Store) -> None:
     index.replace_session_secret(b"s" * 32, b"other")
     found = index.session(b"s" * 32, 60)
     assert found is not None and found.sealed_secret == b"other"
-    # Idle past its expiry (moved back rather than waited for): gone, row deleted.
+    # Idle past its expiry (moved back rather than waited for): gone at once; the row itself
+    # is deleted by the background janitor's expire_sessions.
     with index.transaction() as db:
         db.execute("UPDATE sessions SET expires = ?", (int(time.time()) - 1,))
     assert index.session(b"s" * 32, 60) is None
+    assert index.expire_sessions() == 1
     with index.transaction() as db:
         assert db.execute("SELECT count(*) FROM sessions").fetchone() == (0,)
     index.create_session(b"u" * 32, source.id, b"x", 60)

@@ -71,12 +71,24 @@ class Store:
             self.blobs.delete(name)
         self.clear_pickup_cache()
 
-    def sweep(self) -> int:
+    def sweep(self, min_age: float = 0.0) -> int:
         """Remove blobs left by a crash or an abandoned upload, and sources a crash left without
-        their report; run before serving.  Returns how many blobs were removed."""
+        their report.  Returns how many blobs were removed.
+
+        It lists the whole blob folder, so it runs in the background (:mod:`janitor`), never
+        on the request path nor before serving: there ``min_age`` keeps every file written in
+        the last hour, which may belong to a request in flight (a blob is committed a moment
+        before its row; the slowest live upload still writes to its temporary file every
+        minute, or is dropped).  0 removes every unreferenced file: only when nothing runs.
+        """
         self.index.delete_sources_without_reports()
         self.expire_drafts()
-        return self.blobs.sweep(self.index.blob_names())
+        return self.blobs.sweep(self.index.blob_names(), min_age)
+
+    def housekeeping(self) -> None:
+        """Forget expired drafts and sessions: cheap indexed deletes, once a minute."""
+        self.expire_drafts()
+        self.index.expire_sessions()
 
     def expire_drafts(self) -> None:
         """Delete the files of drafts nobody came back to (rows first, then blobs)."""

@@ -9,11 +9,16 @@ Blobs hold envelopes only: nothing here ever sees plaintext.
 import hashlib
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from blagh.offload import Offload
+
 _NAME_BYTES = 16
+IO_THREADS = 4
+IO_QUEUE = 4096
 
 
 @dataclass(frozen=True)
@@ -44,14 +49,21 @@ class PendingBlob:
         self._size += len(data)
 
     def commit(self) -> BlobRef:
-        """Flush, fsync, and move into place; the blob then survives a crash."""
+        """Flush, fsync, and move into place; the blob then survives a crash.
+
+        The fsyncs run on the folder's I/O threads: under gevent the event loop serves
+        everyone else meanwhile.
+        """
+        self._folder.io.run(self._make_durable)
+        self._done = True
+        return BlobRef(self.name, self._size, self._hash.hexdigest())
+
+    def _make_durable(self) -> None:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
         os.rename(self._temp, self._folder.path_of(self.name))
         self._folder.sync_dir()
-        self._done = True
-        return BlobRef(self.name, self._size, self._hash.hexdigest())
 
     def discard(self) -> None:
         if self._done:
@@ -67,6 +79,8 @@ class BlobFolder:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.temp_dir = root / "tmp"
+        self.io = Offload("blob fsync", threads=IO_THREADS, queue=IO_QUEUE)
+        """Where fsyncs run: beside the event loop, a few at a time."""
         # Each level with its own mode: mkdir(parents=True) would make ``root`` 0777 & ~umask.
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.temp_dir.mkdir(mode=0o700, exist_ok=True)
@@ -95,16 +109,35 @@ class BlobFolder:
     def names(self) -> set[str]:
         return {p.name for p in self.root.iterdir() if p.is_file()}
 
-    def sweep(self, referenced: set[str]) -> int:
+    def sweep(self, referenced: set[str], min_age: float = 0.0) -> int:
         """Remove temporary files and blobs no index row refers to; return how many.
 
-        Run at start-up, before any worker accepts requests, so nothing in flight is removed.
+        Only files last written ``min_age`` seconds ago or more: with 0 (nothing in flight)
+        every one of them.
         """
+        cutoff = time.time() - min_age
+        removed = 0
+        for temp in self.temp_dir.iterdir():
+            if _older(temp, cutoff):
+                temp.unlink(missing_ok=True)
+                removed += 1
+        for name in self.names() - referenced:
+            if _older(self.root / name, cutoff):
+                self.delete(name)
+                removed += 1
+        return removed
+
+    def clear_temporary(self) -> int:
+        """Remove every temporary file: what a crash left half-written.  Only before serving."""
         removed = 0
         for temp in self.temp_dir.iterdir():
             temp.unlink(missing_ok=True)
             removed += 1
-        for name in self.names() - referenced:
-            self.delete(name)
-            removed += 1
         return removed
+
+
+def _older(path: Path, cutoff: float) -> bool:
+    try:
+        return path.stat().st_mtime <= cutoff
+    except FileNotFoundError:
+        return False

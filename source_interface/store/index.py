@@ -5,18 +5,31 @@ from, and no time finer than a day except session expiry (which a session needs,
 deleted with the session).
 """
 
+import functools
 import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
+from blagh.offload import Offload, native_thread_id
 from blagh.sqlcipher import connect
 from source_interface.store.blobs import BlobRef
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+WRITE_QUEUE = 4096
+"""Writes that may wait for the writer thread at once; past that a request gets "busy"."""
+
+SESSION_REFRESH_SECONDS = 60
+"""A session's idle timer is pushed back at most this often (or a tenth of its lifetime, if
+shorter): most page views then only read."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sources (
@@ -51,12 +64,16 @@ CREATE TABLE IF NOT EXISTS drafts (
     expires INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS drafts_by_token ON drafts(token_hash);
+CREATE INDEX IF NOT EXISTS drafts_by_expiry ON drafts(expires);
+CREATE INDEX IF NOT EXISTS reports_by_source ON reports(source_id);
 CREATE TABLE IF NOT EXISTS sessions (
     token_hash BLOB PRIMARY KEY,
     source_id TEXT NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
     sealed_secret BLOB NOT NULL,
     expires INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions(expires);
+CREATE INDEX IF NOT EXISTS sessions_by_source ON sessions(source_id);
 CREATE TABLE IF NOT EXISTS applied_bundles (
     id TEXT PRIMARY KEY,
     day TEXT NOT NULL
@@ -176,33 +193,55 @@ class ReplyConflict(Exception):
     """A reply's id is already used by a different item: the bundle cannot be applied."""
 
 
+def _writes(
+    method: Callable[Concatenate["Index", _P], _R],
+) -> Callable[Concatenate["Index", _P], _R]:
+    """Run an :class:`Index` method that writes on the index's one writer thread.
+
+    Every write of a process goes through one thread, in turn: a request never sleeps in
+    SQLite's busy handler waiting for another request's write lock, and under gevent the event
+    loop goes on serving while the write (and its fsync) runs.
+    """
+
+    @functools.wraps(method)
+    def on_writer(self: "Index", /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return self.writer.run(method, self, *args, **kwargs)
+
+    return on_writer
+
+
 class Index:
-    """One connection per thread (gunicorn's threaded workers); transactions are short."""
+    """One connection per OS thread; writes on the writer thread; transactions are short.
+
+    Under gevent every greenlet of a worker shares the event loop thread's connection for its
+    reads (no read yields to another greenlet half-way) and hands its writes to the writer.
+    """
 
     def __init__(self, path: Path, key: bytes) -> None:
         self._path = path
         self._key = key
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._by_thread: dict[int, sqlite3.Connection] = {}
         self._lock = threading.Lock()
+        self.writer = Offload("database writer", threads=1, queue=WRITE_QUEUE)
         self._db.executescript(SCHEMA)
 
     @property
     def _db(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        thread = native_thread_id()
+        db = self._by_thread.get(thread)
         if db is None:
             db = connect(self._path, self._key)
-            self._local.db = db
             with self._lock:
-                self._connections.append(db)
+                self._by_thread[thread] = db
         return db
 
     def close(self) -> None:
+        self.writer.close()
         with self._lock:
-            for db in self._connections:
+            for db in self._by_thread.values():
                 db.close()
-            self._connections.clear()
-        self._local = threading.local()
+            self._by_thread.clear()
+        self.writer = Offload("database writer", threads=1, queue=WRITE_QUEUE)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -214,6 +253,7 @@ class Index:
             raise
         self._db.execute("COMMIT")
 
+    @_writes
     def create_source(self, verifier: bytes | None, public_key: bytes | None) -> Source:
         source = Source(new_id(), public_key, today())
         with self.transaction() as db:
@@ -235,6 +275,7 @@ class Index:
         ).fetchone()
         return Source(*row) if row else None
 
+    @_writes
     def add_report(
         self,
         source_id: str,
@@ -267,6 +308,7 @@ class Index:
         assert found is not None
         return found
 
+    @_writes
     def add_items(
         self,
         source_id: str,
@@ -301,11 +343,21 @@ class Index:
             )
 
     def reports_of(self, source_id: str) -> list[Report]:
-        rows = self._db.execute(
-            "SELECT id FROM reports WHERE source_id = ? ORDER BY day, rowid", (source_id,)
+        """A source's reports with their items: two indexed queries, whatever the store holds."""
+        db = self._db
+        reports = db.execute(
+            "SELECT id, source_id, day FROM reports WHERE source_id = ? ORDER BY day, rowid",
+            (source_id,),
         ).fetchall()
-        reports = [self.report(source_id, report_id) for (report_id,) in rows]
-        return [r for r in reports if r is not None]
+        items: dict[str, list[Item]] = {}
+        for row in db.execute(
+            "SELECT i.id, i.report_id, i.kind, i.blob, i.size, i.sha256, i.day FROM items AS i"
+            " JOIN reports AS r ON r.id = i.report_id WHERE r.source_id = ?"
+            " ORDER BY i.report_id, i.seq",
+            (source_id,),
+        ).fetchall():
+            items.setdefault(row[1], []).append(Item(*row))
+        return [Report(r[0], r[1], r[2], tuple(items.get(r[0], ()))) for r in reports]
 
     def report(self, source_id: str, report_id: str) -> Report | None:
         row = self._db.execute(
@@ -321,6 +373,7 @@ class Index:
         ).fetchall()
         return Report(row[0], row[1], row[2], tuple(Item(*i) for i in items))
 
+    @_writes
     def delete_source(self, source_id: str) -> list[str]:
         """Delete a source and everything of theirs; return the blob names to remove."""
         with self.transaction() as db:
@@ -340,6 +393,7 @@ class Index:
         rows = self._db.execute("SELECT blob FROM items UNION SELECT blob FROM drafts")
         return {name for (name,) in rows}
 
+    @_writes
     def add_to_draft(self, token_hash: bytes, blobs: list[BlobRef], lifetime: int) -> None:
         """Keep committed file blobs for a report whose form must be corrected first."""
         expires = int(time.time()) + lifetime
@@ -359,6 +413,7 @@ class Index:
         )
         return [BlobRef(*row) for row in rows]
 
+    @_writes
     def delete_sources_without_reports(self) -> int:
         """Forget sources that have no report; return how many.
 
@@ -373,6 +428,7 @@ class Index:
             )
         return cursor.rowcount
 
+    @_writes
     def expire_drafts(self) -> list[str]:
         """Forget abandoned drafts; return their blob names for deletion."""
         now = int(time.time())
@@ -381,6 +437,7 @@ class Index:
             db.execute("DELETE FROM drafts WHERE expires < ?", (now,))
         return [name for (name,) in rows]
 
+    @_writes
     def replace_session_secret(self, token_hash: bytes, sealed_secret: bytes) -> None:
         with self.transaction() as db:
             db.execute(
@@ -388,6 +445,7 @@ class Index:
                 (sealed_secret, token_hash),
             )
 
+    @_writes
     def create_session(
         self, token_hash: bytes, source_id: str, sealed_secret: bytes, lifetime: int
     ) -> None:
@@ -399,21 +457,44 @@ class Index:
             )
 
     def session(self, token_hash: bytes, lifetime: int) -> Session | None:
-        """The live session for this token, its idle timer restarted; None if absent or idle."""
-        now = int(time.time())
-        with self.transaction() as db:
-            db.execute("DELETE FROM sessions WHERE expires < ?", (now,))
-            row = db.execute(
-                "SELECT source_id, sealed_secret FROM sessions WHERE token_hash = ?",
-                (token_hash,),
-            ).fetchone()
-            if row is None:
-                return None
-            db.execute(
-                "UPDATE sessions SET expires = ? WHERE token_hash = ?", (now + lifetime, token_hash)
-            )
-        return Session(row[0], row[1], now + lifetime)
+        """The live session for this token, its idle timer restarted; None if absent or idle.
 
+        The timer is written back only when it is more than :data:`SESSION_REFRESH_SECONDS`
+        old, so most page views are a read; expired rows are removed by
+        :meth:`expire_sessions` in the background, not here.
+        """
+        now = int(time.time())
+        row = self._db.execute(
+            "SELECT source_id, sealed_secret, expires FROM sessions"
+            " WHERE token_hash = ? AND expires >= ?",
+            (token_hash, now),
+        ).fetchone()
+        if row is None:
+            return None
+        expires = int(row[2])
+        if expires < now + lifetime - min(SESSION_REFRESH_SECONDS, lifetime // 10):
+            expires = now + lifetime
+            if not self._touch_session(token_hash, now, expires):
+                return None
+        return Session(row[0], row[1], expires)
+
+    @_writes
+    def _touch_session(self, token_hash: bytes, now: int, expires: int) -> bool:
+        with self.transaction() as db:
+            cursor = db.execute(
+                "UPDATE sessions SET expires = ? WHERE token_hash = ? AND expires >= ?",
+                (expires, token_hash, now),
+            )
+        return cursor.rowcount > 0
+
+    @_writes
+    def expire_sessions(self) -> int:
+        """Forget sessions idle past their lifetime; return how many (background janitor)."""
+        with self.transaction() as db:
+            cursor = db.execute("DELETE FROM sessions WHERE expires < ?", (int(time.time()),))
+        return cursor.rowcount
+
+    @_writes
     def delete_session(self, token_hash: bytes) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
@@ -436,6 +517,7 @@ class Index:
         row = self._db.execute("SELECT 1 FROM applied_bundles WHERE id = ?", (bundle_id,))
         return row.fetchone() is not None
 
+    @_writes
     def apply_replies(
         self,
         bundle_id: str,
@@ -543,6 +625,7 @@ class Index:
             sources += cursor.rowcount
         return deleted, sources, blobs
 
+    @_writes
     def purge_delivered(self, cutoff_day: str) -> Purged:
         """Delete delivered items acknowledged on ``cutoff_day`` or before, then what is left
         with nothing: reports with no item whose source kept no codename (nobody can come
@@ -574,6 +657,7 @@ class Index:
             reports, sources, more = self._delete_reports(db, orphaned)
         return Purged(len(rows), reports, sources, tuple(blobs + more))
 
+    @_writes
     def delete_reports(self, report_ids: list[str]) -> tuple[int, list[str]]:
         """Delete reports (and sources left without any); return (count, blob names)."""
         with self.transaction() as db:
@@ -582,6 +666,7 @@ class Index:
 
     # --- transfer stations' tokens -----------------------------------------------------------
 
+    @_writes
     def add_pickup_token(self, name: str, token_hash: bytes) -> bool:
         """Record a token's hash under ``name``; False if the name is taken."""
         with self.transaction() as db:
@@ -593,6 +678,7 @@ class Index:
             )
         return True
 
+    @_writes
     def remove_pickup_token(self, name: str) -> bool:
         with self.transaction() as db:
             cursor = db.execute("DELETE FROM pickup_tokens WHERE name = ?", (name,))

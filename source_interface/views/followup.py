@@ -5,7 +5,6 @@ the source too (report fields, their own messages, analysts' replies); files sta
 analysts alone.
 """
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +28,7 @@ from source_interface.submissions import (
     seal_document,
     uploaded_files,
 )
+from source_interface.throttle import too_many_logins
 from source_interface.views import sealed
 
 bp = Blueprint("followup", __name__)
@@ -67,10 +67,12 @@ def login() -> ResponseReturnValue:
         return sealed.login()  # the codename stayed in the browser (the JavaScript path)
     typed = request.form.get("codename", "")
     error = _login_error(svc, typed)
+    if error is None and svc.login_failures.exceeded():
+        page = render_template("followup/login.html", error=too_many_logins())
+        return make_response(page, 429)
     if error is None:
         try:
-            with svc.derivation():
-                keys = codename.derive(typed, svc.instance_salt)
+            keys = svc.derive(typed)
         except InvalidCodename:
             error = _("A codename is seven words separated by spaces.")
         else:
@@ -80,8 +82,8 @@ def login() -> ResponseReturnValue:
                 response = redirect(url_for("followup.home"), 303)
                 svc.sessions.start(request, response, source.id, keys.secret_key)
                 return response
+            svc.login_failures.record_failure()
             error = _("No report matches this codename. Check each word, in order, and try again.")
-    time.sleep(svc.login_failures.record_failure())
     return make_response(render_template("followup/login.html", error=error), 400)
 
 

@@ -72,8 +72,7 @@ def submit() -> ResponseReturnValue:
     new_source = NewSource(None, None)
     if report.keep_codename:
         secret_codename = codename.generate(svc.wordlist)
-        with svc.derivation():
-            source_keys = codename.derive(secret_codename, svc.instance_salt)
+        source_keys = svc.derive(secret_codename)
         new_source = NewSource(
             login_verifier(source_keys.login_secret, svc.login_hash_key), source_keys.public_key
         )
@@ -91,7 +90,6 @@ def submit() -> ResponseReturnValue:
         draft=draft_hash,
         new_source=new_source,
     )
-    svc.store.expire_drafts()
     if source_keys is None:
         return redirect(url_for("report.received"), 303)
     response = redirect(url_for("report.codename_check"), 303)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import time
 
 from flask import Response, jsonify, request, url_for
 from flask_babel import gettext as _
@@ -39,6 +38,7 @@ from source_interface.sessions import SourceSession, form_token, form_token_vali
 from source_interface.store import BlobRef
 from source_interface.store.index import NewSource, new_id
 from source_interface.submissions import draft_files
+from source_interface.throttle import too_many_logins
 from source_interface.views.uploads import max_upload_envelope, upload_folder
 
 BROWSER_HELD_KEY = bytes(32)
@@ -232,7 +232,6 @@ def _submit_report(svc: Services) -> Response:
         files.undo()
         raise
     files.done()
-    svc.store.expire_drafts()
     if source_key is None:
         return _answer(200, next=url_for("report.received"))
     response = _answer(200, next=url_for("followup.home", saved=1))
@@ -249,12 +248,14 @@ def login() -> Response:
         secret = _decode(request.form.get("login_secret"), LOGIN_SECRET_BYTES)
     except Rejected as rejected:
         return _answer(rejected.status, error=rejected.message)
+    if svc.login_failures.exceeded():
+        return _answer(429, error=too_many_logins())
     source = svc.store.index.source_by_verifier(login_verifier(secret, svc.login_hash_key))
     if source is not None:
         response = _answer(200, next=url_for("followup.home"))
         svc.sessions.start(request, response, source.id, BROWSER_HELD_KEY)
         return response
-    time.sleep(svc.login_failures.record_failure())
+    svc.login_failures.record_failure()
     return _answer(
         400, error=_("No report matches this codename. Check each word, in order, and try again.")
     )
