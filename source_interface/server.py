@@ -2,6 +2,8 @@
 
 waitress buffers whole request bodies to temporary files before the app sees them, which would
 put plaintext uploads on disk; gunicorn streams the body to the app, which seals it on arrival.
+Its workers are event-driven (gevent, source_interface/worker.py): thousands of slow Tor
+clients cost memory, not threads, and the limits of ``[limits]`` drop the abusive ones.
 Access logs are off: the server keeps no record of who asked for what.  Responses carry no
 ``Server`` header, and gunicorn's control socket (on by default in gunicorn 27) is off.
 """
@@ -16,8 +18,10 @@ from gunicorn.http import wsgi
 from blagh.config import Config
 from blagh.datadir import DataDir
 from source_interface.app import create_app, open_store
-
-THREADS_PER_WORKER = 4
+from source_interface.janitor import Janitor, run_forever
+from source_interface.security import HEADERS
+from source_interface.services import Services
+from source_interface.worker import paced_worker_class
 
 
 def _without_server_header(default_headers: Any) -> Any:
@@ -63,16 +67,17 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
         self._options: dict[str, Any] = {
             "bind": bind,
             "workers": workers,
-            "worker_class": "gthread",
-            "threads": THREADS_PER_WORKER,
+            "worker_class": paced_worker_class(config.limits, HEADERS),
+            # Also the header timeout: gunicorn times every header read with this.
+            "keepalive": config.limits.header_timeout_seconds,
             "accesslog": None,
             "errorlog": "-",
             "loglevel": "warning",
             "proc_name": proc_name,
             "forwarded_allow_ips": "",
             "on_starting": on_starting,
-            # gthread workers answer the arbiter's heartbeat while requests run, so the
-            # timeout bounds only a hang (a bundle download over tor may take long).
+            # The event loop answers the arbiter's heartbeat while requests run (blocking work
+            # is on threads), so the timeout bounds only a hang of the loop itself.
             "timeout": 120,
             "graceful_timeout": 30,
             "limit_request_field_size": 8190,
@@ -100,16 +105,36 @@ class SourceServer(GunicornServer):
             on_starting=self._sweep,
         )
 
+    def load_config(self) -> None:
+        super().load_config()
+        self.cfg.set("post_worker_init", _start_janitor)
+
     def load(self) -> Flask:
         return create_app(self._config)
 
     def _sweep(self, _arbiter: object) -> None:
-        """Remove what a crash left half-written, before any worker accepts a request."""
+        """Remove the temporary files a crash left half-written, before any worker accepts a
+        request.  Only ``tmp/``: the orphan sweep lists the whole store, so the janitor does
+        it in the background (source_interface/janitor.py), and start-up stays flat."""
         store = open_store(DataDir(self._config.instance.data_dir))
         try:
-            store.sweep()
+            store.blobs.clear_temporary()
         finally:
             store.close()
+
+
+def _start_janitor(worker: Any) -> None:
+    """gunicorn's post_worker_init hook: housekeeping in a greenlet beside the requests."""
+    import gevent
+
+    app: Flask = worker.wsgi
+    services: Services = app.extensions["blagh"]
+    janitor = Janitor(
+        services.store,
+        app.extensions["blagh_uploads"],
+        services.store.blobs.root.parent / "janitor.lock",
+    )
+    gevent.spawn(run_forever, janitor, gevent.sleep)
 
 
 def serve(config: Config, host: str | None = None, port: int | None = None) -> None:

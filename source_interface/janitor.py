@@ -1,0 +1,77 @@
+"""Housekeeping beside the requests: expired drafts, sessions and partial uploads, orphan blobs.
+
+None of it runs on the request path (a submission used to scan every draft) nor before serving
+(start-up used to list the whole blob folder).  Each worker runs a janitor greenlet; a
+non-blocking file lock lets one worker at a time do a round, and the work itself runs on the
+blob folder's I/O threads, so the event loop keeps serving.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from source_interface.presealed import UploadFolder
+from source_interface.store import Store
+
+HOUSEKEEPING_SECONDS = 60.0
+"""Drafts, sessions and partial uploads are expired at most this long after their time."""
+
+SWEEP_SECONDS = 6 * 3600.0
+"""How often the blob folder is listed for files no row refers to (a crash's leftovers)."""
+
+FIRST_SWEEP_SECONDS = 300.0
+"""The first listing, a while after start rather than before serving."""
+
+SWEEP_MIN_AGE_SECONDS = 3600.0
+"""Files younger than this may belong to a request in flight: the sweep leaves them."""
+
+log = logging.getLogger(__name__)
+
+
+class Janitor:
+    """One round of housekeeping at a time, across the workers of one data folder."""
+
+    def __init__(self, store: Store, uploads: UploadFolder, lock_path: Path) -> None:
+        self._store = store
+        self._uploads = uploads
+        self._lock_path = lock_path
+        self._next_sweep = time.monotonic() + FIRST_SWEEP_SECONDS
+
+    def housekeeping(self) -> None:
+        """Expire drafts, sessions and idle partial uploads (indexed deletes; no listing)."""
+        self._store.housekeeping()
+        self._uploads.expire()
+
+    def sweep(self) -> int:
+        """Remove orphan blobs older than an hour; return how many."""
+        return self._store.sweep(min_age=SWEEP_MIN_AGE_SECONDS)
+
+    def round(self) -> None:
+        """What is due now, if no other worker is doing it."""
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return
+            self._store.blobs.io.run(self.housekeeping)
+            if time.monotonic() >= self._next_sweep:
+                self._next_sweep = time.monotonic() + SWEEP_SECONDS
+                self._store.blobs.io.run(self.sweep)
+        finally:
+            os.close(fd)
+
+
+def run_forever(janitor: Janitor, wait: Callable[[float], object]) -> None:
+    """Rounds every :data:`HOUSEKEEPING_SECONDS`; a failed round is logged and retried."""
+    while True:
+        wait(HOUSEKEEPING_SECONDS)
+        try:
+            janitor.round()
+        except Exception:
+            log.exception("housekeeping failed; trying again in a minute")
