@@ -1,0 +1,163 @@
+"""Staying up under slow Tor clients and a lone attacker, through a real gunicorn.
+
+These tests run ``blagh serve`` (gevent workers, source_interface/worker.py) on loopback and
+attack it as issue 10 describes: connections trickling headers or bodies, more connections
+than a worker holds, floods of logins.  Each checks what an honest visitor sees meanwhile (the
+landing page within a second, a report with a file going through), that no worker dies, and
+that the server is idle again afterwards.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from form_browser import Upload
+from gunicorn_helpers import HOST, Browser, Gunicorn, make_data_dir, submit_report
+
+from crypto.keys import AnalystKey, generate_analyst_key
+
+PROBE_LIMIT_SECONDS = 1.0
+
+
+@pytest.fixture(scope="module")
+def analyst() -> AnalystKey:
+    return generate_analyst_key()
+
+
+@pytest.fixture
+def serve(tmp_path: Path, analyst: AnalystKey) -> Iterator[Callable[..., Gunicorn]]:
+    """Start ``blagh serve`` with 2 workers and the given ``[limits]``; stopped afterwards."""
+    started: list[Gunicorn] = []
+
+    def start(**limits: int) -> Gunicorn:
+        data_dir = make_data_dir(tmp_path / "data", analyst, workers=2, limits=limits)
+        server = Gunicorn(data_dir, tmp_path, workers=2)
+        started.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+class Prober(threading.Thread):
+    """An honest visitor loading the landing page every ``interval`` seconds until stopped."""
+
+    def __init__(self, port: int, interval: float = 0.25) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.interval = interval
+        self.latencies: list[float] = []
+        self.failures: list[str] = []
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.wait(self.interval):
+            started = time.monotonic()
+            try:
+                connection = http.client.HTTPConnection(HOST, self.port, timeout=10)
+                connection.request("GET", "/")
+                response = connection.getresponse()
+                response.read()
+                connection.close()
+                if response.status != 200:
+                    self.failures.append(f"status {response.status}")
+            except OSError as error:
+                self.failures.append(repr(error))
+            self.latencies.append(time.monotonic() - started)
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join()
+
+    def check(self) -> None:
+        assert len(self.latencies) >= 5, "the prober hardly ran"
+        assert self.failures == []
+        worst = max(self.latencies)
+        assert worst < PROBE_LIMIT_SECONDS, (
+            f"landing page took {worst:.2f} s (median {statistics.median(self.latencies):.3f} s)"
+        )
+
+
+def worker_processes(server: Gunicorn) -> list[psutil.Process]:
+    return [psutil.Process(pid) for pid in server.worker_pids()]
+
+
+def open_connections(server: Gunicorn) -> int:
+    """Established TCP connections the workers hold on the server's port."""
+    count = 0
+    for process in worker_processes(server):
+        for connection in process.net_connections(kind="tcp"):
+            if connection.status == psutil.CONN_ESTABLISHED and connection.laddr.port == server.port:
+                count += 1
+    return count
+
+
+def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+# --- floods of logins ------------------------------------------------------------------------
+
+
+def _flood(port: int, stop: threading.Event, login: Callable[[Browser], object]) -> None:
+    browser = Browser(port)
+    while not stop.is_set():
+        try:
+            login(browser)
+        except OSError:
+            pass
+
+
+def _bad_token_login(browser: Browser) -> object:
+    return browser.post("/login", [("form_token", "x" * 43), ("codename", "a b c d e f g")])
+
+
+def _argon2_login(browser: Browser) -> object:
+    token = browser.token("/login")
+    words = " ".join(["abacus"] * 7)
+    return browser.post("/login", [("form_token", token), ("codename", words)])
+
+
+def test_login_floods_do_not_delay_the_landing_page(serve: Callable[..., Gunicorn]) -> None:
+    """16 clients sending logins with a bad form token and 8 sending codenames that need an
+    argon2id derivation each: the landing page keeps answering within a second, and an
+    honest report goes through."""
+    server = serve()
+    stop = threading.Event()
+    floods = [
+        threading.Thread(target=_flood, args=(server.port, stop, _bad_token_login))
+        for _ in range(16)
+    ] + [
+        threading.Thread(target=_flood, args=(server.port, stop, _argon2_login)) for _ in range(8)
+    ]
+    prober = Prober(server.port)
+    workers = server.worker_pids()
+    for thread in floods:
+        thread.start()
+    prober.start()
+    try:
+        stop.wait(10)
+        reply = submit_report(
+            Browser(server.port), "during a login flood", [Upload("a.bin", os.urandom(100_000))]
+        )
+        assert reply.status == 303
+    finally:
+        stop.set()
+        prober.stop()
+        for thread in floods:
+            thread.join()
+    prober.check()
+    assert server.worker_pids() == workers, "no worker died"
