@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import socket
 import statistics
 import threading
 import time
@@ -34,12 +35,13 @@ def analyst() -> AnalystKey:
 
 @pytest.fixture
 def serve(tmp_path: Path, analyst: AnalystKey) -> Iterator[Callable[..., Gunicorn]]:
-    """Start ``blagh serve`` with 2 workers and the given ``[limits]``; stopped afterwards."""
+    """Start ``blagh serve`` with ``workers`` workers (2) and the given ``[limits]``; stopped
+    afterwards."""
     started: list[Gunicorn] = []
 
-    def start(**limits: int) -> Gunicorn:
-        data_dir = make_data_dir(tmp_path / "data", analyst, workers=2, limits=limits)
-        server = Gunicorn(data_dir, tmp_path, workers=2)
+    def start(workers: int = 2, **limits: int) -> Gunicorn:
+        data_dir = make_data_dir(tmp_path / "data", analyst, workers=workers, limits=limits)
+        server = Gunicorn(data_dir, tmp_path, workers=workers)
         started.append(server)
         server.start()
         return server
@@ -161,3 +163,42 @@ def test_login_floods_do_not_delay_the_landing_page(serve: Callable[..., Gunicor
             thread.join()
     prober.check()
     assert server.worker_pids() == workers, "no worker died"
+
+
+# --- the connection cap ----------------------------------------------------------------------
+
+
+def _busy_page(port: int) -> tuple[int, str]:
+    connection = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        connection.request("GET", "/")
+        response = connection.getresponse()
+        return response.status, response.read().decode("utf-8")
+    finally:
+        connection.close()
+
+
+def test_past_the_connection_cap_a_visitor_gets_the_busy_page(
+    serve: Callable[..., Gunicorn],
+) -> None:
+    """With the worker holding its cap of connections (clients that never finish their
+    headers), a new visitor gets the short 503 page at once, in the three languages; once the
+    holders go, the site answers normally again."""
+    cap = 16
+    server = serve(workers=1, max_connections_per_worker=cap, header_timeout_seconds=120)
+    holders = []
+    try:
+        for _ in range(cap):
+            holder = socket.create_connection((HOST, server.port))
+            holder.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            holders.append(holder)
+        wait_until(lambda: open_connections(server) == cap, 30, "the worker took them all")
+        status, body = _busy_page(server.port)
+        assert status == 503
+        assert "The site is too busy right now. Nothing of this request was saved." in body
+        assert "Le site est trop sollicité" in body and "الموقع مشغول" in body
+    finally:
+        for holder in holders:
+            holder.close()
+    wait_until(lambda: open_connections(server) == 0, 30, "the holders' connections closed")
+    assert _busy_page(server.port)[0] == 200
