@@ -9,6 +9,7 @@ that the server is idle again afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import socket
@@ -99,7 +100,8 @@ def open_connections(server: Gunicorn) -> int:
     count = 0
     for process in worker_processes(server):
         for connection in process.net_connections(kind="tcp"):
-            if connection.status == psutil.CONN_ESTABLISHED and connection.laddr.port == server.port:
+            established = connection.status == psutil.CONN_ESTABLISHED
+            if established and connection.laddr.port == server.port:
                 count += 1
     return count
 
@@ -117,10 +119,8 @@ def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None
 def _flood(port: int, stop: threading.Event, login: Callable[[Browser], object]) -> None:
     browser = Browser(port)
     while not stop.is_set():
-        try:
+        with contextlib.suppress(OSError):
             login(browser)
-        except OSError:
-            pass
 
 
 def _bad_token_login(browser: Browser) -> object:
@@ -142,9 +142,7 @@ def test_login_floods_do_not_delay_the_landing_page(serve: Callable[..., Gunicor
     floods = [
         threading.Thread(target=_flood, args=(server.port, stop, _bad_token_login))
         for _ in range(16)
-    ] + [
-        threading.Thread(target=_flood, args=(server.port, stop, _argon2_login)) for _ in range(8)
-    ]
+    ] + [threading.Thread(target=_flood, args=(server.port, stop, _argon2_login)) for _ in range(8)]
     prober = Prober(server.port)
     workers = server.worker_pids()
     for thread in floods:
