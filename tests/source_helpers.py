@@ -85,8 +85,11 @@ class Site:
         self.store.close()
 
 
-def make_site(tmp_path: Path, **source_interface: Any) -> Site:
-    """A fresh data folder and app; ``source_interface`` overrides that config section.
+def make_site(
+    tmp_path: Path, limits: Mapping[str, Any] | None = None, **source_interface: Any
+) -> Site:
+    """A fresh data folder and app; ``source_interface`` overrides that config section, and
+    ``limits`` the ``[limits]`` one.
 
     Pages are in English unless ``default_language`` says otherwise, so tests can read them.
     """
@@ -98,14 +101,17 @@ def make_site(tmp_path: Path, **source_interface: Any) -> Site:
             "instance": {"data_dir": str(data_dir)},
             "recipients": {"analysts": [analyst.public().to_line()]},
             "source_interface": {"default_language": "en", **source_interface},
+            "limits": dict(limits or {}),
         }
     )
     return Site(data_dir, analyst, config, create_app(config))
 
 
 @contextmanager
-def open_site(tmp_path: Path, **source_interface: Any) -> Iterator[Site]:
-    site = make_site(tmp_path, **source_interface)
+def open_site(
+    tmp_path: Path, limits: Mapping[str, Any] | None = None, **source_interface: Any
+) -> Iterator[Site]:
+    site = make_site(tmp_path, limits, **source_interface)
     try:
         yield site
     finally:
