@@ -289,15 +289,14 @@ class UploadFolder:
         bounds = self.bounds
         if size > bounds.max_total_bytes:
             raise UploadError(503, SERVER_FULL)
-
-        def mine() -> int:
-            return sum(1 for listed in listing.values() if listed.form == form)
+        count = len(listing)
+        total = sum(listed.size for listed in listing.values())
+        mine = sum(1 for listed in listing.values() if listed.form == form)
 
         def crowded() -> bool:
-            total = sum(listed.size for listed in listing.values())
-            return len(listing) >= bounds.max_uploads or total + size > bounds.max_total_bytes
+            return count >= bounds.max_uploads or total + size > bounds.max_total_bytes
 
-        if mine() < bounds.max_per_form and not crowded():
+        if mine < bounds.max_per_form and not crowded():
             return
         cutoff = self._clock() - EVICTABLE_AFTER_SECONDS
         touched = {name: self._touched(name) for name in listing}
@@ -305,22 +304,25 @@ class UploadFolder:
         for name, listed in listing.items():
             form_touched[listed.form] = max(form_touched.get(listed.form, 0.0), touched[name])
         idle = sorted((name for name in listing if touched[name] < cutoff), key=touched.__getitem__)
+        given_up: set[str] = set()
         # This form's own idle uploads first, if it has too many: a page reloaded mid-upload.
-        for name in [n for n in idle if listing[n].form == form]:
-            if mine() < bounds.max_per_form:
+        for name in idle:
+            if mine < bounds.max_per_form:
                 break
-            self._remove(name)
-            del listing[name]
-            idle.remove(name)
-        if mine() >= bounds.max_per_form:
+            if listing[name].form == form:
+                self._remove(name)
+                given_up.add(name)
+                count, total, mine = count - 1, total - listing[name].size, mine - 1
+        if mine >= bounds.max_per_form:
             raise UploadError(503, SERVER_FULL)
         # Then anyone's, but never an upload of a form still sending pieces.
         for name in idle:
             if not crowded():
                 break
-            if form_touched[listing[name].form] < cutoff:
+            if name not in given_up and form_touched[listing[name].form] < cutoff:
                 self._remove(name)
-                del listing[name]
+                count, total = count - 1, total - listing[name].size
+                mine -= listing[name].form == form
         if crowded():
             raise UploadError(503, SERVER_FULL)
 
