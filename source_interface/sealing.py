@@ -26,7 +26,7 @@ from werkzeug.formparser import FormDataParser
 
 from blagh.payloads import attachment_header
 from crypto.envelope import EnvelopeWriter
-from source_interface.diskspace import FreeSpace, is_no_space
+from source_interface.diskspace import FreeSpace, NoSpace, is_no_space
 from source_interface.store.blobs import BlobFolder, BlobRef, PendingBlob
 
 MAX_FILENAME_CHARS = 255
@@ -119,12 +119,19 @@ class SealedUpload:
         return 0
 
     def commit(self) -> BlobRef:
-        """Finish the envelope and make the blob durable (fsync, rename)."""
+        """Finish the envelope and make the blob durable (fsync, rename).  Out of space at
+        this last step, the blob is deleted and :class:`NoSpace` (a 507 page) raised."""
         if self._ref is None:
             if self._writer is None or self._blob is None:
                 raise ValueError("a refused file cannot be committed")
-            self._writer.finish()
-            self._ref = self._blob.commit()
+            try:
+                self._writer.finish()
+                self._ref = self._blob.commit()
+            except OSError as error:
+                if not is_no_space(error):
+                    raise
+                self._give_up()
+                raise NoSpace() from None
         return self._ref
 
     def close(self) -> None:

@@ -126,9 +126,7 @@ def keep_as_draft(
     try:
         for upload in uploads:
             refs.append(upload.commit())
-    except OSError as error:
-        if not is_no_space(error):
-            raise
+    except NoSpace:
         for ref in refs:
             services.store.blobs.delete(ref.name)
         return KeptDraft(token, list(kept_names), True)
