@@ -13,7 +13,8 @@ from blagh.config import Config
 from blagh.datadir import DataDir
 from blagh.offload import Offload
 from source_interface import browser, i18n, security, sessions
-from source_interface.presealed import UploadFolder
+from source_interface.diskspace import FreeSpace
+from source_interface.presealed import UploadBounds, UploadFolder
 from source_interface.sealing import UploadLimits, sealing_request_class
 from source_interface.services import Services, load_wordlist
 from source_interface.sessions import Sessions
@@ -34,6 +35,8 @@ def create_app(config: Config) -> Flask:
     site = config.source_interface
     app = Flask(__name__)
     wordlist = load_wordlist()
+    limits = config.limits
+    space = FreeSpace(store.blobs.root, limits.free_space_floor_mb * 1024 * 1024)
     app.request_class = sealing_request_class(
         store.blobs,
         [key.encryption for key in config.recipients.analysts],
@@ -41,6 +44,7 @@ def create_app(config: Config) -> Flask:
             max_request_bytes=site.max_upload_mb * 1024 * 1024,
             max_files=site.max_files_per_report,
         ),
+        space,
     )
     app.extensions["blagh"] = Services(
         config=config,
@@ -61,7 +65,15 @@ def create_app(config: Config) -> Flask:
     security.init_app(app, config)
     sessions.init_app(app)
     browser.init_app(app, wordlist)
-    uploads_folder = UploadFolder(store.blobs.root.parent / "uploads")
+    uploads_folder = UploadFolder(
+        store.blobs.root.parent / "uploads",
+        UploadBounds(
+            max_uploads=limits.max_partial_uploads,
+            max_per_form=limits.max_partial_uploads_per_form,
+            max_total_bytes=limits.max_partial_upload_total_mb * 1024 * 1024,
+        ),
+        space,
+    )
     uploads_folder.expire()  # idle ones only: a worker starting never cuts an upload short
     app.extensions["blagh_uploads"] = uploads_folder
 

@@ -197,6 +197,15 @@ def _error_text(code: int, max_upload_mb: int, max_files: int) -> ErrorText:
             _("The server cannot handle your request right now."),
             _("Wait a few minutes, then try again."),
         )
+    if code == 507:
+        return ErrorText(
+            _("The server is short of disk space"),
+            _("Nothing was saved: the server has no room left for what you sent."),
+            _(
+                "Send your report now without files (text still goes through), and add the "
+                "files later with your codename, or try again in a few hours."
+            ),
+        )
     if code < 500:
         return ErrorText(
             _("The request could not be completed"),

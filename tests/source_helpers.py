@@ -86,10 +86,10 @@ class Site:
 
 
 def make_site(
-    tmp_path: Path, limits: dict[str, Any] | None = None, **source_interface: Any
+    tmp_path: Path, limits: Mapping[str, Any] | None = None, **source_interface: Any
 ) -> Site:
-    """A fresh data folder and app; ``source_interface`` and ``limits`` override those config
-    sections.
+    """A fresh data folder and app; ``source_interface`` overrides that config section, and
+    ``limits`` the ``[limits]`` one.
 
     Pages are in English unless ``default_language`` says otherwise, so tests can read them.
     """
@@ -101,7 +101,7 @@ def make_site(
             "instance": {"data_dir": str(data_dir)},
             "recipients": {"analysts": [analyst.public().to_line()]},
             "source_interface": {"default_language": "en", **source_interface},
-            "limits": limits or {},
+            "limits": dict(limits or {}),
         }
     )
     return Site(data_dir, analyst, config, create_app(config))
@@ -109,7 +109,7 @@ def make_site(
 
 @contextmanager
 def open_site(
-    tmp_path: Path, limits: dict[str, Any] | None = None, **source_interface: Any
+    tmp_path: Path, limits: Mapping[str, Any] | None = None, **source_interface: Any
 ) -> Iterator[Site]:
     site = make_site(tmp_path, limits, **source_interface)
     try:

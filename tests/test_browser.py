@@ -44,6 +44,7 @@ from crypto import codename
 from crypto.envelope import open_envelope, seal
 from crypto.errors import DecryptionError
 from crypto.keys import AnalystKey, generate_analyst_key
+from source_interface.presealed import UploadFolder
 from source_interface.services import load_wordlist
 from source_interface.store.index import NewSource, new_id
 
@@ -350,6 +351,37 @@ def store_report_with_reply(
 
 
 # --- without JavaScript, without WebAssembly, with a tampered library: the server seals ----
+
+
+def test_when_the_server_is_full_the_page_sends_the_report_without_javascript(
+    page: Page, site: Site
+) -> None:
+    """Every partial-upload slot taken by uploads still sending (nothing to give up): the
+    page's upload gets 503 "server full" and the form goes as a plain multipart post instead,
+    with everything typed, chosen and attached."""
+    folder = UploadFolder(site.data_dir.path / "store" / "uploads")
+    size = len(seal(b"x", [site.analyst.public().encryption]))
+    fillers = [
+        folder.create(size, 1, secrets.token_urlsafe(32))
+        for _ in range(folder.bounds.max_uploads - folder.live_count())
+    ]
+    try:
+        log = RequestLog()
+        log.attach(page)
+        page.goto("/report")
+        wait_for_sealing(page)
+        mark = marker()
+        files = report_files(mark, big=600_000)
+        before = site.report_ids()
+        fill_report(page, mark, files, keep_codename=False)
+        submit_report(page)
+        page.wait_for_url("**/report/received")
+        check_arrived(site, before, mark, files)
+        sent = [(m, u.removeprefix(site.url)) for m, u, _b in log.requests if m != "GET"]
+        assert sent == [("POST", "/upload"), ("POST", "/report")]
+    finally:
+        for upload_id in fillers:
+            folder.delete(upload_id)
 
 
 SERVER_SEALS = "This site encrypts everything you send as it arrives, before storing it."

@@ -358,10 +358,12 @@ def test_files_are_kept_as_a_draft_while_the_form_is_corrected(site: Site) -> No
     }
     assert_consistent(site)
 
-    # A draft is used once: sending its token again brings no files.
+    # A draft is used once: sending its token again brings no files, and the form says so
+    # rather than sending a report without the files it lists.
     third = post_report(client, fresh_token(client), draft=draft, kept_file=["photo.jpg"], **TYPED)
-    assert third.status_code == 303
-    assert analyst_reports(site)[1].files == []
+    assert_form_error(third, "files", "Attach them again")
+    assert "kept_file" not in form_state(third).values
+    assert len(analyst_reports(site)) == 1
 
 
 def test_a_draft_grows_over_several_failed_attempts(site: Site) -> None:
@@ -394,7 +396,13 @@ def test_a_draft_grows_over_several_failed_attempts(site: Site) -> None:
 def test_unknown_or_malformed_draft_tokens_bring_no_files(site: Site, draft: str) -> None:
     client = site.client()
     response = post_report(client, fresh_token(client), draft=draft, kept_file=["x.txt"], **TYPED)
-    assert response.status_code == 303
+    assert_form_error(response, "files", "Attach them again")
+    assert analyst_reports(site) == []
+    # The form sent back lists no kept file: sent as it is, it goes through.
+    state = form_state(response)
+    assert "kept_file" not in state.values
+    again = post_report(client, state.value("form_token"), draft=state.value("draft"), **TYPED)
+    assert again.status_code == 303
     [report] = analyst_reports(site)
     assert report.files == [] and report.fields["attachments"] == []
 
@@ -411,9 +419,8 @@ def test_an_expired_draft_brings_no_files(site: Site) -> None:
     with site.store.index.transaction() as db:
         db.execute("UPDATE drafts SET expires = ?", (int(time.time()) - 1,))
     second = post_report(client, fresh_token(client), draft=draft, kept_file=["old.txt"], **TYPED)
-    assert second.status_code == 303
-    [report] = analyst_reports(site)
-    assert report.files == []
+    assert_form_error(second, "files", "Attach them again")
+    assert analyst_reports(site) == []
     site.store.sweep()
     assert_consistent(site)
 

@@ -3,9 +3,12 @@
 A blob becomes visible under its final name only once all its bytes are on disk, and the index
 row that refers to it is committed only after that; so an acknowledged submission is never
 lost and a crash leaves at most an unreferenced file, which :meth:`BlobFolder.sweep` removes.
+A write or commit that fails (the disk full, above all) deletes its temporary file at once: the
+sweep runs only at start-up, and a server that kept such files would stay full until a restart.
 Blobs hold envelopes only: nothing here ever sees plaintext.
 """
 
+import contextlib
 import hashlib
 import os
 import secrets
@@ -44,12 +47,19 @@ class PendingBlob:
         self._done = False
 
     def write(self, data: bytes) -> None:
-        self._file.write(data)
+        """Append ``data``; if that fails (no space left), the blob is discarded, then the error
+        raised."""
+        try:
+            self._file.write(data)
+        except BaseException:
+            self.discard()
+            raise
         self._hash.update(data)
         self._size += len(data)
 
     def commit(self) -> BlobRef:
-        """Flush, fsync, and move into place; the blob then survives a crash.
+        """Flush, fsync, and move into place; the blob then survives a crash.  A failure
+        discards the blob before it is raised.
 
         The fsyncs run on the folder's I/O threads: under gevent the event loop serves
         everyone else meanwhile.
@@ -59,17 +69,24 @@ class PendingBlob:
         return BlobRef(self.name, self._size, self._hash.hexdigest())
 
     def _make_durable(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.rename(self._temp, self._folder.path_of(self.name))
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.rename(self._temp, self._folder.path_of(self.name))
+        except BaseException:
+            self.discard()
+            raise
         self._folder.sync_dir()
 
     def discard(self) -> None:
+        """Delete the temporary file (closing it may fail again on a full disk: it is closed
+        all the same, and the file removed)."""
         if self._done:
             return
         self._done = True
-        self._file.close()
+        with contextlib.suppress(OSError):
+            self._file.close()
         self._temp.unlink(missing_ok=True)
 
 

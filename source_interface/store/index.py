@@ -394,16 +394,46 @@ class Index:
         return {name for (name,) in rows}
 
     @_writes
-    def add_to_draft(self, token_hash: bytes, blobs: list[BlobRef], lifetime: int) -> None:
-        """Keep committed file blobs for a report whose form must be corrected first."""
+    def add_to_draft(
+        self,
+        token_hash: bytes,
+        blobs: list[BlobRef],
+        lifetime: int,
+        *,
+        max_files: int | None = None,
+        max_bytes: int | None = None,
+        max_total_bytes: int | None = None,
+    ) -> tuple[bool, list[str]]:
+        """Keep committed file blobs for a report whose form must be corrected first.
+
+        One draft holds at most ``max_files`` blobs and ``max_bytes`` bytes (one report's worth):
+        blobs that would take it past either are not added.  All drafts together hold at most
+        ``max_total_bytes``: past it, whole drafts are dropped, the least recently added to
+        first (this one last).  Returns whether ``blobs`` were kept, with the names of the blobs
+        no row refers to any more (dropped drafts, or ``blobs`` themselves) for the caller to
+        delete.  The bounds are checked in the same transaction as the insert, so two workers
+        cannot both squeeze past them.
+        """
         expires = int(time.time()) + lifetime
         with self.transaction() as db:
+            count, size = db.execute(
+                "SELECT count(*), coalesce(sum(size), 0) FROM drafts WHERE token_hash = ?",
+                (token_hash,),
+            ).fetchone()
+            new_size = sum(b.size for b in blobs)
+            if (max_files is not None and count + len(blobs) > max_files) or (
+                max_bytes is not None and size + new_size > max_bytes
+            ):
+                return False, [b.name for b in blobs]
             db.execute("UPDATE drafts SET expires = ? WHERE token_hash = ?", (expires, token_hash))
             db.executemany(
                 "INSERT INTO drafts (token_hash, blob, size, sha256, expires)"
                 " VALUES (?, ?, ?, ?, ?)",
                 [(token_hash, b.name, b.size, b.sha256, expires) for b in blobs],
             )
+            if max_total_bytes is None:
+                return True, []
+            return self._evict_drafts(db, token_hash, max_total_bytes)
 
     def draft(self, token_hash: bytes) -> list[BlobRef]:
         rows = self._db.execute(
@@ -694,3 +724,28 @@ class Index:
             "SELECT name FROM pickup_tokens WHERE token_hash = ?", (token_hash,)
         ).fetchone()
         return None if row is None else str(row[0])
+
+    @staticmethod
+    def _evict_drafts(
+        db: sqlite3.Connection, keep: bytes, max_total_bytes: int
+    ) -> tuple[bool, list[str]]:
+        """Drop whole drafts, least recently added to first, until all fit in
+        ``max_total_bytes``; ``(keep survived, blob names dropped)``."""
+        (total,) = db.execute("SELECT coalesce(sum(size), 0) FROM drafts").fetchone()
+        dropped: list[str] = []
+        kept = True
+        while total > max_total_bytes:
+            row = db.execute(
+                "SELECT token_hash FROM drafts ORDER BY token_hash = ?, expires, rowid LIMIT 1",
+                (keep,),
+            ).fetchone()
+            if row is None:
+                break
+            names = db.execute(
+                "SELECT blob, size FROM drafts WHERE token_hash = ?", (row[0],)
+            ).fetchall()
+            db.execute("DELETE FROM drafts WHERE token_hash = ?", (row[0],))
+            dropped.extend(name for name, _ in names)
+            total -= sum(size for _, size in names)
+            kept = kept and row[0] != keep
+        return kept, dropped

@@ -19,12 +19,16 @@ from crypto.envelope import open_envelope
 from crypto.errors import CryptoError, InvalidCodename
 from source_interface.categories import CATEGORIES
 from source_interface.forms import read_message
+from source_interface.sealing import files_refused
 from source_interface.services import Services, services
 from source_interface.sessions import SourceSession, form_token_valid
 from source_interface.store import Item, Report
 from source_interface.submissions import (
     draft_files,
+    draft_lost,
+    draft_lost_message,
     keep_as_draft,
+    no_space_message,
     seal_document,
     uploaded_files,
 )
@@ -211,23 +215,31 @@ def add_message(report_id: str) -> ResponseReturnValue:
     svc = services()
     text, errors = read_message(request.form)
     uploads = uploaded_files(request.sealed_uploads)  # type: ignore[attr-defined]
+    no_space = files_refused(request.sealed_uploads)  # type: ignore[attr-defined]
     draft_token = request.form.get("draft", "")
     draft_hash, kept = draft_files(svc, draft_token)
     kept_names = request.form.getlist("kept_file")[: len(kept)]
     if not form_token_valid(request):
         errors["form"] = _("This form had expired. Your message is below: send it again.")
-    if not text and not uploads and not kept:
+    if not text and not uploads and not kept and not no_space:
         errors["message"] = _("Write a message or attach a file.")
     limit = svc.config.source_interface.max_files_per_report
     if len(kept) + len(uploads) > limit:
         errors["files"] = _("A message can carry at most %(limit)d files.", limit=limit)
         uploads = []
+    if draft_lost(request.form, kept):
+        errors["files"] = draft_lost_message()
+    if no_space:
+        errors["files"] = no_space_message()
+        uploads = []
     if svc.store.index.report(session.source_id, report_id) is None:
         return redirect(url_for("followup.home"), 303)
     if errors:
-        draft_token = keep_as_draft(svc, draft_token, uploads)
-        names = kept_names + [u.filename for u in uploads]
-        return _home_page(session, errors, text, draft_token, names, 400)
+        draft = keep_as_draft(svc, draft_token, uploads, kept_names)
+        if draft.lost:
+            errors["files"] = draft_lost_message()
+        status = 507 if no_space else 400
+        return _home_page(session, errors, text, draft.token, draft.names, status)
     source = svc.store.index.source(session.source_id)
     assert source is not None and source.public_key is not None
     files = kept + [upload.commit() for upload in uploads]

@@ -11,12 +11,16 @@ from crypto import codename
 from crypto.codename import login_verifier
 from source_interface.categories import CATEGORIES
 from source_interface.forms import ReportForm
+from source_interface.sealing import files_refused
 from source_interface.services import services
 from source_interface.sessions import form_token_valid
 from source_interface.store.index import NewSource, new_id
 from source_interface.submissions import (
     draft_files,
+    draft_lost,
+    draft_lost_message,
     keep_as_draft,
+    no_space_message,
     seal_document,
     uploaded_files,
 )
@@ -49,6 +53,7 @@ def submit() -> ResponseReturnValue:
     svc = services()
     report = ReportForm.read(request.form)
     uploads = uploaded_files(request.sealed_uploads)  # type: ignore[attr-defined]
+    no_space = files_refused(request.sealed_uploads)  # type: ignore[attr-defined]
     draft_token = request.form.get("draft", "")
     draft_hash, kept = draft_files(svc, draft_token)
     kept_names = request.form.getlist("kept_file")[: len(kept)]
@@ -60,12 +65,17 @@ def submit() -> ResponseReturnValue:
     limit = svc.config.source_interface.max_files_per_report
     if len(kept) + len(uploads) > limit:
         report.errors["files"] = _("A report can carry at most %(limit)d files.", limit=limit)
+    if draft_lost(request.form, kept):
+        report.errors["files"] = draft_lost_message()
+    if no_space:
+        report.errors["files"] = no_space_message()
     if report.errors:
-        if len(kept) + len(uploads) > limit:
+        if len(kept) + len(uploads) > limit or no_space:
             uploads = []
-        draft_token = keep_as_draft(svc, draft_token, uploads)
-        names = kept_names + [u.filename for u in uploads]
-        return _form_page(report, draft_token, names, 400)
+        draft = keep_as_draft(svc, draft_token, uploads, kept_names)
+        if draft.lost:
+            report.errors["files"] = draft_lost_message()
+        return _form_page(report, draft.token, draft.names, 507 if no_space else 400)
 
     source_keys = None
     secret_codename = None

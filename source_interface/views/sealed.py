@@ -32,12 +32,18 @@ from werkzeug.datastructures import MultiDict
 
 from crypto.codename import LOGIN_SECRET_BYTES, login_verifier
 from crypto.envelope import KEY_SIZE
+from source_interface.diskspace import is_no_space
 from source_interface.presealed import UploadError, envelope_shape_ok
 from source_interface.services import Services, services
 from source_interface.sessions import SourceSession, form_token, form_token_valid, set_form_token
 from source_interface.store import BlobRef
 from source_interface.store.index import NewSource, new_id
-from source_interface.submissions import draft_files
+from source_interface.submissions import (
+    draft_files,
+    draft_lost,
+    draft_lost_message,
+    no_space_message,
+)
 from source_interface.throttle import too_many_logins
 from source_interface.views.uploads import max_upload_envelope, upload_folder
 
@@ -50,12 +56,15 @@ in base64 it stays under the form's 1 MiB per field."""
 
 
 class Rejected(Exception):
-    """The sealed form cannot be stored; ``message`` is for the reporter."""
+    """The sealed form cannot be stored; ``message`` is for the reporter, ``extra`` for the page
+    (``draft_lost``: the files kept from an earlier attempt are gone; ``uploads_lost``: an
+    upload the form names is gone, so the page must send its files again)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, **extra: bool) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.extra = extra
 
 
 def is_sealed_report(form: MultiDict[str, str]) -> bool:
@@ -144,6 +153,8 @@ class _Files:
         limit = svc.config.source_interface.max_files_per_report
         if len(self.upload_ids) + len(self.kept) > limit:
             raise Rejected(400, too_many)
+        if draft_lost(request.form, self.kept):
+            raise Rejected(409, draft_lost_message(), draft_lost=True)
 
     def link(self) -> list[BlobRef]:
         folder = upload_folder()
@@ -152,7 +163,9 @@ class _Files:
         for upload_id in self.upload_ids:
             try:
                 self.linked.append(folder.link_into(upload_id, blobs, recipients))
-            except UploadError:
+            except UploadError as error:
+                if error.status == 404:  # given up to make room, or expired
+                    raise Rejected(400, _uploads_lost(), uploads_lost=True) from None
                 raise _unreadable() from None
         if sum(ref.size for ref in self.linked) > max_upload_envelope():
             raise _too_much(self.svc)
@@ -171,13 +184,26 @@ class _Files:
                 self.svc.store.blobs.delete(ref.name)
 
 
+def _uploads_lost() -> str:
+    message: str = _(
+        "The server no longer has a file you sent (it waited too long for the report). "
+        "Nothing was saved: send the report again, and your files will be sent again."
+    )
+    return message
+
+
 def _store_whole(svc: Services, envelope: bytes) -> BlobRef:
-    blob = svc.store.new_blob()
     try:
-        blob.write(envelope)
-        return blob.commit()
-    except BaseException:
-        blob.discard()
+        blob = svc.store.new_blob()
+        try:
+            blob.write(envelope)
+            return blob.commit()
+        except BaseException:
+            blob.discard()
+            raise
+    except OSError as error:
+        if is_no_space(error):
+            raise Rejected(507, no_space_message()) from None
         raise
 
 
@@ -187,7 +213,7 @@ def submit_report() -> Response:
     try:
         return _submit_report(svc)
     except Rejected as rejected:
-        return _answer(rejected.status, error=rejected.message)
+        return _answer(rejected.status, error=rejected.message, **rejected.extra)
 
 
 def _submit_report(svc: Services) -> Response:
@@ -247,7 +273,7 @@ def login() -> Response:
     try:
         secret = _decode(request.form.get("login_secret"), LOGIN_SECRET_BYTES)
     except Rejected as rejected:
-        return _answer(rejected.status, error=rejected.message)
+        return _answer(rejected.status, error=rejected.message, **rejected.extra)
     if svc.login_failures.exceeded():
         return _answer(429, error=too_many_logins())
     source = svc.store.index.source_by_verifier(login_verifier(secret, svc.login_hash_key))
@@ -288,5 +314,5 @@ def add_message(report_id: str, session: SourceSession) -> Response:
             raise
         files.done()
     except Rejected as rejected:
-        return _answer(rejected.status, error=rejected.message)
+        return _answer(rejected.status, error=rejected.message, **rejected.extra)
     return _answer(200, next=url_for("followup.home", sent=1))

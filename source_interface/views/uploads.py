@@ -14,7 +14,10 @@ Everything here moves ciphertext, or public data (the codename word list):
 
 Requests that change something carry the anti-forgery token, in the form or in the
 ``X-Blagh-Form`` header, like every form of the site.  Answers are JSON, errors too, and say
-nothing the page does not need.
+nothing the page does not need.  Two errors the page acts on: 503 ``server full`` (the bounds of
+source_interface.presealed are reached: the page sends the report without JavaScript instead)
+and 507 ``disk full`` (below the free-space floor: the page shows ``message``, in the reporter's
+language, and keeps the form as it was).
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ from crypto.envelope import sealed_size
 from source_interface.browser import WORDLIST_PATH, BrowserAssets
 from source_interface.presealed import (
     CHUNK_BYTES,
+    DISK_FULL,
     UploadError,
     UploadFolder,
     possible_envelope_size,
 )
 from source_interface.services import services
 from source_interface.sessions import CSRF_COOKIE, form_token_valid
+from source_interface.submissions import no_space_message
 
 bp = Blueprint("uploads", __name__)
 
@@ -58,6 +63,15 @@ def json_error(status: int, reason: str) -> Response:
     return response
 
 
+def upload_error(error: UploadError) -> Response:
+    """An :class:`UploadError` as JSON; the disk-full one with a message for the reporter."""
+    if error.reason != DISK_FULL:
+        return json_error(error.status, error.reason)
+    response = jsonify(error=error.reason, message=no_space_message())
+    response.status_code = error.status
+    return response
+
+
 def _header_token_valid() -> bool:
     cookie = request.cookies.get(CSRF_COOKIE, "")
     header = request.headers.get(FORM_HEADER, "")
@@ -69,7 +83,6 @@ def create() -> ResponseReturnValue:
     if not form_token_valid(request):
         return json_error(403, "form expired")
     folder = upload_folder()
-    folder.expire()
     recipients = len(services().analysts)
     try:
         size = int(request.form.get("size", ""))
@@ -80,9 +93,9 @@ def create() -> ResponseReturnValue:
     if not possible_envelope_size(size, recipients):
         return json_error(400, "not an envelope size")
     try:
-        upload_id = folder.create(size, recipients)
+        upload_id = folder.create(size, recipients, request.cookies.get(CSRF_COOKIE, ""))
     except UploadError as error:
-        return json_error(error.status, error.reason)
+        return upload_error(error)
     response = jsonify(id=upload_id, **folder.state(upload_id).as_json())
     response.status_code = 201
     return response
@@ -112,7 +125,7 @@ def put(upload_id: str, index: int) -> ResponseReturnValue:
     try:
         return jsonify(upload_folder().put(upload_id, index, data).as_json())
     except UploadError as error:
-        return json_error(error.status, error.reason)
+        return upload_error(error)
 
 
 @bp.delete("/upload/<upload_id>")

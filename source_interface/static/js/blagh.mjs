@@ -131,8 +131,42 @@ async function post(url, body, failed) {
   }
   const answer = await response.json();
   setFormToken(answer.form_token);
-  if (!response.ok || typeof answer.next !== "string") return { error: answer.error || failed };
+  if (!response.ok || typeof answer.next !== "string") return { ...answer, error: answer.error || failed };
   return answer;
+}
+
+/**
+ * What to do when a form could not be sent here: `true` if it was handled.
+ *
+ * The server full (too many uploads in progress): send the form as it is, without JavaScript,
+ * files and all; the server seals it as it arrives, and nothing typed or chosen is lost (the
+ * form is the page's own, untouched). Its disk short of space: say so, keep the form.
+ */
+function handleRefusal(form, error, progress, marks, text) {
+  if (error && error.serverFull) {
+    progress.say(text.sendingPlain);
+    document.documentElement.dataset.blagh = "server";
+    HTMLFormElement.prototype.submit.call(form);
+    return true;
+  }
+  if (error && error.diskFull) {
+    progress.hide();
+    marks.alert(form, error.serverMessage || text.failed);
+    return true;
+  }
+  return false;
+}
+
+/** The server's answer says which files it no longer has: forget them here too. */
+function forgetLost(form, answer, uploaded) {
+  if (answer.uploads_lost) uploaded.clear();
+  if (answer.draft_lost) {
+    for (const input of form.querySelectorAll('input[name="kept_file"]')) {
+      const notice = input.closest(".notice");
+      if (notice) notice.remove();
+      else input.remove();
+    }
+  }
 }
 
 let wordListPromise = null;
@@ -311,6 +345,7 @@ function enhanceReport(context) {
     sendReport(context, form, text, progress, marks, uploaded)
       .catch((error) => {
         console.warn("blagh:", error);
+        if (handleRefusal(form, error, progress, marks, text)) return;
         progress.hide();
         marks.alert(form, text.failed);
       })
@@ -455,12 +490,14 @@ async function sendReport(context, form, text, progress, marks, uploaded) {
   body.append("sealed_fields", sealing.toBase64(sealing.sealBytes(sealing.encodeDocument("report", fields), recipients)));
   for (const id of uploadIds) body.append("upload", id);
   if (form.elements.draft) body.append("draft", form.elements.draft.value);
+  for (const name of report.kept) body.append("kept_file", name);
   if (keys) {
     body.append("source_key", sealing.toBase64(keys.publicKey));
     body.append("login_secret", sealing.toBase64(keys.loginSecret));
   }
   const answer = await post(form.action, body, text.failed);
   if (answer.error) {
+    forgetLost(form, answer, uploaded);
     progress.hide();
     marks.alert(form, answer.error);
     return;
@@ -687,6 +724,7 @@ function enhanceMessageForm(context, form, text, sourceKey) {
     sendMessage(context, form, text, sourceKey, progress, marks, uploaded)
       .catch((error) => {
         console.warn("blagh:", error);
+        if (handleRefusal(form, error, progress, marks, text)) return;
         progress.hide();
         marks.alert(form, text.failed);
       })
@@ -728,8 +766,10 @@ async function sendMessage(context, form, text, sourceKey, progress, marks, uplo
   );
   for (const id of uploadIds) body.append("upload", id);
   if (form.elements.draft) body.append("draft", form.elements.draft.value);
+  for (const name of kept) body.append("kept_file", name);
   const answer = await post(form.action, body, text.failed);
   if (answer.error) {
+    forgetLost(form, answer, uploaded);
     progress.hide();
     marks.alert(form, answer.error);
     return;

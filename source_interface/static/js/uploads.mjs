@@ -10,6 +10,10 @@
 // circuit dropped, a timeout), the uploader waits, asks the server how far it got and goes on
 // from there: the pieces already acknowledged are never sent again. The server holds only
 // ciphertext, and forgets a partial upload nobody adds to within an hour.
+//
+// Two answers are not retried: 503 "server full" (too many uploads in progress: the page then
+// sends the report without JavaScript, see blagh.mjs) and 507 "disk full" (below the server's
+// free-space floor: the page shows the server's message and keeps the form as it is).
 
 import { EnvelopeSealer, attachmentHeader, envelopeSize } from "./sealing.mjs";
 
@@ -18,13 +22,36 @@ const MAX_ATTEMPTS = 8;
 const FIRST_WAIT_MS = 500;
 const LONGEST_WAIT_MS = 15000;
 
-/** An upload that cannot go on: `permanent` when trying again cannot help. */
+/**
+ * An upload that cannot go on: `permanent` when trying again cannot help; `serverFull` when the
+ * server has no room for one more upload; `diskFull` (with the server's `message`, in the
+ * reporter's language) when it is short of disk space.
+ */
 export class UploadFailed extends Error {
-  constructor(reason, permanent = false) {
+  constructor(reason, permanent = false, details = {}) {
     super(reason);
     this.name = "UploadFailed";
     this.permanent = permanent;
+    this.serverFull = details.serverFull === true;
+    this.diskFull = details.diskFull === true;
+    this.serverMessage = typeof details.message === "string" ? details.message : "";
   }
+}
+
+/** The refusals that no retry can help with, as an UploadFailed; null for any other answer. */
+async function refusal(response, what) {
+  if (response.status !== 503 && response.status !== 507) return null;
+  let answer = {};
+  try {
+    answer = await response.json();
+  } catch {
+    return null; // not our JSON (a proxy's page): a passing failure, try again
+  }
+  if (answer.error === "server full") return new UploadFailed(`${what}: server full`, true, { serverFull: true });
+  if (answer.error === "disk full") {
+    return new UploadFailed(`${what}: disk full`, true, { diskFull: true, message: answer.message });
+  }
+  return null;
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -110,6 +137,8 @@ async function start(size, options) {
     }
     if (response !== null && response.ok) return response.json();
     if (response !== null && response.status < 500) throw new UploadFailed(`start: ${response.status}`, true);
+    const refused = response === null ? null : await refusal(response, "start");
+    if (refused !== null) throw refused;
     if (attempt >= MAX_ATTEMPTS) throw new UploadFailed("start: no connection");
     options.onRetry?.(attempt);
     await sleep(wait(attempt));
@@ -138,6 +167,8 @@ async function sendPiece(id, index, piece, options) {
     if (response !== null && response.status !== 409 && response.status < 500) {
       throw new UploadFailed(`piece ${index}: ${response.status}`, true);
     }
+    const refused = response === null ? null : await refusal(response, `piece ${index}`);
+    if (refused !== null) throw refused;
     if (attempt >= MAX_ATTEMPTS) throw new UploadFailed(`piece ${index}: no connection`);
     options.onRetry?.(attempt);
     await sleep(wait(attempt));
