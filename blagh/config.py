@@ -167,6 +167,8 @@ class TorConfig:
     pow_defense: bool = True
     pow_queue_rate: Annotated[int, Bounds(0, 2**31 - 1)] = 250
     pow_queue_burst: Annotated[int, Bounds(1, 2**31 - 1)] = 2500
+    max_streams_per_circuit: Annotated[int, Bounds(0, 65535)] = 20
+    max_streams_close_circuit: bool = True
 
     def __post_init__(self) -> None:
         has_socket = self.control_socket is not None

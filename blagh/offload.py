@@ -28,6 +28,7 @@ _T = TypeVar("_T")
 
 _native_lock = monkey.get_original("threading", "Lock")
 _native_ident: Callable[[], int] = monkey.get_original("_thread", "get_ident")
+_main_thread: Callable[[], Any] = monkey.get_original("threading", "main_thread")
 
 
 class Busy(BlaghError):
@@ -69,9 +70,12 @@ class Offload:
         """Run ``function(*args, **kwargs)`` within the bounds; its result or its exception.
 
         A job started from inside this offload's own threads runs at once (a nested call would
-        otherwise wait for a thread that is waiting for it).
+        otherwise wait for a thread that is waiting for it), and so does one started, under
+        gevent, from any thread but the event loop's: that thread is already off the loop (and
+        a gevent pool serves the loop that made it).
         """
-        if native_thread_id() in self._pool_threads:
+        me = native_thread_id()
+        if me in self._pool_threads or (under_gevent() and me != _main_thread().ident):
             return function(*args, **kwargs)
         with self._count_lock:
             if self._closed:

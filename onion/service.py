@@ -30,7 +30,7 @@ from onion.keys import (
     read_private_file,
     write_private_file,
 )
-from onion.tor import PowSettings, Tor, stop_on_unexpected_exit
+from onion.tor import PowSettings, StreamLimit, Tor, stop_on_unexpected_exit
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +225,9 @@ class OnionServices:
                 ports,
                 expected=key.address,
                 pow_settings=settings if state.enabled else None,
+                streams=StreamLimit(
+                    config.max_streams_per_circuit, config.max_streams_close_circuit
+                ),
             )
 
         try:
@@ -238,6 +241,7 @@ class OnionServices:
         level = logging.INFO if pow_state.enabled or not config.pow_defense else logging.WARNING
         log.info("onion service http://%s.onion/ -> %s", key.address, self.source_target)
         log.log(level, "proof-of-work defence %s", pow_state.describe())
+        log.info("streams per circuit: %s", describe_streams(config))
         return pow_state
 
     def _status(
@@ -274,6 +278,14 @@ class OnionServices:
             self.data_dir.onion_status_file.unlink()
         tor.close()
         log.info("onion services removed")
+
+
+def describe_streams(tor_config: TorConfig) -> str:
+    """``[tor] max_streams_per_circuit`` and ``max_streams_close_circuit`` in a few words."""
+    if not tor_config.max_streams_per_circuit:
+        return "no limit"
+    beyond = "closed" if tor_config.max_streams_close_circuit else "ignored"
+    return f"at most {tor_config.max_streams_per_circuit}, a circuit asking for more {beyond}"
 
 
 def open_tor(tor_config: TorConfig, data_dir: DataDir, mode: str) -> Tor:

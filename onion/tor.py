@@ -95,6 +95,15 @@ class PowSettings:
 
 
 @dataclass(frozen=True)
+class StreamLimit:
+    """Streams one rendezvous circuit may hold open at once (0: no limit), and whether tor
+    closes a circuit that asks for more (else it ignores the extra requests)."""
+
+    per_circuit: int
+    close_circuit: bool
+
+
+@dataclass(frozen=True)
 class AddedOnion:
     """What tor said when it added a service: its address and how many client keys it took."""
 
@@ -265,15 +274,23 @@ class Tor:
         expected: str,
         pow_settings: PowSettings | None = None,
         client_keys: Sequence[str] = (),
+        streams: StreamLimit | None = None,
     ) -> AddedOnion:
         """``ADD_ONION`` with our key, detached; replace a stale service with the same key.
 
         ``key_argument`` is secret, ``expected`` is the address it gives (without .onion), and
         ``ports`` are ``(virtual port, target)`` pairs.  The command and the reply are never
         logged; a reply whose address is not ``expected`` means a damaged key file.
+        ``streams`` caps the streams of one rendezvous circuit (``MaxStreams``, tor's
+        HiddenServiceMaxStreams; the flag ``MaxStreamsCloseCircuit`` closes a circuit that
+        asks for more, instead of ignoring the extra requests).
         """
         flags = ["Detach", "DiscardPK"] + (["V3Auth"] if client_keys else [])
+        if streams is not None and streams.per_circuit and streams.close_circuit:
+            flags.append("MaxStreamsCloseCircuit")
         parts = ["ADD_ONION", key_argument, "Flags=" + ",".join(flags)]
+        if streams is not None and streams.per_circuit:
+            parts.append(f"MaxStreams={streams.per_circuit}")
         if pow_settings is not None:
             parts += [
                 "PoWDefensesEnabled=1",

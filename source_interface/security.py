@@ -18,6 +18,8 @@ from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException
 
 from blagh.config import Config
+from blagh.offload import Busy
+from source_interface.errors import ServerBusy
 
 CONTENT_SECURITY_POLICY = "; ".join(
     (
@@ -137,6 +139,11 @@ def init_app(app: Flask, config: Config) -> None:
             # The page itself failed (the reason we are here may be the cause): say little.
             return Response("Internal Server Error", 500, headers, mimetype="text/plain")
         return Response(body, code, headers, mimetype="text/html")
+
+    @app.errorhandler(Busy)
+    def busy_page(_error: Busy) -> Response | HTTPException:
+        """Blocking work's threads and queue are full (blagh/offload.py): the busy page."""
+        return error_page(ServerBusy())
 
 
 def _error_text(code: int, max_upload_mb: int, max_files: int) -> ErrorText:

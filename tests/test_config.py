@@ -182,7 +182,7 @@ def test_rendered_config_round_trips_any_path(
 
 KNOWN_TOR = (
     "mode, control_socket, control_port, control_password_file, pow_defense, pow_queue_rate, "
-    "pow_queue_burst"
+    "pow_queue_burst, max_streams_per_circuit, max_streams_close_circuit"
 )
 
 

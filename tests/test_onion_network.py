@@ -12,6 +12,7 @@ a tiny HTTP server that the test starts, which is all client authorisation needs
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import os
 import re
@@ -44,7 +45,9 @@ from tornet import (
 from blagh.datadir import DataDir
 from crypto.envelope import open_envelope
 from crypto.keys import AnalystKey, generate_analyst_key
-from onion.tor import close_controller
+from onion.errors import OnionError
+from onion.keys import generate_key
+from onion.tor import StreamLimit, Tor, close_controller
 
 pytestmark = [pytest.mark.tor, pytest.mark.filterwarnings("ignore:setDaemon:DeprecationWarning")]
 
@@ -230,3 +233,56 @@ def test_proof_of_work_is_on_and_reported(site: Site) -> None:
     host_log = site.network.onion_host.log("info.log")
     assert re.search(r"initialize_pow_defenses\(\): Generating both PoW seeds", host_log)
     assert "update_all_descriptors_pow_params()" in host_log
+
+
+def test_a_circuit_asking_for_more_streams_than_allowed_is_closed(
+    tor_network: TorNetwork,
+) -> None:
+    """MaxStreams with MaxStreamsCloseCircuit, as blagh adds the source interface, proven by
+    its effect: with a cap of 2, a client's third stream over its circuit makes the service's
+    tor tear the circuit down, and the two streams it held go with it."""
+    held: list[socket.socket] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):  # closed at the end of the test
+            while True:
+                held.append(listener.accept()[0])  # kept open: only tor may end them
+
+    threading.Thread(target=accept, daemon=True).start()
+    target = f"127.0.0.1:{listener.getsockname()[1]}"
+    tor = Tor.attach(socket=tor_network.onion_host.control_socket)
+    key = generate_key()
+    opened: list[socket.socket] = []
+    try:
+        tor.add_onion(
+            key.add_onion_argument(),
+            [(80, target)],
+            expected=key.address,
+            streams=StreamLimit(per_circuit=2, close_circuit=True),
+        )
+        tor_network.wait_uploaded(key.address)
+        socks = tor_network.client.socksport
+        opened.append(wait_for("a first stream", lambda: try_connect(socks, key.address), 60))
+        opened.append(socks_connect(socks, f"{key.address}.onion", 80))
+        wait_for("both streams at the service", lambda: len(held) == 2 or None, 30)
+
+        with contextlib.suppress(OSError):  # refused, or accepted then closed with the rest
+            opened.append(socks_connect(socks, f"{key.address}.onion", 80))
+        for sock in opened[:2]:
+            sock.settimeout(60)
+            with contextlib.suppress(ConnectionResetError):
+                assert sock.recv(1) == b"", "tor closed the stream with its circuit"
+        assert len(held) == 2, "the third stream never reached the service"
+        assert re.search(
+            r"Maximum streams per circuit limit reached on rendezvous circuit \d+ for service "
+            r".*Circuit has 2 out of 2 streams\. Closing circuit",
+            tor_network.onion_host.log("info.log"),
+        )
+    finally:
+        for sock in opened + held:
+            sock.close()
+        listener.close()
+        with contextlib.suppress(OnionError):
+            tor.remove_onion(key.address)
+        tor.close()

@@ -30,9 +30,11 @@ from werkzeug.wsgi import wrap_file
 from blagh.bundles import BundleError
 from blagh.config import Config
 from blagh.datadir import DataDir
+from blagh.offload import Busy, Offload
 from source_interface.app import open_store
 from source_interface.pickup.bundles import (
     MAX_REPLY_BUNDLE_BYTES,
+    PickupBundle,
     PickupBundles,
     PickupUnavailable,
     import_reply_bundle,
@@ -41,6 +43,8 @@ from source_interface.pickup.tokens import token_hash
 from source_interface.store import Store
 
 UPLOAD_PREFIX = "upload-"
+PICKUP_QUEUE = 8
+"""Pickup requests waiting for the build thread; a transfer station or two make them."""
 _READ_SIZE = 1024 * 1024
 
 
@@ -51,6 +55,8 @@ class Pickup:
     config: Config
     store: Store
     bundles: PickupBundles
+    work: Offload
+    """Bundle builds and reply imports: long file work, off the event loop, one at a time."""
 
 
 def create_pickup_app(config: Config) -> Flask:
@@ -65,6 +71,7 @@ def create_pickup_app(config: Config) -> Flask:
         bundles=PickupBundles(
             store, config.recipients.analysts, data_dir.read_server_signing_key()
         ),
+        work=Offload("pickup bundles", threads=1, queue=PICKUP_QUEUE),
     )
     app.before_request(_authenticate)
     app.after_request(_headers)
@@ -116,11 +123,12 @@ def _http_error(error: HTTPException) -> ResponseReturnValue:
 
 def pickup_bundle() -> ResponseReturnValue:
     pickup = _pickup()
-    pickup.store.purge(pickup.config.retention.delivered_days)
     try:
-        bundle = pickup.bundles.open_current()
+        bundle = pickup.work.run(_purge_and_open, pickup)
     except PickupUnavailable as error:
         return jsonify(error=str(error)), 503
+    except Busy:
+        return jsonify(error="busy: try again in a minute"), 503
     response = Response(
         wrap_file(request.environ, bundle.file),
         mimetype="application/octet-stream",
@@ -138,6 +146,11 @@ def pickup_bundle() -> ResponseReturnValue:
         raise
 
 
+def _purge_and_open(pickup: Pickup) -> PickupBundle:
+    pickup.store.purge(pickup.config.retention.delivered_days)
+    return pickup.bundles.open_current()
+
+
 def deliver_replies() -> ResponseReturnValue:
     pickup = _pickup()
     path = pickup.store.pickup_dir / f"{UPLOAD_PREFIX}{secrets.token_hex(8)}"
@@ -153,7 +166,8 @@ def deliver_replies() -> ResponseReturnValue:
         if received == 0:
             return jsonify(error="the request holds no reply bundle"), 400
         try:
-            result = import_reply_bundle(
+            result = pickup.work.run(
+                import_reply_bundle,
                 pickup.store,
                 pickup.config.recipients.analysts,
                 path,
@@ -162,6 +176,8 @@ def deliver_replies() -> ResponseReturnValue:
             )
         except BundleError as error:
             return jsonify(error=str(error)), 400
+        except Busy:
+            return jsonify(error="busy: try again in a minute"), 503
         return jsonify(result.as_json())
     finally:
         with contextlib.suppress(OSError):

@@ -104,32 +104,71 @@ class PickupBundles:
         self._signing_key = signing_key
         self._signer = signing_key.public().verify
         self._lock = threading.Lock()
+        self._context = hashlib.sha256(
+            b"blagh-pickup-context\x00"
+            + canonical_json({"analysts": self._analysts, "signer": self._signer.hex()})
+        ).hexdigest()
+        """Names the keys a bundle is made under: a bundle recorded under others is not ours."""
 
     def open_current(self) -> PickupBundle:
         """The bundle of every undelivered item, built now unless an identical one is ready.
 
-        Raises :class:`PickupUnavailable` if items kept vanishing (deleted by their reporter)
-        while it was being built.
+        When nothing changed since the bundle was last built (the generation counter the
+        index's triggers keep is still the one recorded with it), this costs one read of one
+        row and opening a file: no item is listed.  Raises :class:`PickupUnavailable` if items
+        kept vanishing (deleted by their reporter) while it was being built.
         """
         with self._lock:
             for _ in range(_BUILD_ATTEMPTS):
-                pending = self._store.index.undelivered()
+                ready = self._open_recorded()
+                if ready is not None:
+                    return ready
+                snapshot = self._store.index.undelivered_snapshot()
+                pending = snapshot.items
                 key = self._key(pending)
                 path = self._store.pickup_dir / f"{key}.bundle"
                 try:
                     file = path.open("rb")
                 except FileNotFoundError:
-                    if not self._build(pending, key, path):
+                    if not self._build(pending, key, path, snapshot.deletions):
                         continue
                     try:
                         file = path.open("rb")
                     except FileNotFoundError:
                         continue
+                self._store.index.record_pickup_bundle(
+                    snapshot.generation, self._context, key, len(pending)
+                )
                 size = os.fstat(file.fileno()).st_size
                 return PickupBundle(file, key[:32], key, size, len(pending))
         raise PickupUnavailable(
             "the store changed while the pickup bundle was being made; try again"
         )
+
+    def _open_recorded(self) -> PickupBundle | None:
+        """The bundle recorded for the current generation, if it is there; else None.
+
+        Sound because the generation goes up in the same transaction as any change to the set
+        of undelivered items, and only ever goes up: equal, the set is the one the bundle was
+        built from.  No item of it can have been deleted while it stayed equal either (an item
+        is undelivered until acknowledged, which moves the generation, before retention can
+        delete it), and whatever deletes envelopes deletes the cached copies after its commit.
+        """
+        state = self._store.index.pickup_state()
+        if (
+            state.bundle_key is None
+            or state.bundle_items is None
+            or state.bundle_generation != state.generation
+            or state.bundle_context != self._context
+        ):
+            return None
+        try:
+            file = (self._store.pickup_dir / f"{state.bundle_key}.bundle").open("rb")
+        except FileNotFoundError:
+            return None
+        size = os.fstat(file.fileno()).st_size
+        key = state.bundle_key
+        return PickupBundle(file, key[:32], key, size, state.bundle_items)
 
     def _key(self, pending: list[PendingItem]) -> str:
         """What identifies a bundle's content: its items, the analysts, the signing key."""
@@ -175,10 +214,12 @@ class PickupBundles:
             ],
         }
 
-    def _build(self, pending: list[PendingItem], key: str, path: Path) -> bool:
+    def _build(self, pending: list[PendingItem], key: str, path: Path, deletions: int) -> bool:
         """Write the bundle to a temporary file, fsync it, rename it into place; then check
-        that its items are still all current (else remove it: an item was deleted meanwhile,
-        and no copy may outlive it).  False when it must be built again."""
+        that no item was deleted since ``pending`` was listed (the index's ``deletions``
+        counter, read with it, is unchanged), else remove it: no copy may outlive an item.
+        New reports or acknowledgements meanwhile do not spoil it: it is still exactly the
+        bundle of the set it was built from.  False when it must be built again."""
         folder = self._store.pickup_dir
         temp = folder / f".build-{secrets.token_hex(8)}"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -200,7 +241,7 @@ class PickupBundles:
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
-        if self._key(self._store.index.undelivered()) != key:
+        if self._store.index.pickup_state().deletions != deletions:
             path.unlink(missing_ok=True)
             return False
         self._remove_stale(keep=path)

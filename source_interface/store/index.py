@@ -83,6 +83,56 @@ CREATE TABLE IF NOT EXISTS pickup_tokens (
     token_hash BLOB NOT NULL UNIQUE,
     day TEXT NOT NULL
 );
+-- What a pickup request needs to know without listing every item (docs/pickup.md).  One row.
+-- ``generation`` goes up with every change to the set a pickup bundle holds (undelivered
+-- items of the deliverable kinds, their reports and sources); ``deletions`` with every item
+-- deleted, delivered or not (a bundle built meanwhile may hold a copy of it).  Both only ever
+-- go up.  ``bundle_*``: the bundle built for ``bundle_generation``, under the analysts' and
+-- server's keys whose digest is ``bundle_context``.
+CREATE TABLE IF NOT EXISTS pickup_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    generation INTEGER NOT NULL,
+    deletions INTEGER NOT NULL,
+    bundle_generation INTEGER,
+    bundle_context TEXT,
+    bundle_key TEXT,
+    bundle_items INTEGER
+);
+INSERT OR IGNORE INTO pickup_state (id, generation, deletions) VALUES (1, 0, 0);
+CREATE TRIGGER IF NOT EXISTS pickup_item_added AFTER INSERT ON items
+WHEN NEW.delivered_day IS NULL AND NEW.kind IN ('fields', 'file', 'message')
+BEGIN
+    UPDATE pickup_state SET generation = generation + 1 WHERE id = 1;
+END;
+CREATE TRIGGER IF NOT EXISTS pickup_item_changed AFTER UPDATE ON items
+WHEN (OLD.delivered_day IS NULL AND OLD.kind IN ('fields', 'file', 'message'))
+    OR (NEW.delivered_day IS NULL AND NEW.kind IN ('fields', 'file', 'message'))
+BEGIN
+    UPDATE pickup_state SET generation = generation + 1 WHERE id = 1;
+END;
+CREATE TRIGGER IF NOT EXISTS pickup_item_deleted AFTER DELETE ON items
+BEGIN
+    UPDATE pickup_state SET deletions = deletions + 1,
+        generation = generation
+            + (OLD.delivered_day IS NULL AND OLD.kind IN ('fields', 'file', 'message'))
+    WHERE id = 1;
+END;
+CREATE TRIGGER IF NOT EXISTS pickup_report_changed AFTER UPDATE OF id, source_id, day ON reports
+BEGIN
+    UPDATE pickup_state SET generation = generation + 1 WHERE id = 1;
+END;
+CREATE TRIGGER IF NOT EXISTS pickup_report_deleted AFTER DELETE ON reports
+BEGIN
+    UPDATE pickup_state SET generation = generation + 1, deletions = deletions + 1 WHERE id = 1;
+END;
+CREATE TRIGGER IF NOT EXISTS pickup_source_changed AFTER UPDATE OF id, public_key ON sources
+BEGIN
+    UPDATE pickup_state SET generation = generation + 1 WHERE id = 1;
+END;
+CREATE TRIGGER IF NOT EXISTS pickup_source_deleted AFTER DELETE ON sources
+BEGIN
+    UPDATE pickup_state SET generation = generation + 1, deletions = deletions + 1 WHERE id = 1;
+END;
 """
 
 
@@ -749,3 +799,63 @@ class Index:
             total -= sum(size for _, size in names)
             kept = kept and row[0] != keep
         return kept, dropped
+
+    # --- pickup: answering a request whose bundle did not change without listing items ------
+
+    def pickup_state(self) -> "PickupState":
+        """The pickup counters and the bundle last recorded for them: one row, one read."""
+        row = self._db.execute(
+            "SELECT generation, deletions, bundle_generation, bundle_context, bundle_key,"
+            " bundle_items FROM pickup_state WHERE id = 1"
+        ).fetchone()
+        return PickupState(*row)
+
+    def undelivered_snapshot(self) -> "PickupSnapshot":
+        """:meth:`undelivered` and the pickup counters it goes with, read in one statement (so
+        in one snapshot: a report committed meanwhile is in neither or in both)."""
+        rows = self._db.execute(
+            "SELECT g.generation, g.deletions, p.* FROM pickup_state AS g LEFT JOIN ("
+            " SELECT i.id, i.report_id, r.source_id, i.kind, i.blob, i.size, i.sha256, i.day,"
+            " i.seq, r.day AS report_day, s.public_key, r.rowid AS report_row"
+            " FROM items AS i JOIN reports AS r ON r.id = i.report_id"
+            " JOIN sources AS s ON s.id = r.source_id"
+            " WHERE i.delivered_day IS NULL AND i.kind IN ('fields', 'file', 'message')"
+            ") AS p WHERE g.id = 1 ORDER BY p.report_row, p.seq"
+        ).fetchall()
+        generation, deletions = rows[0][0], rows[0][1]
+        if rows[0][2] is None:
+            return PickupSnapshot(generation, deletions, [])
+        return PickupSnapshot(generation, deletions, [PendingItem(*row[2:13]) for row in rows])
+
+    @_writes
+    def record_pickup_bundle(self, generation: int, context: str, key: str, items: int) -> bool:
+        """Remember that ``key`` is the bundle of ``generation`` (under the keys ``context``
+        names), unless the set changed since; True if recorded."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "UPDATE pickup_state SET bundle_generation = ?, bundle_context = ?,"
+                " bundle_key = ?, bundle_items = ? WHERE id = 1 AND generation = ?",
+                (generation, context, key, items, generation),
+            )
+        return cursor.rowcount > 0
+
+
+@dataclass(frozen=True)
+class PickupState:
+    """The pickup counters the triggers of SCHEMA keep, and the bundle last recorded."""
+
+    generation: int
+    deletions: int
+    bundle_generation: int | None
+    bundle_context: str | None
+    bundle_key: str | None
+    bundle_items: int | None
+
+
+@dataclass(frozen=True)
+class PickupSnapshot:
+    """Every undelivered item, and the counters as they were when it was listed."""
+
+    generation: int
+    deletions: int
+    items: list[PendingItem]

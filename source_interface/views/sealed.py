@@ -45,7 +45,7 @@ from source_interface.submissions import (
     no_space_message,
 )
 from source_interface.throttle import too_many_logins
-from source_interface.views.uploads import max_upload_envelope, upload_folder
+from source_interface.views.uploads import max_upload_envelope, off_loop, upload_folder
 
 BROWSER_HELD_KEY = bytes(32)
 """The session's "secret key" when the browser holds the real one: no key, never used to open."""
@@ -162,7 +162,7 @@ class _Files:
         recipients = len(self.svc.analysts)
         for upload_id in self.upload_ids:
             try:
-                self.linked.append(folder.link_into(upload_id, blobs, recipients))
+                self.linked.append(off_loop(folder.link_into, upload_id, blobs, recipients))
             except UploadError as error:
                 if error.status == 404:  # given up to make room, or expired
                     raise Rejected(400, _uploads_lost(), uploads_lost=True) from None

@@ -23,6 +23,8 @@ language, and keeps the form as it was).
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -42,6 +44,8 @@ from source_interface.submissions import no_space_message
 
 bp = Blueprint("uploads", __name__)
 
+_T = TypeVar("_T")
+
 FORM_HEADER = "X-Blagh-Form"
 SEALED_KINDS = frozenset({"fields", "message", "reply"})
 
@@ -55,6 +59,13 @@ def max_upload_envelope() -> int:
     """The largest attachment envelope accepted: what the no-JS path's request limit allows."""
     svc = services()
     return sealed_size(svc.config.source_interface.max_upload_mb * 1024 * 1024, len(svc.analysts))
+
+
+def off_loop(function: Callable[..., _T], *args: Any) -> _T:
+    """Run upload-folder work (file locks, fsyncs, hashing a whole upload) on the store's I/O
+    threads: under gevent the event loop keeps serving, and a lock another request holds is
+    waited for by a thread, not by the loop."""
+    return services().store.blobs.io.run(function, *args)
 
 
 def json_error(status: int, reason: str) -> Response:
@@ -93,10 +104,11 @@ def create() -> ResponseReturnValue:
     if not possible_envelope_size(size, recipients):
         return json_error(400, "not an envelope size")
     try:
-        upload_id = folder.create(size, recipients, request.cookies.get(CSRF_COOKIE, ""))
+        upload_id = off_loop(folder.create, size, recipients, request.cookies.get(CSRF_COOKIE, ""))
+        upload_state = off_loop(folder.state, upload_id)
     except UploadError as error:
         return upload_error(error)
-    response = jsonify(id=upload_id, **folder.state(upload_id).as_json())
+    response = jsonify(id=upload_id, **upload_state.as_json())
     response.status_code = 201
     return response
 
@@ -104,7 +116,7 @@ def create() -> ResponseReturnValue:
 @bp.get("/upload/<upload_id>")
 def state(upload_id: str) -> ResponseReturnValue:
     try:
-        return jsonify(upload_folder().state(upload_id).as_json())
+        return jsonify(off_loop(upload_folder().state, upload_id).as_json())
     except UploadError as error:
         return json_error(error.status, error.reason)
 
@@ -123,7 +135,7 @@ def put(upload_id: str, index: int) -> ResponseReturnValue:
     if len(data) != length:
         return json_error(400, "piece cut short")
     try:
-        return jsonify(upload_folder().put(upload_id, index, data).as_json())
+        return jsonify(off_loop(upload_folder().put, upload_id, index, data).as_json())
     except UploadError as error:
         return upload_error(error)
 
