@@ -23,6 +23,7 @@ import psutil
 import pytest
 from form_browser import Upload
 from gunicorn_helpers import HOST, Browser, Gunicorn, make_data_dir, submit_report
+from slow_clients import MB, SlowClients, SlowLoad, probe
 
 from crypto.keys import AnalystKey, generate_analyst_key
 
@@ -111,6 +112,60 @@ def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None
     while not condition():
         assert time.monotonic() < deadline, what
         time.sleep(0.1)
+
+
+# --- slow clients ----------------------------------------------------------------------------
+
+
+def test_slow_clients_do_not_take_the_site_down(serve: Callable[..., Gunicorn]) -> None:
+    """500 connections trickling headers and 100 trickling upload bodies at 1–50 KB/s, held
+    for 30 s: every landing-page probe answers within a second, an honest report with a 1 MB
+    file is stored, no worker dies; then the slow clients are dropped or finish, and the
+    workers hold no connection any more."""
+    server = serve()
+    workers = server.worker_pids()
+    load = SlowLoad(server.port, header_clients=500, upload_clients=100, duration=30)
+    with SlowClients(load) as clients:
+        reply = submit_report(
+            Browser(server.port), "during the slow clients", [Upload("a.bin", os.urandom(MB))]
+        )
+        assert reply.status == 303
+        held = open_connections(server)
+        seen = probe(server.port, duration=28, interval=0.25)
+    result = clients.result()
+    assert held >= 550, f"the slow clients were held, not refused ({held})"
+    assert result.not_connected() == 0, result.summary()
+    assert seen.failures == [], seen.summary()
+    assert seen.count >= 40 and seen.slowest < PROBE_LIMIT_SECONDS, seen.summary()
+    assert server.worker_pids() == workers, "no worker died"
+    wait_until(lambda: open_connections(server) == 0, 30, "the workers let go of every client")
+    assert Browser(server.port).get("/").status == 200
+
+
+def test_a_trickled_body_or_header_is_dropped(serve: Callable[..., Gunicorn]) -> None:
+    """Below the minimum body rate (1 KB/s here over 3-second windows), or with headers not
+    done in time, a client is dropped and what it sent is not stored; an upload above the
+    rate is held as long as it keeps it."""
+    server = serve(header_timeout_seconds=3, body_rate_window_seconds=3)
+    load = SlowLoad(
+        server.port,
+        header_clients=10,
+        upload_clients=20,
+        upload_rate=(100, 3000),
+        duration=12,
+    )
+    with SlowClients(load) as clients:
+        result = clients.result()
+    trickled = [fate for fate in result.of("upload") if fate.rate <= 700]
+    honest = [fate for fate in result.of("upload") if fate.rate >= 1500]
+    assert trickled and honest
+    assert all(fate.closed_at is not None for fate in trickled), result.summary()
+    assert all(fate.closed_at is None for fate in honest), result.summary()
+    assert result.closed_by_server("headers") == 10, result.summary()
+    assert max(result.close_times("headers")) < 12
+    blobs = server.data_dir.path / "store" / "blobs"
+    wait_until(lambda: not any((blobs / "tmp").iterdir()), 30, "dropped uploads discarded")
+    assert [path for path in blobs.iterdir() if path.is_file()] == [], "nothing was stored"
 
 
 # --- floods of logins ------------------------------------------------------------------------
