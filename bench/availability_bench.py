@@ -556,7 +556,8 @@ def main(echo: Callable[[str], None] = print) -> None:
         rows.append(
             [
                 f"worker RSS holding {MEMORY_CONNECTIONS:,} slow connections (peak)",
-                f"{fmt_mb(memory.loaded[0])}; {fmt_mb(memory.loaded[1])}",
+                f"{fmt_mb(memory.loaded[0])}; {fmt_mb(memory.loaded[1])} "
+                f"({memory.held:,} still open at the end)",
                 "(figure)",
                 "",
                 "",

@@ -11,7 +11,10 @@ and a verdict line per goal:
    "sensitive" default, which is what a caller gets by forgetting to pass limits;
 
 then the source interface's own table (``bench/source_bench.py``): reports per second through
-gunicorn, a worker's memory while 1 GiB streams in, and the weight of the pages.  Then the
+gunicorn, a worker's memory while 1 GiB streams in, and the weight of the pages.  Then issue
+10's availability figures (``bench/availability_bench.py``): how many slow uploads the server
+holds with the landing page still prompt, reports per second beside a bare Flask app, CPU per
+report, and costs at 1,000 and 100,000 stored reports.  Then the
 JavaScript path's (``bench/browser_bench.py``): sealing a 50 MB file in Chromium beside Python,
 and the bytes of JavaScript the report page downloads.  Last, the workstation's
 (``bench/loop_bench.py``): importing a 1,000-report pickup bundle into a vault, against the raw
@@ -618,6 +621,12 @@ def main() -> None:
     progress("source interface through gunicorn (bench/source_bench.py)")
     print()
     source_bench.main()
+
+    import availability_bench  # bench/availability_bench.py: slow clients, rate, costs at scale
+
+    progress("availability and the submission path (bench/availability_bench.py)")
+    print()
+    availability_bench.main()
 
     import browser_bench  # bench/browser_bench.py: sealing in Chromium, the page's JS weight
 
