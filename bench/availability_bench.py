@@ -380,6 +380,8 @@ def throughput(server: Running, with_token: bool) -> Throughput:
         thread.join()
     wall = time.perf_counter() - started
     cpu = server.cpu_seconds() - cpu_before
+    for client in clients:  # an open keep-alive would hold up the server's graceful stop
+        client.connection.close()
     cuts = statistics.quantiles(latencies, n=100, method="inclusive")
     return Throughput(
         len(latencies) / wall, cuts[49] * 1000, cuts[98] * 1000, errors, cpu / len(latencies) * 1000
@@ -471,6 +473,8 @@ def at_scale(reports: int, analyst: AnalystKey, work: Path) -> Scale:
             assert status == 303, status
 
         scale.medians_ms["report POST"] = timed(post)
+        visitor.connection.close()
+        poster.connection.close()
     with blagh_serve_pickup(data_dir, work) as pickup:
         fetch = pickup_request(pickup.port, token)
         t0 = time.perf_counter()
