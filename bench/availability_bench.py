@@ -158,6 +158,31 @@ class Running:
         return max(sizes, default=0), sum(sizes)
 
 
+class RssPeak:
+    """Samples the workers' RSS in a thread while a block runs; keeps the peak of each figure."""
+
+    PERIOD = 0.25
+
+    def __init__(self, server: Running) -> None:
+        self.server = server
+        self.peak = (0, 0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.PERIOD):
+            largest, total = self.server.rss()
+            self.peak = (max(self.peak[0], largest), max(self.peak[1], total))
+
+    def __enter__(self) -> RssPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 @contextmanager
 def running(
     command: list[str], work: Path, name: str, ready: Callable[[int], bool]
@@ -246,6 +271,7 @@ class Rung:
     held: int
     closed: int
     summary: str
+    rss: tuple[int, int]
 
     @property
     def ok(self) -> bool:
@@ -275,7 +301,7 @@ def capacity_ladder(server: Running) -> list[Rung]:
             upload_rate=(UPLOAD_RATE, UPLOAD_RATE),
             duration=LADDER_HOLD + 30,
         )
-        with SlowClients(load) as clients:
+        with SlowClients(load) as clients, RssPeak(server) as memory:
             landing = probe(
                 server.port,
                 duration=LADDER_HOLD,
@@ -290,6 +316,7 @@ def capacity_ladder(server: Running) -> list[Rung]:
             result.still_open(),
             result.closed_by_server(),
             result.summary(),
+            memory.peak,
         )
         rungs.append(rung)
         progress(f"    landing {landing.summary()}\n    {rung.summary}")
@@ -310,6 +337,7 @@ class Memory:
 
 
 def memory_under_load(server: Running) -> Memory:
+    """Workers' RSS now (at rest, before any load) and at its peak under MEMORY_CONNECTIONS."""
     rest = server.rss()
     half = MEMORY_CONNECTIONS // 2
     load = SlowLoad(
@@ -319,16 +347,13 @@ def memory_under_load(server: Running) -> Memory:
         upload_rate=(1 * KB, 50 * KB),
         duration=MEMORY_HOLD + 30,
     )
-    peak = (0, 0)
-    with SlowClients(load) as clients:
-        deadline = time.monotonic() + MEMORY_HOLD
-        while time.monotonic() < deadline:
-            now = server.rss()
-            peak = (max(peak[0], now[0]), max(peak[1], now[1]))
-            time.sleep(0.25)  # the sampling period, not a synchronisation
+    with SlowClients(load) as clients, RssPeak(server) as memory:
+        time.sleep(MEMORY_HOLD)  # the load's hold: the sampler works meanwhile
     result = clients.result()  # leaving the block stopped the load
     progress(f"    {result.summary()}")
-    return Memory(rest, peak, result.still_open(), result.summary())
+    if not settle(server.port):
+        progress("    the server did not recover after the memory test")
+    return Memory(rest, memory.peak, result.still_open(), result.summary())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -543,14 +568,14 @@ def main(echo: Callable[[str], None] = print) -> None:
         data_dir = make_data_dir(work / "capacity" / "data", analyst)
         kind = worker_class(data_dir)
         with blagh_serve(data_dir, work / "capacity") as server:
+            progress(f"worker memory at rest and with {MEMORY_CONNECTIONS:,} slow connections")
+            memory = memory_under_load(server)
             progress(f"slow-client capacity ({kind})")
             rungs = capacity_ladder(server)
-            progress(f"worker memory with {MEMORY_CONNECTIONS:,} slow connections")
-            memory = memory_under_load(server)
         rows += capacity_rows(rungs)
         rows.append(
             [
-                "worker RSS at rest (largest worker; all workers)",
+                "worker RSS at rest, before any load (largest worker; all workers)",
                 f"{fmt_mb(memory.rest[0])}; {fmt_mb(memory.rest[1])}",
                 "(figure)",
                 "",
@@ -559,7 +584,8 @@ def main(echo: Callable[[str], None] = print) -> None:
         )
         rows.append(
             [
-                f"worker RSS holding {MEMORY_CONNECTIONS:,} slow connections (peak)",
+                f"worker RSS holding {MEMORY_CONNECTIONS:,} slow connections (peak; half "
+                "trickle headers, half upload at 1–50 KB/s)",
                 f"{fmt_mb(memory.loaded[0])}; {fmt_mb(memory.loaded[1])} "
                 f"({memory.held:,} still open at the end)",
                 "(figure)",
@@ -567,6 +593,17 @@ def main(echo: Callable[[str], None] = print) -> None:
                 "",
             ]
         )
+        if rungs:
+            top = rungs[-1]
+            rows.append(
+                [
+                    f"worker RSS during the {top.uploads:,}-upload rung above (peak)",
+                    f"{fmt_mb(top.rss[0])}; {fmt_mb(top.rss[1])}",
+                    "(figure)",
+                    "",
+                    "",
+                ]
+            )
 
         progress(f"no-JS reports at concurrency {CLIENTS}: blagh serve, then a bare Flask app")
         (work / "rate").mkdir()
