@@ -28,7 +28,8 @@ _T = TypeVar("_T")
 
 _native_lock = monkey.get_original("threading", "Lock")
 _native_ident: Callable[[], int] = monkey.get_original("_thread", "get_ident")
-_main_thread: Callable[[], Any] = monkey.get_original("threading", "main_thread")
+_in_a_job: set[int] = set()
+"""Native ids of the threads running an offloaded job now, whichever offload it came from."""
 
 
 class Busy(BlaghError):
@@ -58,7 +59,6 @@ class Offload:
         self._waiting = 0
         self._pool: Any = None
         self._inline: threading.BoundedSemaphore | None = None
-        self._pool_threads: set[int] = set()
         self._closed = False
 
     @property
@@ -69,13 +69,11 @@ class Offload:
     def run(self, function: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         """Run ``function(*args, **kwargs)`` within the bounds; its result or its exception.
 
-        A job started from inside this offload's own threads runs at once (a nested call would
-        otherwise wait for a thread that is waiting for it), and so does one started, under
-        gevent, from any thread but the event loop's: that thread is already off the loop (and
-        a gevent pool serves the loop that made it).
+        A job started from inside a job (of this offload or another) runs at once in that
+        thread: it is already off the event loop, a nested call to the same offload would wait
+        for a thread that is waiting for it, and a gevent pool serves only the loop that made it.
         """
-        me = native_thread_id()
-        if me in self._pool_threads or (under_gevent() and me != _main_thread().ident):
+        if native_thread_id() in _in_a_job:
             return function(*args, **kwargs)
         with self._count_lock:
             if self._closed:
@@ -96,11 +94,11 @@ class Offload:
 
     def _in_pool(self, function: Callable[..., _T], args: Any, kwargs: Any) -> _T:
         me = native_thread_id()
-        self._pool_threads.add(me)
+        _in_a_job.add(me)
         try:
             return function(*args, **kwargs)
         finally:
-            self._pool_threads.discard(me)
+            _in_a_job.discard(me)
 
     def _gevent_pool(self) -> Any:
         if self._pool is None:

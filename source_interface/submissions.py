@@ -33,17 +33,17 @@ _DRAFT_TOKEN_BYTES = 32
 def seal_document(
     services: Services, recipients: Sequence[bytes], kind: str, body: dict[str, Any]
 ) -> BlobRef:
-    """Seal a JSON document to ``recipients`` straight into a durable blob."""
+    """Seal a JSON document to ``recipients`` into a durable blob.
+
+    A document is small (a form's fields, bounded by the form memory limit): it is sealed in
+    memory, then written, fsynced and renamed in one job off the event loop.
+    """
+    sealed = bytearray()
+    writer = EnvelopeWriter(recipients, sealed.extend)
+    writer.update(encode_document(kind, body))
+    writer.finish()
     try:
-        blob = services.store.new_blob()
-        try:
-            writer = EnvelopeWriter(recipients, blob.write)
-            writer.update(encode_document(kind, body))
-            writer.finish()
-            return blob.commit()
-        except BaseException:
-            blob.discard()
-            raise
+        return services.store.blobs.write_whole(bytes(sealed))
     except OSError as error:
         if is_no_space(error):
             raise NoSpace() from None

@@ -197,14 +197,13 @@ def test_an_empty_file_part_creates_no_pending_blob(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     made: list[PendingBlob] = []
-    real_new = BlobFolder.new
+    real_init = PendingBlob.__init__
 
-    def counting_new(self: BlobFolder) -> PendingBlob:
-        blob = real_new(self)
-        made.append(blob)
-        return blob
+    def counting_init(self: PendingBlob, folder: BlobFolder) -> None:
+        real_init(self, folder)
+        made.append(self)
 
-    monkeypatch.setattr(BlobFolder, "new", counting_new)
+    monkeypatch.setattr(PendingBlob, "__init__", counting_init)
     with open_site(tmp_path) as site:
         client = site.client()
         # What a browser sends for a file input left empty: a part with an empty file name.

@@ -103,7 +103,20 @@ class BlobFolder:
         self.temp_dir.mkdir(mode=0o700, exist_ok=True)
 
     def new(self) -> PendingBlob:
-        return PendingBlob(self)
+        """A blob to stream into.  Its file is created on the I/O threads: creating a file
+        waits for the folder's lock, which a rename or folder fsync may be holding, and under
+        gevent that wait would stop the event loop."""
+        return self.io.run(PendingBlob, self)
+
+    def write_whole(self, data: bytes) -> BlobRef:
+        """Store ``data`` (a small envelope held whole) as a durable blob, in one job on the
+        I/O threads: create, write, fsync, rename, folder fsync."""
+        return self.io.run(self._write_whole, data)
+
+    def _write_whole(self, data: bytes) -> BlobRef:
+        blob = PendingBlob(self)
+        blob.write(data)
+        return blob.commit()
 
     def path_of(self, name: str) -> Path:
         if len(name) != 2 * _NAME_BYTES or not all(c in "0123456789abcdef" for c in name):
