@@ -41,6 +41,16 @@ def native_thread_id() -> int:
     return _native_ident()
 
 
+def native_lock() -> Any:
+    """A lock of the OS threads, never gevent's: for state shared with offloaded jobs."""
+    return _native_lock()
+
+
+def thread_in_a_job() -> bool:
+    """Whether this thread is running an offloaded job now (so it is off the event loop)."""
+    return native_thread_id() in _in_a_job
+
+
 def under_gevent() -> bool:
     """Whether this process is a gevent worker (the standard library is patched)."""
     return bool(monkey.is_module_patched("threading"))
@@ -83,7 +93,12 @@ class Offload:
             self._waiting += 1
         try:
             if under_gevent():
-                return self._gevent_pool().apply(self._in_pool, (function, args, kwargs))  # type: ignore[no-any-return]
+                # The job's exception comes back as a value: gevent's pool would print it, with
+                # its traceback and message, to the error log before handing it over.
+                failed, outcome = self._gevent_pool().apply(self._caught, (function, args, kwargs))
+                if failed:
+                    raise outcome
+                return outcome  # type: ignore[no-any-return]
             if self._inline is None:
                 self._inline = threading.BoundedSemaphore(self.threads)
             with self._inline:
@@ -99,6 +114,14 @@ class Offload:
             return function(*args, **kwargs)
         finally:
             _in_a_job.discard(me)
+
+    def _caught(
+        self, function: Callable[..., _T], args: Any, kwargs: Any
+    ) -> tuple[bool, _T | BaseException]:
+        try:
+            return False, self._in_pool(function, args, kwargs)
+        except BaseException as error:
+            return True, error
 
     def _gevent_pool(self) -> Any:
         if self._pool is None:

@@ -46,8 +46,8 @@ class Store:
 
     def __init__(self, root: Path, db_key: bytes) -> None:
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.blobs = BlobFolder(root / "blobs")
-        self.index = Index(root / "index.db", db_key)
+        self.blobs = BlobFolder(root / "blobs", defer_folder_sync=True)
+        self.index = Index(root / "index.db", db_key, before_commit=self.blobs.sync_if_renamed)
         self.pickup_dir = root / "pickup"
         """Pickup bundles ready to serve, and reply bundles being uploaded (pickup API)."""
         self.pickup_dir.mkdir(mode=0o700, exist_ok=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from blagh.offload import Offload
+from blagh.offload import Offload, native_lock
 
 _NAME_BYTES = 16
 IO_THREADS = 4
@@ -77,7 +77,7 @@ class PendingBlob:
         except BaseException:
             self.discard()
             raise
-        self._folder.sync_dir()
+        self._folder.renamed()
 
     def discard(self) -> None:
         """Delete the temporary file (closing it may fail again on a full disk: it is closed
@@ -93,8 +93,16 @@ class PendingBlob:
 class BlobFolder:
     """The folder of envelope files, with a ``tmp/`` beside them for blobs being written."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, defer_folder_sync: bool = False) -> None:
+        """``defer_folder_sync``: a committed blob's rename is made durable by the next
+        :meth:`sync_if_renamed` (the server store's index calls it before every COMMIT, so one
+        folder fsync covers every blob a batch of rows refers to) instead of a folder fsync of
+        its own."""
         self.root = root
+        self._defer_sync = defer_folder_sync
+        self._sync_lock = native_lock()
+        self._renames = 0
+        self._synced = 0
         self.temp_dir = root / "tmp"
         self.io = Offload("blob fsync", threads=IO_THREADS, queue=IO_QUEUE)
         """Where fsyncs run: beside the event loop, a few at a time."""
@@ -128,6 +136,25 @@ class BlobFolder:
 
     def delete(self, name: str) -> None:
         self.path_of(name).unlink(missing_ok=True)
+
+    def renamed(self) -> None:
+        """A blob was renamed into the folder: sync the folder now, or note it for later."""
+        if not self._defer_sync:
+            self.sync_dir()
+            return
+        with self._sync_lock:
+            self._renames += 1
+
+    def sync_if_renamed(self) -> None:
+        """Make every rename so far durable (one folder fsync), if there was any since the
+        last; before a row that refers to a new blob commits."""
+        with self._sync_lock:
+            target = self._renames
+        if target == self._synced:
+            return
+        self.sync_dir()
+        with self._sync_lock:
+            self._synced = max(self._synced, target)
 
     def sync_dir(self) -> None:
         fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)

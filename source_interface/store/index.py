@@ -8,7 +8,6 @@ deleted with the session).
 import functools
 import secrets
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,9 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
-from blagh.offload import Offload, native_thread_id
+from blagh.offload import Offload, native_lock, native_thread_id
 from blagh.sqlcipher import connect
 from source_interface.store.blobs import BlobRef
+from source_interface.store.writes import GroupCommit
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -255,7 +255,8 @@ def _writes(
 
     @functools.wraps(method)
     def on_writer(self: "Index", /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        return self.writer.run(method, self, *args, **kwargs)
+        result: _R = self.writes.run(method, self, *args, **kwargs)
+        return result
 
     return on_writer
 
@@ -267,12 +268,18 @@ class Index:
     reads (no read yields to another greenlet half-way) and hands its writes to the writer.
     """
 
-    def __init__(self, path: Path, key: bytes) -> None:
+    def __init__(
+        self, path: Path, key: bytes, before_commit: Callable[[], None] = lambda: None
+    ) -> None:
+        """``before_commit`` runs before every COMMIT: the store syncs its blob folder there,
+        so that no row commits before the rename of a blob it refers to is durable."""
         self._path = path
         self._key = key
+        self._before_commit = before_commit
         self._by_thread: dict[int, sqlite3.Connection] = {}
-        self._lock = threading.Lock()
+        self._lock = native_lock()
         self.writer = Offload("database writer", threads=1, queue=WRITE_QUEUE)
+        self.writes = GroupCommit(self.writer, lambda: self._db, before_commit)
         self._db.executescript(SCHEMA)
 
     @property
@@ -292,16 +299,31 @@ class Index:
                 db.close()
             self._by_thread.clear()
         self.writer = Offload("database writer", threads=1, queue=WRITE_QUEUE)
+        self.writes = GroupCommit(self.writer, lambda: self._db, self._before_commit)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+        """A transaction, or inside a group commit's batch (source_interface/store/writes.py)
+        a savepoint: all or nothing either way, durable once the batch commits."""
+        db = self._db
+        if db.in_transaction:
+            db.execute("SAVEPOINT nested")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK TO nested")
+                db.execute("RELEASE nested")
+                raise
+            db.execute("RELEASE nested")
+            return
+        db.execute("BEGIN IMMEDIATE")
         try:
-            yield self._db
+            yield db
+            self._before_commit()
         except BaseException:
-            self._db.execute("ROLLBACK")
+            db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
+        db.execute("COMMIT")
 
     @_writes
     def create_source(self, verifier: bytes | None, public_key: bytes | None) -> Source:

@@ -1,0 +1,135 @@
+"""Group commit: the index's writes, queued while the writer is busy, share one transaction.
+
+Every write of a worker goes through one writer thread (no request sleeps in SQLite's busy
+handler).  One commit with ``synchronous = FULL`` costs an fsync of the WAL, a few ms, so a
+writer committing each report on its own is the limit of the whole worker.  Here the writes
+that arrive while a transaction is being committed wait together and go in the next one, each
+inside a savepoint of its own: one write that fails (a conflict, a constraint) is rolled back
+alone, and one fsync makes a whole batch durable.  A write's caller gets its result only once
+the batch's COMMIT has returned, so nothing is acknowledged before it is on disk; if the
+COMMIT fails, every write of the batch fails with it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from blagh.offload import Offload, thread_in_a_job
+
+MAX_BATCH = 256
+"""Writes in one transaction at most: a batch stays short for readers and for the WAL."""
+
+
+@dataclass
+class _Write:
+    function: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    done: threading.Event = field(default_factory=threading.Event)
+    value: Any = None
+    error: BaseException | None = None
+    finished: bool = False
+    take_over: bool = False
+    """Set (with ``done``) when this write's caller must drain the queue next."""
+
+
+class GroupCommit:
+    """Runs write functions on ``offload``'s one thread, several to a transaction.
+
+    ``connection()`` gives the writer thread's connection; the functions it runs open their
+    own ``transaction()``, which the index turns into a savepoint inside a batch.  The caller
+    that finds the writer idle drains the queue until its own write is committed, then hands
+    the queue to the next waiting caller: nobody drains for others forever.
+    """
+
+    def __init__(
+        self,
+        offload: Offload,
+        connection: Callable[[], sqlite3.Connection],
+        before_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._offload = offload
+        self._connection = connection
+        self._before_commit = before_commit
+        self._lock = threading.Lock()
+        self._pending: list[_Write] = []
+        self._draining = False
+        self.batches = 0
+        """How many transactions were committed (for tests and the bench)."""
+
+    def run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if thread_in_a_job():
+            # Already on the writer thread (a write inside a write), or on another job's
+            # thread, off the event loop: run here, in a transaction of its own if none is open.
+            return function(*args, **kwargs)
+        write = _Write(function, args, kwargs)
+        with self._lock:
+            self._pending.append(write)
+            drain = not self._draining
+            self._draining = True
+        while not write.finished:
+            if drain:
+                self._drain_until(write)
+            else:
+                write.done.wait()
+                if write.take_over:
+                    write.take_over = False
+                    write.done.clear()
+                    drain = True
+        if write.error is not None:
+            raise write.error
+        return write.value
+
+    def _drain_until(self, mine: _Write) -> None:
+        batch: list[_Write] = []
+        try:
+            while not mine.finished:
+                with self._lock:
+                    batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                try:
+                    self._offload.run(self._commit, batch)
+                except BaseException as error:  # refused (busy, closed), or this caller killed
+                    for write in batch:
+                        if write.error is None:
+                            write.error, write.value = error, None
+                    if not isinstance(error, Exception):
+                        raise
+                finally:
+                    for write in batch:
+                        write.finished = True
+                        write.done.set()
+                batch = []
+        finally:
+            with self._lock:
+                if self._pending:
+                    self._pending[0].take_over = True
+                    self._pending[0].done.set()
+                else:
+                    self._draining = False
+
+    def _commit(self, batch: list[_Write]) -> None:
+        db = self._connection()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for write in batch:
+                db.execute("SAVEPOINT one_write")
+                try:
+                    write.value = write.function(*write.args, **write.kwargs)
+                except BaseException as error:
+                    db.execute("ROLLBACK TO one_write")
+                    write.error = error
+                db.execute("RELEASE one_write")
+            self._before_commit()
+            db.execute("COMMIT")
+        except BaseException as error:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            for write in batch:
+                if write.error is None:
+                    write.error = error
+                    write.value = None
+        self.batches += 1
