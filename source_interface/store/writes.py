@@ -113,7 +113,10 @@ class GroupCommit:
 
     def _commit(self, batch: list[_Write]) -> None:
         db = self._connection()
-        db.execute("BEGIN IMMEDIATE")
+        # Inside a transaction the caller opened on this connection (no gevent: the writer
+        # runs in the caller's thread), the batch is a savepoint of it, committed with it.
+        outer = db.in_transaction
+        db.execute("SAVEPOINT batch" if outer else "BEGIN IMMEDIATE")
         try:
             for write in batch:
                 db.execute("SAVEPOINT one_write")
@@ -123,10 +126,16 @@ class GroupCommit:
                     db.execute("ROLLBACK TO one_write")
                     write.error = error
                 db.execute("RELEASE one_write")
-            self._before_commit()
-            db.execute("COMMIT")
+            if outer:
+                db.execute("RELEASE batch")
+            else:
+                self._before_commit()
+                db.execute("COMMIT")
         except BaseException as error:
-            if db.in_transaction:
+            if outer:
+                db.execute("ROLLBACK TO batch")
+                db.execute("RELEASE batch")
+            elif db.in_transaction:
                 db.execute("ROLLBACK")
             for write in batch:
                 if write.error is None:
