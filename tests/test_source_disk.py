@@ -224,6 +224,19 @@ def test_running_out_of_space_while_writing_leaves_nothing_behind(unfloored: Sit
     assert_consistent(unfloored)
 
 
+def test_a_full_disk_gives_the_form_back_with_everything_typed(unfloored: Site) -> None:
+    """Not even the text fits: the reporter gets the form back with what they typed (507), not
+    an error page that loses it; once space is back the same report goes through."""
+    client = unfloored.client()
+    ballast = fill(unfloored, 0)
+    refused = post_report(client, fresh_token(client), **TYPED)
+    assert_refused_page(refused, TYPED)
+    assert counts(unfloored)["tmp"] == 0
+    ballast.unlink()
+    assert post_report(client, fresh_token(client), **TYPED).status_code == 303
+    assert len(analyst_reports(unfloored)) == 1
+
+
 def test_a_piece_that_does_not_fit_is_not_half_kept(unfloored: Site) -> None:
     client = unfloored.client()
     fresh_token(client)

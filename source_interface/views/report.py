@@ -10,6 +10,7 @@ from werkzeug.wrappers import Response
 from crypto import codename
 from crypto.codename import login_verifier
 from source_interface.categories import CATEGORIES
+from source_interface.diskspace import NoSpace, is_no_space
 from source_interface.forms import ReportForm
 from source_interface.sealing import files_refused
 from source_interface.services import services
@@ -88,18 +89,26 @@ def submit() -> ResponseReturnValue:
         )
     # Blobs committed here and not recorded below (a failure, a crash) are referenced by no
     # row: the next sweep removes them.  Source, report and items are one transaction.
-    files = kept + [upload.commit() for upload in uploads]
     recipients = list(svc.analysts)
     if source_keys is not None:
         recipients.append(source_keys.public_key)
     attachments = kept_names + [upload.filename for upload in uploads]
-    fields = seal_document(svc, recipients, "report", report.document(attachments))
-    stored = svc.store.index.add_report(
-        new_id(),
-        [("fields", fields)] + [("file", ref) for ref in files],
-        draft=draft_hash,
-        new_source=new_source,
-    )
+    try:
+        files = kept + [upload.commit() for upload in uploads]
+        fields = seal_document(svc, recipients, "report", report.document(attachments))
+        stored = svc.store.index.add_report(
+            new_id(),
+            [("fields", fields)] + [("file", ref) for ref in files],
+            draft=draft_hash,
+            new_source=new_source,
+        )
+    except (NoSpace, OSError) as error:
+        if not isinstance(error, NoSpace) and not is_no_space(error):
+            raise
+        # The disk filled up while storing: the reporter gets the form back with everything
+        # typed (and the files kept from earlier, still in their draft), not an error page.
+        report.errors["files"] = no_space_message()
+        return _form_page(report, draft_token if draft_hash else "", kept_names, 507)
     if source_keys is None:
         return redirect(url_for("report.received"), 303)
     response = redirect(url_for("report.codename_check"), 303)
