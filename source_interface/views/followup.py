@@ -18,6 +18,7 @@ from crypto import codename
 from crypto.envelope import open_envelope
 from crypto.errors import CryptoError, InvalidCodename
 from source_interface.categories import CATEGORIES
+from source_interface.diskspace import NoSpace, is_no_space
 from source_interface.forms import read_message
 from source_interface.sealing import files_refused
 from source_interface.services import Services, services
@@ -242,20 +243,27 @@ def add_message(report_id: str) -> ResponseReturnValue:
         return _home_page(session, errors, text, draft.token, draft.names, status)
     source = svc.store.index.source(session.source_id)
     assert source is not None and source.public_key is not None
-    files = kept + [upload.commit() for upload in uploads]
     attachments = kept_names + [upload.filename for upload in uploads]
-    message = seal_document(
-        svc,
-        [*svc.analysts, source.public_key],
-        "message",
-        {"text": text, "attachments": attachments},
-    )
-    svc.store.index.add_items(
-        session.source_id,
-        report_id,
-        [("message", message)] + [("file", ref) for ref in files],
-        draft=draft_hash,
-    )
+    try:
+        files = kept + [upload.commit() for upload in uploads]
+        message = seal_document(
+            svc,
+            [*svc.analysts, source.public_key],
+            "message",
+            {"text": text, "attachments": attachments},
+        )
+        svc.store.index.add_items(
+            session.source_id,
+            report_id,
+            [("message", message)] + [("file", ref) for ref in files],
+            draft=draft_hash,
+        )
+    except (NoSpace, OSError) as error:
+        if not isinstance(error, NoSpace) and not is_no_space(error):
+            raise
+        # The disk filled up while storing: the message comes back, nothing typed is lost.
+        errors["files"] = no_space_message()
+        return _home_page(session, errors, text, draft_token if draft_hash else "", kept_names, 507)
     return redirect(url_for("followup.home", sent=1), 303)
 
 
