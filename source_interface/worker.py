@@ -20,6 +20,7 @@ blagh/offload.py.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import resource
 import socket
@@ -118,13 +119,21 @@ class PacedSocket:
         if not self._in_body:
             data: bytes = self._sock.recv(size, *flags)
             return data
-        self._sock.settimeout(self._time_left())
         try:
+            self._sock.settimeout(self._time_left())
             data = self._sock.recv(size, *flags)
-        except TimeoutError:
-            raise ClientTooSlow() from None
+        except (TimeoutError, ClientTooSlow):
+            return self._hang_up()
         self._count(len(data))
         return data
+
+    def _hang_up(self) -> bytes:
+        """Drop a client below the body rate as if it had disconnected: the body ends here
+        (Werkzeug discards the request, and its sealed uploads, as a client disconnect; nothing
+        is logged), and no answer can reach it."""
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        return b""
 
     def _paced_send(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         # A write's own window: the client was waiting for the answer, not sending.
