@@ -13,7 +13,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,8 @@ from dataclasses import dataclass, field
 from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
+
+from gunicorn_helpers import free_port
 
 from blagh.datadir import DataDir
 from blagh.payloads import decode_document, split_attachment
@@ -65,13 +66,6 @@ def missing_requirements() -> str | None:
     if not AXE.is_file():
         return "node_modules/axe-core is missing: run `npm ci` (make test does it)."
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def make_data_dir(path: Path, analyst: AnalystKey, workers: int = 2) -> DataDir:

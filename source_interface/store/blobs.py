@@ -173,11 +173,7 @@ class BlobFolder:
         every one of them.
         """
         cutoff = time.time() - min_age
-        removed = 0
-        for temp in self.temp_dir.iterdir():
-            if _older(temp, cutoff):
-                temp.unlink(missing_ok=True)
-                removed += 1
+        removed = self._remove_temporary(cutoff)
         for name in self.names() - referenced:
             if _older(self.root / name, cutoff):
                 self.delete(name)
@@ -186,10 +182,14 @@ class BlobFolder:
 
     def clear_temporary(self) -> int:
         """Remove every temporary file: what a crash left half-written.  Only before serving."""
+        return self._remove_temporary(float("inf"))
+
+    def _remove_temporary(self, cutoff: float) -> int:
         removed = 0
         for temp in self.temp_dir.iterdir():
-            temp.unlink(missing_ok=True)
-            removed += 1
+            if _older(temp, cutoff):
+                temp.unlink(missing_ok=True)
+                removed += 1
         return removed
 
 

@@ -278,9 +278,12 @@ class Index:
         self._before_commit = before_commit
         self._by_thread: dict[int, sqlite3.Connection] = {}
         self._lock = native_lock()
-        self.writer = Offload("database writer", threads=1, queue=WRITE_QUEUE)
-        self.writes = GroupCommit(self.writer, lambda: self._db, before_commit)
+        self._start_writer()
         self._db.executescript(SCHEMA)
+
+    def _start_writer(self) -> None:
+        self.writer = Offload("database writer", threads=1, queue=WRITE_QUEUE)
+        self.writes = GroupCommit(self.writer, lambda: self._db, self._before_commit)
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -298,8 +301,7 @@ class Index:
             for db in self._by_thread.values():
                 db.close()
             self._by_thread.clear()
-        self.writer = Offload("database writer", threads=1, queue=WRITE_QUEUE)
-        self.writes = GroupCommit(self.writer, lambda: self._db, self._before_commit)
+        self._start_writer()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
