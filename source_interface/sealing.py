@@ -27,6 +27,7 @@ from werkzeug.formparser import FormDataParser
 from blagh.payloads import attachment_header
 from crypto.envelope import EnvelopeWriter
 from source_interface.diskspace import FreeSpace, NoSpace, is_no_space
+from source_interface.formdata import StreamingFormDataParser
 from source_interface.store.blobs import BlobFolder, BlobRef, PendingBlob
 
 MAX_FILENAME_CHARS = 255
@@ -177,6 +178,7 @@ def sealing_request_class(
         max_content_length = limits.max_request_bytes
         max_form_memory_size = limits.max_field_bytes
         max_form_parts = limits.max_files + limits.max_fields
+        form_data_parser_class = StreamingFormDataParser
 
         @property
         def sealed_uploads(self) -> list[SealedUpload]:
