@@ -256,6 +256,9 @@ class StreamingFormDataParser(FormDataParser):
 
 def _field_text(part: Part, pieces: list[bytes]) -> str:
     """A field's value, in the charset its part declares if Werkzeug would accept that one."""
-    _, options = parse_options_header(part.headers.get("Content-Type", ""))
-    charset = options.get("charset", "").lower()
-    return b"".join(pieces).decode(charset if charset in FIELD_CHARSETS else "utf-8", "replace")
+    charset = "utf-8"
+    content_type = part.headers.get("Content-Type")
+    if content_type is not None:
+        declared = parse_options_header(content_type)[1].get("charset", "").lower()
+        charset = declared if declared in FIELD_CHARSETS else charset
+    return b"".join(pieces).decode(charset, "replace")
