@@ -25,7 +25,7 @@ import click
 
 from blagh import cli_server
 from blagh.cli_workstation import verify_evidence, workstation
-from blagh.config import MAX_RECIPIENTS, Config, read_config_file
+from blagh.config import MAX_RECIPIENTS, Config, is_loopback, read_config_file
 from blagh.datadir import DataDir
 from blagh.errors import BlaghError
 from blagh.files import write_new_file
@@ -268,10 +268,20 @@ def serve(data_dir: Path, host: str | None, port: int | None, tor_mode: str | No
             "--tor attach needs [tor] control_socket or control_port in the config: where the "
             "running tor's control interface is"
         )
+    if not is_loopback(host):
+        raise BlaghError(
+            f"--host {host} is not a loopback address: the source interface listens on this "
+            "machine only (127.0.0.1, ::1 or localhost); for an HTTPS address see [clearnet] "
+            "in docs/clearnet.md"
+        )
     _check_port_free(host, port)
+    clearnet = config.clearnet
+    if clearnet.enabled and clearnet.port is not None:
+        _check_port_free(clearnet.listen.rpartition(":")[0].strip("[]"), clearnet.port)
     local = f"http://{_host_port(host, port)}/"
     if mode == "off":
         click.echo(f"Source interface: {local}  (no onion service: tor mode off)")
+        _say_clearnet(config)
         run_server(config, host, port)
         return
     _log_to_stderr()
@@ -294,7 +304,12 @@ def serve(data_dir: Path, host: str | None, port: int | None, tor_mode: str | No
             else:
                 state = f"{service.clients} authorised client(s)"
             click.echo(f"{name}: {service.url}  ({state})")
+            if service.role == "source" and clearnet.enabled and not clearnet.onion_address:
+                # Onion-Location on the clearnet site points to this address.
+                address = f"{service.address}.onion"
+                config = replace(config, clearnet=replace(clearnet, onion_address=address))
         click.echo(f"Source interface: {local}  (Ctrl-C stops it)", nl=True)
+        _say_clearnet(config)
         sys.stdout.flush()
         run_server(config, host, port)
     finally:
@@ -421,6 +436,16 @@ def _load_data_dir(data_dir: Path) -> tuple[DataDir, Config]:
 
 def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _say_clearnet(config: Config) -> None:
+    clearnet = config.clearnet
+    if clearnet.enabled:
+        onion = clearnet.onion_address or "none: no onion address known"
+        click.echo(
+            f"Clearnet listener: {clearnet.listen} for {clearnet.public_url}  "
+            f"(Onion-Location: {onion})"
+        )
 
 
 def _check_port_free(host: str, port: int) -> None:

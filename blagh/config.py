@@ -72,6 +72,25 @@ LANGUAGES: tuple[Language, ...] = get_args(Language)
 
 _KEYGEN_HINT = "paste the public key line that `blagh keygen` printed on the analyst's workstation"
 
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+_LOOPBACK_HINT = (
+    "the reporters' app takes plaintext forms (a no-JS report is sealed on arrival): it listens "
+    "on this machine only, and tor or an HTTPS proxy on the same machine reaches it"
+)
+_ONION = re.compile(r"[a-z2-7]{56}\.onion")
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: an address only this machine can reach."""
+    if host in LOOPBACK_HOSTS:
+        return True
+    parts = host.split(".")
+    return (
+        len(parts) == 4
+        and parts[0] == "127"
+        and all(p.isdigit() and int(p) < 256 and str(int(p)) == p for p in parts)
+    )
+
 
 @dataclass(frozen=True, kw_only=True)
 class InstanceConfig:
@@ -95,6 +114,12 @@ class SourceInterfaceConfig:
     default_language: Language = "ar"
 
     def __post_init__(self) -> None:
+        if not is_loopback(self.listen_host):
+            raise ConfigError(
+                f"[source_interface] listen_host {_show(self.listen_host)} must be a loopback "
+                f"address (127.0.0.1, ::1 or localhost): {_LOOPBACK_HINT}; for an HTTPS "
+                "address see [clearnet] (docs/clearnet.md)"
+            )
         if self.default_language not in self.languages:
             raise ConfigError(
                 f"[source_interface] default_language {_show(self.default_language)} must be "
@@ -207,6 +232,60 @@ class PickupConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ClearnetConfig:
+    """``[clearnet]``: an HTTPS address beside the onion one, behind a reverse proxy on the
+    same machine (docs/clearnet.md).
+
+    It gets a listener of its own so the app always knows which way a request came: forwarded
+    headers are honoured there only (tor's connections come from 127.0.0.1 too, and a Tor client
+    can send any header), and only there do responses carry ``Strict-Transport-Security``,
+    ``Onion-Location`` and ``Secure`` cookies.
+    """
+
+    enabled: bool = False
+    listen: Annotated[str, Bounds(1, 300)] = "127.0.0.1:8082"
+    public_url: Annotated[str, Bounds(0, 300)] = ""
+    onion_address: Annotated[str, Bounds(0, 62)] = ""
+    hsts_max_age: Annotated[int, Bounds(0, 2 * 365 * 24 * 3600)] = 365 * 24 * 3600
+
+    def __post_init__(self) -> None:
+        if self.listen.startswith("unix:"):
+            if not self.listen[5:].startswith("/"):
+                raise ConfigError(
+                    f"[clearnet] listen {_show(self.listen)}: a unix socket needs an absolute "
+                    'path, such as "unix:/run/blagh/clearnet.sock"'
+                )
+        else:
+            host, _, port = self.listen.rpartition(":")
+            host = host.removeprefix("[").removesuffix("]")
+            if not (port.isdigit() and 1 <= int(port) <= 65535) or not is_loopback(host):
+                raise ConfigError(
+                    f"[clearnet] listen {_show(self.listen)} must be a loopback address and "
+                    'port, such as "127.0.0.1:8082", or "unix:/path/to.sock": the proxy runs '
+                    "on this machine, so no plaintext form ever crosses a network"
+                )
+        if self.enabled and not re.fullmatch(r"https://[^/\s?#]+/?", self.public_url):
+            raise ConfigError(
+                f"[clearnet] public_url {_show(self.public_url)} must be the site's https:// "
+                'address, such as "https://report.example.org"'
+            )
+        if self.onion_address and not _ONION.fullmatch(self.onion_address):
+            raise ConfigError(
+                f"[clearnet] onion_address {_show(self.onion_address)} is not an onion "
+                "address (56 letters and digits, then .onion); leave it empty and `blagh "
+                "serve` finds it in the data folder"
+            )
+
+    @property
+    def unix_socket(self) -> str | None:
+        return self.listen[5:] if self.listen.startswith("unix:") else None
+
+    @property
+    def port(self) -> int | None:
+        return None if self.unix_socket else int(self.listen.rpartition(":")[2])
+
+
+@dataclass(frozen=True, kw_only=True)
 class RetentionConfig:
     """``[retention]``: how long the server keeps ciphertext it no longer needs."""
 
@@ -226,9 +305,20 @@ class Config:
     )
     tor: TorConfig = field(default_factory=TorConfig)
     pickup: PickupConfig = field(default_factory=PickupConfig)
+    clearnet: ClearnetConfig = field(default_factory=ClearnetConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
 
     def __post_init__(self) -> None:
+        clearnet = self.clearnet
+        if clearnet.enabled and clearnet.port in (
+            self.source_interface.listen_port,
+            self.pickup.listen_port,
+        ):
+            # The listener is told apart by its port (source_interface/listeners.py).
+            raise ConfigError(
+                f"[clearnet] listen {_show(clearnet.listen)} has the port of the onion "
+                "service (or of the pickup API): give the clearnet listener a port of its own"
+            )
         if self.pickup.enabled and self.pickup.listen_port == self.source_interface.listen_port:
             raise ConfigError(
                 f"[pickup] listen_port {self.pickup.listen_port} is also "

@@ -14,6 +14,7 @@ from blagh.datadir import DataDir
 from blagh.offload import Offload
 from source_interface import browser, i18n, security, sessions
 from source_interface.diskspace import FreeSpace
+from source_interface.listeners import ListenerMiddleware
 from source_interface.presealed import UploadBounds, UploadFolder
 from source_interface.sealing import UploadLimits, sealing_request_class
 from source_interface.services import Services, load_wordlist
@@ -81,4 +82,5 @@ def create_app(config: Config) -> Flask:
     app.register_blueprint(report.bp)
     app.register_blueprint(followup.bp)
     app.register_blueprint(uploads.bp)
+    app.wsgi_app = ListenerMiddleware(app.wsgi_app, config.clearnet)  # type: ignore[method-assign]
     return app

@@ -26,8 +26,8 @@ TRANSLATIONS = Path(__file__).with_name("translations")
 """Catalogs, ``<lang>/LC_MESSAGES/messages.po``, compiled at set-up (docs/translations.md)."""
 
 COOKIE = "lang"
-COOKIE_MAX_AGE = 365 * 24 * 60 * 60
-"""A year: the choice is worth keeping, and the cookie holds nothing else."""
+"""A session cookie (no expiry): the choice must not outlive the browser session, or a seized
+phone's ordinary browser would show that it visited."""
 
 NATIVE_NAMES = {"ar": "العربية", "fr": "Français", "en": "English"}
 """Each language named in itself: a reporter looks for the language they can read."""
@@ -121,7 +121,6 @@ def init_language_choice(
             response.set_cookie(
                 COOKIE,
                 asked,
-                max_age=COOKIE_MAX_AGE,
                 path="/",
                 secure=request.is_secure,
                 httponly=True,

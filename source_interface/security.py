@@ -12,14 +12,16 @@ why the server failed: a traceback or a path would help an attacker and not the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import quote
 
-from flask import Flask, Response, g, render_template
+from flask import Flask, Response, g, render_template, request
 from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException
 
-from blagh.config import Config
+from blagh.config import ClearnetConfig, Config
 from blagh.offload import Busy
 from source_interface.errors import ServerBusy
+from source_interface.listeners import is_clearnet
 
 CONTENT_SECURITY_POLICY = "; ".join(
     (
@@ -76,6 +78,22 @@ HEADERS = {
 """Set on every response, replacing what a view or Flask put there (``Cache-Control`` above all)."""
 
 
+def clearnet_headers(clearnet: ClearnetConfig, path: str, query: bytes) -> dict[str, str]:
+    """What only the clearnet listener's answers carry: browsers must come back over HTTPS, and
+    Tor Browser offers the onion site (same page) instead.  Never on the onion listener: there
+    the address is already the safest one, and HSTS means nothing over an onion."""
+    headers: dict[str, str] = {}
+    if clearnet.hsts_max_age:
+        headers["Strict-Transport-Security"] = f"max-age={clearnet.hsts_max_age}"
+    if clearnet.onion_address:
+        # Percent-encoded again: the path is decoded, and a header must stay one line.
+        location = quote(path, safe="/-._~!$&'()*+,;=:@")
+        if query:
+            location += "?" + quote(query, safe="/-._~!$&'()*+,;=:@?%")
+        headers["Onion-Location"] = f"http://{clearnet.onion_address}{location}"
+    return headers
+
+
 def allow_scripts() -> None:
     """Give this request's response :data:`SCRIPT_PAGE_POLICY` instead of the script-free one."""
     g.blagh_allows_scripts = True
@@ -111,11 +129,15 @@ def init_app(app: Flask, config: Config) -> None:
     """Register the security headers and the error pages on ``app``."""
     limits = config.source_interface
 
+    clearnet = config.clearnet
+
     @app.after_request
     def set_security_headers(response: Response) -> Response:
         response.headers.update(HEADERS)
         if g.get("blagh_allows_scripts"):
             response.headers["Content-Security-Policy"] = SCRIPT_PAGE_POLICY
+        if is_clearnet(request.environ):
+            response.headers.update(clearnet_headers(clearnet, request.path, request.query_string))
         # Says which software, and which version, to attack.  (The WSGI server may add its own.)
         response.headers.pop("Server", None)
         return response

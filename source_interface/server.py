@@ -58,7 +58,7 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
         self,
         config: Config,
         *,
-        bind: str,
+        bind: str | list[str],
         workers: int,
         proc_name: str,
         on_starting: Callable[[object], None],
@@ -96,10 +96,16 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
 
 
 class SourceServer(GunicornServer):
+    """The onion service's listener, and the clearnet proxy's beside it when ``[clearnet]`` is
+    on: the same workers, told apart per request by source_interface/listeners.py."""
+
     def __init__(self, config: Config, host: str, port: int) -> None:
+        binds = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+        if config.clearnet.enabled:
+            binds.append(config.clearnet.listen)
         super().__init__(
             config,
-            bind=f"{host}:{port}",
+            bind=binds,
             workers=config.source_interface.workers,
             proc_name="blagh-source",
             on_starting=self._sweep,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import tomllib
 from collections.abc import Mapping
@@ -221,12 +222,12 @@ KNOWN_TOR = (
         (
             {"tro": {"mode": "off"}},
             "config.toml: unknown section [tro] (did you mean tor? known: instance, "
-            "source_interface, limits, emergency, recipients, tor, pickup, retention)",
+            "source_interface, limits, emergency, recipients, tor, pickup, clearnet, retention)",
         ),
         (
             {"name": "Blagh"},
             "config.toml: unknown key name outside any section (known: instance, "
-            "source_interface, limits, emergency, recipients, tor, pickup, retention)",
+            "source_interface, limits, emergency, recipients, tor, pickup, clearnet, retention)",
         ),
         (
             {"instance": "Blagh"},
@@ -418,3 +419,52 @@ def test_file_errors_name_the_file(tmp_path: Path, line: str) -> None:
     with pytest.raises(ConfigError) as caught:
         read_config_file(path)
     assert str(caught.value).startswith(f"{path}: unknown key [tor] contol_port (did you mean")
+
+
+# --- where the app listens: loopback only, a clearnet listener of its own -----------------------
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["0.0.0.0", "192.168.1.10", "example.org", "::", "127.0.0.256"],  # noqa: S104
+)
+def test_the_onion_listener_is_loopback_only(line: str, host: str) -> None:
+    """A no-JS form is plaintext until sealed: it must never cross a network to reach us."""
+    message = error_of(with_recipient(line, source_interface={"listen_host": host}))
+    assert f"listen_host {json.dumps(host)} must be a loopback address" in message
+    assert "[clearnet]" in message
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.1.2.3", "::1", "localhost"])
+def test_loopback_hosts_are_accepted(line: str, host: str) -> None:
+    config = load_config(with_recipient(line, source_interface={"listen_host": host}))
+    assert config.source_interface.listen_host == host
+
+
+@pytest.mark.parametrize(
+    ("clearnet", "fragment"),
+    [
+        ({"listen": "0.0.0.0:8082"}, "must be a loopback address and port"),
+        ({"listen": "127.0.0.1"}, "must be a loopback address and port"),
+        ({"listen": "10.0.0.2:443"}, "must be a loopback address and port"),
+        ({"listen": "unix:relative.sock"}, "a unix socket needs an absolute path"),
+        ({"enabled": True}, 'public_url "" must be the site\'s https:// address'),
+        ({"enabled": True, "public_url": "http://x.org"}, "must be the site's https:// address"),
+        ({"enabled": True, "public_url": "https://x.org/a"}, "must be the site's https://"),
+        ({"onion_address": "example.onion"}, "is not an onion address"),
+        (
+            {"listen": "127.0.0.2:8080"},
+            "has the port of the onion service (or of the pickup API)",
+        ),
+    ],
+)
+def test_clearnet_mistakes_are_explained(
+    line: str, clearnet: dict[str, object], fragment: str
+) -> None:
+    assert fragment in error_of(with_recipient(line, clearnet=clearnet))
+
+
+def test_a_clearnet_listener_on_a_unix_socket(line: str) -> None:
+    clearnet = {"enabled": True, "listen": "unix:/run/blagh/c.sock", "public_url": "https://x.org"}
+    config = load_config(with_recipient(line, clearnet=clearnet))
+    assert config.clearnet.unix_socket == "/run/blagh/c.sock"

@@ -165,12 +165,13 @@ def test_default_language_comes_from_config(config: Config) -> None:
     assert 'lang="fr"' in html_tag(client.get("/").get_data(as_text=True))
 
 
-def test_chosen_language_is_remembered_in_a_cookie(client: FlaskClient) -> None:
+def test_chosen_language_is_remembered_in_a_session_cookie(client: FlaskClient) -> None:
     response = client.get("/?lang=fr")
     cookie = response.headers["Set-Cookie"]
     attributes = {part.strip().split("=")[0].lower(): part for part in cookie.split(";")}
     assert cookie.startswith("lang=fr;")
-    assert attributes["max-age"].strip() == "Max-Age=31536000"
+    # A session cookie: the choice must not outlive the browser session (a seized phone).
+    assert "max-age" not in attributes and "expires" not in attributes
     assert attributes["path"].strip() == "Path=/"
     assert attributes["samesite"].strip() == "SameSite=Strict"
     assert "httponly" in attributes

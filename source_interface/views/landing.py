@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint, current_app, render_template, request
 
 from source_interface.categories import CATEGORIES
+from source_interface.listeners import is_clearnet
+from source_interface.services import Services
 
 bp = Blueprint("landing", __name__)
 
 
 @bp.get("/")
 def index() -> str:
-    """The first page a reporter sees, in the operator's default language unless they chose."""
-    return render_template("landing.html", categories=CATEGORIES)
+    """The first page a reporter sees, in the operator's default language unless they chose.
+
+    Over the clearnet address it first says that the onion address protects more, and where
+    to get Tor Browser: an ordinary browser keeps history, and the network sees the visit."""
+    clearnet = is_clearnet(request.environ)
+    onion = ""
+    if clearnet:
+        services: Services = current_app.extensions["blagh"]
+        onion = services.config.clearnet.onion_address
+    return render_template("landing.html", categories=CATEGORIES, clearnet=clearnet, onion=onion)
