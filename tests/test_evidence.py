@@ -276,9 +276,7 @@ def test_a_path_listed_twice_fails_verification(
         verify(changed)
 
 
-def test_active_files_lose_their_extension(
-    analyst: Analyst, photo: bytes, tmp_path: Path
-) -> None:
+def test_active_files_lose_their_extension(analyst: Analyst, photo: bytes, tmp_path: Path) -> None:
     """HTML and SVG run their scripts when double-clicked: in the zip they end in .bin,
     originals and cleaned copies alike; the reporter's name stays in the manifest."""
     svg = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
