@@ -17,6 +17,7 @@ expected member, and the bundle is refused.
 import io
 import os
 import re
+import stat
 import tarfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -150,21 +151,22 @@ class BundleReader:
 
     def __init__(self, path: Path, trusted: Iterable[bytes], expected_format: str) -> None:
         self._path = path
+        self._fd, length = _open(path)
         try:
-            self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as error:
-            raise BundleError(f"{path} cannot be read ({error.strerror})") from None
-        try:
-            self._verify(path, list(trusted), expected_format)
+            self._verify(path, TarScanner(self._fd, length), list(trusted), expected_format)
         except TarRefused as refused:
             self.close()
             raise BundleError(f"{path} is not a bundle, or is damaged: {refused}") from None
+        except OSError as error:
+            self.close()
+            raise BundleError(f"{path} cannot be read ({error.strerror})") from None
         except BaseException:
             self.close()
             raise
 
-    def _verify(self, path: Path, trusted: list[bytes], expected_format: str) -> None:
-        scanner = TarScanner(self._fd, os.fstat(self._fd).st_size)
+    def _verify(
+        self, path: Path, scanner: TarScanner, trusted: list[bytes], expected_format: str
+    ) -> None:
         self._scanner = scanner
         signed = _first_member(path, scanner)
         try:
@@ -214,7 +216,7 @@ class BundleReader:
         while left:
             try:
                 chunk = self._scanner.read(offset, min(left, _READ_SIZE))
-            except TarRefused:
+            except (TarRefused, OSError):
                 raise BundleError(f"{self._path} changed while it was being read") from None
             offset += len(chunk)
             left -= len(chunk)
@@ -239,6 +241,20 @@ class BundleReader:
         self.close()
 
 
+def _open(path: Path) -> tuple[int, int]:
+    """A descriptor of the regular file at ``path``, and its length."""
+    try:
+        # O_NONBLOCK: a FIFO put in a bundle's place must not hang the reader at open.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError as error:
+        raise BundleError(f"{path} cannot be read ({error.strerror})") from None
+    status = os.fstat(fd)
+    if not stat.S_ISREG(status.st_mode):
+        os.close(fd)
+        raise BundleError(f"{path} is not a bundle: not a regular file")
+    return fd, status.st_size
+
+
 def _first_member(path: Path, scanner: TarScanner) -> bytes:
     """The first member's bytes, which must be the signed manifest: the only header read
     before the signature is checked."""
@@ -254,14 +270,13 @@ def manifest_signer(path: Path) -> bytes:
     """The public key a bundle's manifest names as its signer, not yet verified: for a
     transfer station that checks a bundle is whole without the key that should have signed
     it.  Reads the first member only, as strictly as :class:`BundleReader`."""
+    fd, length = _open(path)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as error:
-        raise BundleError(f"{path} cannot be read ({error.strerror})") from None
-    try:
-        signed = _first_member(path, TarScanner(fd, os.fstat(fd).st_size))
+        signed = _first_member(path, TarScanner(fd, length))
     except TarRefused as refused:
         raise BundleError(f"{path} is not a bundle, or is damaged: {refused}") from None
+    except OSError as error:
+        raise BundleError(f"{path} cannot be read ({error.strerror})") from None
     finally:
         os.close(fd)
     if len(signed) < HEADER_BYTES or not signed.startswith(MAGIC):

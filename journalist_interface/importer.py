@@ -130,6 +130,12 @@ def import_bundle(
                 _decrypt(vault, reader, item, committed, on_progress or _ignore) for item in todo
             ]
             new_reports = _store(vault, manifest, decrypted)
+        except BundleError as error:  # the file changed after it was verified
+            for blob in committed:
+                vault.blobs.delete(blob.name)
+            raise ImportRefused(
+                f"{error}. The whole bundle was refused: nothing was imported"
+            ) from None
         except BaseException:
             for blob in committed:
                 vault.blobs.delete(blob.name)

@@ -649,3 +649,21 @@ def test_the_reader_parses_only_the_first_header_before_the_signature(
     bundle.write_bytes(member(MANIFEST_MEMBER, b"not signed") + garbage + end(1024))
     with pytest.raises(BundleError, match="signature does not verify"):
         BundleReader(bundle, [SERVER.public().verify], "blagh-pickup")
+
+
+def test_a_bundle_cut_short_after_it_was_verified(tmp_path: Path, pickup: Pickup) -> None:
+    """Items are read from the file again after the checks: if it shrank meanwhile, that is
+    the reader's own error, not an OSError from deep inside."""
+    bundle = pickup.write(tmp_path / "pickup", SERVER)
+    with BundleReader(bundle, [SERVER.public().verify], "blagh-pickup") as reader:
+        os.truncate(bundle, BLOCK)
+        with pytest.raises(BundleError, match="changed while it was being read"):
+            reader.read_item(pickup.items[0]["id"])
+
+
+def test_a_folder_or_a_fifo_is_not_a_bundle(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path in (tmp_path, fifo):
+        with pytest.raises(BundleError, match="not a regular file"):
+            BundleReader(path, [SERVER.public().verify], "blagh-pickup")
