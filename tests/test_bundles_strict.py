@@ -639,6 +639,18 @@ def test_pickup_api_reply_upload_refuses_it(server: Server, tmp_path: Path) -> N
     assert not [p for p in server.store.pickup_dir.iterdir() if p.name.startswith(UPLOAD_PREFIX)]
 
 
+def test_import_replies_command_refuses_it(server: Server, tmp_path: Path) -> None:
+    """The server's own command for reply bundles carried by hand, signed by its analyst."""
+    signed, _items = reply_parts(server, tmp_path)
+    bundle = negative_size_bundle(tmp_path / "negative.bundle", signed)
+    before = server.counts()
+    child = run_limited([BLAGH, "import-replies", "--data-dir", server.data_dir.path, bundle])
+    assert child.returncode == 1, (child.returncode, child.stderr[-2000:])
+    (line,) = child.stderr.splitlines()
+    assert line.startswith("blagh: error: ") and "base-256" in line
+    assert server.counts() == before
+
+
 def test_the_reader_parses_only_the_first_header_before_the_signature(
     tmp_path: Path, pickup: Pickup
 ) -> None:
