@@ -5,14 +5,19 @@ manifest signed as in docs/keys.md) and whose other members are ``items/<id>``, 
 each, exactly the items the manifest lists, with the sizes and SHA-256 it states.  Format:
 docs/bundles.md.
 
-Reading is strict and happens before anything is trusted: :class:`BundleReader` checks the
-signature, then the member list (names, types, sizes), then every hash, and only then lets the
-caller read items.  Members are never extracted by name, so a hostile name (``../x``, ``/etc``,
-a link) cannot write anywhere: it simply is not an expected member, and the bundle is refused.
+Reading is strict and happens before anything is trusted: :class:`BundleReader` reads the first
+header and the manifest, checks the signature, and only then reads the other headers (names,
+types, sizes), then every hash, and only then lets the caller read items.  Headers are parsed
+by :mod:`blagh.strict_tar`, which refuses every tar feature a bundle does not use, never by
+:mod:`tarfile` (which loops for ever on a negative size).  Members are never extracted by
+name, so a hostile name (``../x``, ``/etc``, a link) cannot write anywhere: it simply is not an
+expected member, and the bundle is refused.
 """
 
 import io
+import os
 import re
+import stat
 import tarfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -20,12 +25,23 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from blagh.errors import BlaghError
+from blagh.strict_tar import MAX_MEMBER_BYTES, Member, TarRefused, TarScanner
 from crypto.errors import BadSignature
-from crypto.manifest import Sha256, canonical_json, sign_manifest, verify_manifest
+from crypto.manifest import (
+    HEADER_BYTES,
+    KEY_BYTES,
+    MAGIC,
+    Sha256,
+    canonical_json,
+    sign_manifest,
+    verify_manifest,
+)
 
 MANIFEST_MEMBER = "manifest.signed"
 ITEM_PREFIX = "items/"
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+MAX_ITEMS = 1_000_000
+"""More items than a 64 MiB manifest can list: a bound stated, not one that binds in practice."""
 ITEM_ID = re.compile(r"[0-9a-f]{32}")
 _READ_SIZE = 1024 * 1024
 
@@ -125,29 +141,34 @@ def _member_header(name: str, size: int) -> bytes:
 
 
 class BundleReader:
-    """A verified bundle: construction runs every check; items can then be read by id."""
+    """A verified bundle: construction runs every check; items can then be read by id.
+
+    The order matters (docs/bundles.md, "Reading"): the first member's header and the manifest
+    are read and the signature checked before any other header is parsed, and headers are
+    parsed by :mod:`blagh.strict_tar`, never by :mod:`tarfile`: an unsigned file cannot make
+    the reader do more than read one header and one bounded manifest.
+    """
 
     def __init__(self, path: Path, trusted: Iterable[bytes], expected_format: str) -> None:
+        self._path = path
+        self._fd, length = _open(path)
         try:
-            self._tar = tarfile.open(path, mode="r:")  # noqa: SIM115 — closed by close()
-        except (tarfile.TarError, OSError) as error:
-            raise BundleError(f"{path} is not a bundle (not a tar archive: {error})") from None
-        try:
-            self._verify(path, list(trusted), expected_format)
+            self._verify(path, TarScanner(self._fd, length), list(trusted), expected_format)
+        except TarRefused as refused:
+            self.close()
+            raise BundleError(f"{path} is not a bundle, or is damaged: {refused}") from None
+        except OSError as error:
+            self.close()
+            raise BundleError(f"{path} cannot be read ({error.strerror})") from None
         except BaseException:
-            self._tar.close()
+            self.close()
             raise
 
-    def _verify(self, path: Path, trusted: list[bytes], expected_format: str) -> None:
-        try:
-            members = self._tar.getmembers()
-        except (tarfile.TarError, OSError):
-            raise BundleError(f"{path} is damaged: its archive cannot be read") from None
-        if not members or members[0].name != MANIFEST_MEMBER or not members[0].isreg():
-            raise BundleError(f"{path} has no manifest as its first member")
-        if members[0].size > MAX_MANIFEST_BYTES:
-            raise BundleError(f"{path}: the manifest is too large")
-        signed = self._read_all(members[0])
+    def _verify(
+        self, path: Path, scanner: TarScanner, trusted: list[bytes], expected_format: str
+    ) -> None:
+        self._scanner = scanner
+        signed = _first_member(path, scanner)
         try:
             verified = verify_manifest(signed, trusted)
         except BadSignature:
@@ -161,18 +182,19 @@ class BundleReader:
         listed = manifest.get("items")
         if not isinstance(listed, list) or not all(_is_item(i) for i in listed):
             raise BundleError(f"{path}: the manifest's item list is malformed")
+        if len(listed) > MAX_ITEMS:
+            raise BundleError(f"{path}: the manifest lists more than {MAX_ITEMS} items")
         expected = {ITEM_PREFIX + i["id"]: i for i in listed}
         if len(expected) != len(listed):
             raise BundleError(f"{path}: the manifest lists an item twice")
-        seen: dict[str, tarfile.TarInfo] = {}
-        for member in members[1:]:
+        # Only now, the signature good, are the other headers read.
+        seen: dict[str, Member] = {}
+        while (member := scanner.next_member()) is not None:
             if member.name not in expected or member.name in seen:
                 raise BundleError(
                     f"{path} holds a member the manifest does not list, or holds it twice: "
                     f"{member.name!r}"
                 )
-            if not member.isreg():
-                raise BundleError(f"{path}: member {member.name!r} is not a regular file")
             if member.size != expected[member.name]["size"]:
                 raise BundleError(f"{path}: item {member.name!r} has the wrong size")
             seen[member.name] = member
@@ -189,16 +211,16 @@ class BundleReader:
         self.signer: bytes = verified.signer
         self._members = seen
 
-    def _chunks(self, member: tarfile.TarInfo) -> Iterable[bytes]:
-        data = self._tar.extractfile(member)
-        if data is None:
-            raise BundleError(f"member {member.name!r} cannot be read")
-        with data:
-            while chunk := data.read(_READ_SIZE):
-                yield chunk
-
-    def _read_all(self, member: tarfile.TarInfo) -> bytes:
-        return b"".join(self._chunks(member))
+    def _chunks(self, member: Member) -> Iterable[bytes]:
+        offset, left = member.offset, member.size
+        while left:
+            try:
+                chunk = self._scanner.read(offset, min(left, _READ_SIZE))
+            except (TarRefused, OSError):
+                raise BundleError(f"{self._path} changed while it was being read") from None
+            offset += len(chunk)
+            left -= len(chunk)
+            yield chunk
 
     def item_chunks(self, item_id: str) -> Iterable[bytes]:
         """The bytes of a listed item, streamed (already checked against its hash)."""
@@ -208,7 +230,9 @@ class BundleReader:
         return b"".join(self.item_chunks(item_id))
 
     def close(self) -> None:
-        self._tar.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     def __enter__(self) -> "BundleReader":
         return self
@@ -217,13 +241,58 @@ class BundleReader:
         self.close()
 
 
+def _open(path: Path) -> tuple[int, int]:
+    """A descriptor of the regular file at ``path``, and its length."""
+    try:
+        # O_NONBLOCK: a FIFO put in a bundle's place must not hang the reader at open.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError as error:
+        raise BundleError(f"{path} cannot be read ({error.strerror})") from None
+    status = os.fstat(fd)
+    if not stat.S_ISREG(status.st_mode):
+        os.close(fd)
+        raise BundleError(f"{path} is not a bundle: not a regular file")
+    return fd, status.st_size
+
+
+def _first_member(path: Path, scanner: TarScanner) -> bytes:
+    """The first member's bytes, which must be the signed manifest: the only header read
+    before the signature is checked."""
+    first = scanner.next_member()
+    if first is None or first.name != MANIFEST_MEMBER:
+        raise BundleError(f"{path} has no manifest as its first member")
+    if first.size > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{path}: the manifest is too large")
+    return scanner.read(first.offset, first.size)
+
+
+def manifest_signer(path: Path) -> bytes:
+    """The public key a bundle's manifest names as its signer, not yet verified: for a
+    transfer station that checks a bundle is whole without the key that should have signed
+    it.  Reads the first member only, as strictly as :class:`BundleReader`."""
+    fd, length = _open(path)
+    try:
+        signed = _first_member(path, TarScanner(fd, length))
+    except TarRefused as refused:
+        raise BundleError(f"{path} is not a bundle, or is damaged: {refused}") from None
+    except OSError as error:
+        raise BundleError(f"{path} cannot be read ({error.strerror})") from None
+    finally:
+        os.close(fd)
+    if len(signed) < HEADER_BYTES or not signed.startswith(MAGIC):
+        raise BundleError(f"{path} has no manifest as its first member")
+    start = len(MAGIC) + 1
+    return signed[start : start + KEY_BYTES]
+
+
 def _is_item(item: object) -> bool:
     return (
         isinstance(item, dict)
         and isinstance(item.get("id"), str)
         and ITEM_ID.fullmatch(item["id"]) is not None
         and isinstance(item.get("size"), int)
-        and item["size"] >= 0
+        and not isinstance(item["size"], bool)
+        and 0 <= item["size"] <= MAX_MEMBER_BYTES
         and isinstance(item.get("sha256"), str)
         and re.fullmatch(r"[0-9a-f]{64}", item["sha256"]) is not None
     )

@@ -21,7 +21,7 @@ from secrets import token_bytes
 
 from nacl import bindings as sodium
 
-from crypto.errors import DecryptionError, InvalidRecipients
+from crypto.errors import DecryptionError, InvalidPublicKey, InvalidRecipients
 from crypto.padding import padded_length
 
 MAGIC = b"BLAGHENV"
@@ -42,6 +42,11 @@ TAG_PUSH = sodium.crypto_secretstream_xchacha20poly1305_TAG_PUSH
 TAG_FINAL = sodium.crypto_secretstream_xchacha20poly1305_TAG_FINAL
 
 _ZERO_CHUNK = bytes(CHUNK_SIZE)
+# Curve25519's field prime: a canonical X25519 public key encodes an integer below it.
+_P25519 = 2**255 - 19
+# Any clamped scalar sends a low-order point to zero (which libsodium refuses), and every
+# other point elsewhere.
+_PROBE_SCALAR = bytes([9]) * KEY_SIZE
 
 Sink = Callable[[bytes], object]
 
@@ -69,6 +74,24 @@ def public_key(secret_key: bytes) -> bytes:
     return sodium.crypto_scalarmult_base(secret_key)
 
 
+def check_public_key(public: object) -> None:
+    """Raise :class:`InvalidPublicKey` unless ``public`` is an X25519 public key an honest
+    party could have made: 32 bytes, canonical (below the field prime), not of low order.
+
+    libsodium refuses to seal to a low-order point (every shared secret with it is known), so
+    a key that came from outside (a browser, a bundle, a config line) is checked with this
+    where it comes in, and refused there with a clear error, rather than failing later.
+    """
+    if not isinstance(public, bytes) or len(public) != KEY_SIZE:
+        raise InvalidPublicKey("an X25519 public key is 32 bytes")
+    if int.from_bytes(public, "little") >= _P25519:
+        raise InvalidPublicKey("not a canonical X25519 public key")
+    try:
+        sodium.crypto_scalarmult(_PROBE_SCALAR, public)
+    except RuntimeError:  # PyNaCl's own RuntimeError subclasses it
+        raise InvalidPublicKey("an X25519 public key of low order") from None
+
+
 class EnvelopeWriter:
     """Seals a stream of plaintext to a fixed set of recipients.
 
@@ -80,7 +103,10 @@ class EnvelopeWriter:
     def __init__(self, recipients: Sequence[bytes], sink: Sink) -> None:
         _check_recipients(recipients)
         file_key = token_bytes(FILE_KEY_SIZE)
-        stanzas = b"".join(sodium.crypto_box_seal(file_key, r) for r in recipients)
+        try:
+            stanzas = b"".join(sodium.crypto_box_seal(file_key, r) for r in recipients)
+        except RuntimeError:  # libsodium refuses a low-order key: PyNaCl raises RuntimeError
+            raise InvalidRecipients("a recipient is not a usable X25519 public key") from None
         self._state = sodium.crypto_secretstream_xchacha20poly1305_state()
         stream_header = sodium.crypto_secretstream_xchacha20poly1305_init_push(
             self._state, file_key

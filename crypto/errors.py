@@ -39,7 +39,7 @@ class KeyFileError(CryptoError):
 
 
 class InvalidPublicKey(CryptoError):
-    """A public key line is malformed."""
+    """A public key, or a public key line, is malformed or unusable (a low-order point)."""
 
 
 class BadSignature(CryptoError):

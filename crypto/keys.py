@@ -21,6 +21,7 @@ import nacl.exceptions
 import nacl.signing
 import nacl.utils
 
+from crypto.envelope import check_public_key
 from crypto.errors import InvalidPublicKey, KeyFileError
 
 KEY_BYTES = 32
@@ -62,10 +63,6 @@ KEY_FILE_BYTES = _HEADER.size + _MAC_BYTES + 2 * KEY_BYTES
 _KEY_FILE_ERROR = "the key file could not be opened: wrong passphrase, or a damaged file"
 
 _BASE32_BODY = re.compile(r"[a-z2-7]+")
-# Curve25519 field prime: a canonical X25519 public key encodes an integer below it.
-_P25519 = 2**255 - 19
-# Any clamped scalar sends a low-order point to zero and every other point elsewhere.
-_PROBE_SCALAR = bytes([9]) * KEY_BYTES
 
 
 @dataclass(frozen=True)
@@ -302,11 +299,9 @@ def _parse_line(line: str, prefix: str, length: int) -> bytes:
 
 
 def _check_x25519(public: bytes) -> None:
-    if int.from_bytes(public, "little") >= _P25519:
-        raise InvalidPublicKey("the public key line holds an invalid encryption key")
     try:
-        nacl.bindings.crypto_scalarmult(_PROBE_SCALAR, public)
-    except nacl.exceptions.RuntimeError:
+        check_public_key(public)
+    except InvalidPublicKey:
         raise InvalidPublicKey("the public key line holds an invalid encryption key") from None
 
 

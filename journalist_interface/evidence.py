@@ -14,6 +14,11 @@
     cleaned/NN-NAME.cleaned.EXT     a copy mat2 cleaned of metadata, where mat2 could
     manifest.signed                 the signed manifest (last)
 
+A reporter's file keeps an extension only when it is a plain picture, sound, video or text
+(:func:`evidence_name`, checked against what the bytes really are): anything else ends in
+``.bin``, so an investigator who double-clicks ``files/02-x.html.bin`` runs no script.  The name
+the reporter gave is in the manifest and in report.json.
+
 The manifest (canonical JSON, docs/keys.md) lists every other member with its size and
 SHA-256, the report, who exported it and when, the audit log's head at that moment, and what
 could not be cleaned and why; it is signed with the exporting analyst's Ed25519 key
@@ -47,7 +52,7 @@ from crypto.manifest import HEADER_BYTES, KEY_BYTES, MAGIC, Sha256, sign_manifes
 from journalist_interface import audit, cases
 from journalist_interface.errors import WorkstationError
 from journalist_interface.metadata import MetadataError, clean_copy, clean_name
-from journalist_interface.safeview import SNIFF_BYTES, sniff
+from journalist_interface.safeview import FileKind, kind_of
 from journalist_interface.sandbox import SandboxError, memory_folder
 from journalist_interface.vault import Attachment, Report, Vault, new_id
 
@@ -163,17 +168,16 @@ def _write_zip(
                 role="envelope",
                 item=attachment.id,
             )
-            head_bytes = bytearray()
+            kind = kind_of(vault, attachment)
             original = add(
-                f"files/{prefix}{safe_name(attachment.name)}",
-                _tap(vault.attachment_chunks(attachment), head_bytes),
+                f"files/{prefix}{evidence_name(attachment.name, kind)}",
+                vault.attachment_chunks(attachment),
                 role="original",
                 item=attachment.id,
                 name=attachment.name,
                 declared_type=attachment.content_type,
+                detected_type=kind.mime,
             )
-            kind = sniff(bytes(head_bytes[:SNIFF_BYTES]), attachment.name)
-            original["detected_type"] = kind.mime
             about = {
                 "item": attachment.id,
                 "name": attachment.name,
@@ -192,7 +196,7 @@ def _write_zip(
                     about["cleaned"] = None
                 else:
                     cleaned = add(
-                        f"cleaned/{prefix}{safe_name(clean_name(attachment.name, kind))}",
+                        f"cleaned/{prefix}{evidence_name(clean_name(attachment.name, kind), kind)}",
                         [copy.data],
                         role="cleaned",
                         item=attachment.id,
@@ -253,6 +257,49 @@ def safe_name(name: str) -> str:
     return cleaned
 
 
+# Extensions a double-click opens in a viewer that runs nothing the file says (pictures,
+# sounds, videos, plain text), by the sniffed kind's suffix (safeview.sniff); a reporter's own
+# spelling of the same kind is kept.
+_PASSIVE_SUFFIXES = {
+    ".jpg": (".jpg", ".jpeg"),
+    ".png": (".png",),
+    ".gif": (".gif",),
+    ".webp": (".webp",),
+    ".bmp": (".bmp",),
+    ".tiff": (".tiff", ".tif"),
+    ".heic": (".heic", ".heif"),
+    ".avif": (".avif",),
+    ".mp4": (".mp4", ".m4v"),
+    ".mov": (".mov",),
+    ".m4a": (".m4a",),
+    ".avi": (".avi",),
+    ".wav": (".wav",),
+    ".webm": (".webm", ".mkv"),
+    ".wmv": (".wmv",),
+    ".ogg": (".ogg", ".oga", ".ogv", ".opus"),
+    ".flac": (".flac",),
+    ".mp3": (".mp3",),
+    ".aiff": (".aiff", ".aif"),
+    ".txt": (".txt",),
+}
+NEUTRAL_SUFFIX = ".bin"
+
+
+def evidence_name(name: str, kind: FileKind) -> str:
+    """The name a reporter's file gets in the zip: :func:`safe_name`, ending in an extension
+    that opens it passively.  A picture, sound, video or plain text keeps its extension (or
+    gets the one of what its bytes are); anything else, HTML and SVG first (a browser runs
+    their scripts from a local file), documents, archives and programs, gets ``.bin`` added:
+    ``x.html`` → ``x.html.bin``."""
+    base = safe_name(name)
+    spellings = _PASSIVE_SUFFIXES.get(kind.suffix)
+    if spellings is None:
+        return base + NEUTRAL_SUFFIX
+    if PurePosixPath(base).suffix.lower() in spellings:
+        return base
+    return base + kind.suffix
+
+
 def _zip_time(at: str) -> tuple[int, int, int, int, int, int]:
     match = re.fullmatch(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)Z", at)
     if match is None:
@@ -265,13 +312,6 @@ def _blob_chunks(vault: Vault, attachment: Attachment) -> Iterator[bytes]:
     with vault.blobs.open(attachment.blob) as envelope:
         while chunk := envelope.read(_COPY):
             yield chunk
-
-
-def _tap(chunks: Iterable[bytes], head: bytearray) -> Iterator[bytes]:
-    for chunk in chunks:
-        if len(head) < SNIFF_BYTES:
-            head += chunk[: SNIFF_BYTES - len(head)]
-        yield chunk
 
 
 def _report_data(vault: Vault, report: Report, files: list[dict[str, Any]]) -> dict[str, Any]:
@@ -346,7 +386,10 @@ This archive holds one report received through Blagh, exported from an analyst's
                               it, and when (UTC), from the workstation's hash-chained audit log
   envelopes/                  each attachment as the server sealed it (encrypted)
   files/                      each attachment decrypted, exactly as the reporter sent it: the
-                              files may be hostile; open them only in an isolated viewer
+                              files may be hostile; open them only in an isolated viewer.
+                              Only pictures, sounds, videos and plain text keep an extension;
+                              anything else (HTML, SVG, documents…) ends in .bin, so that
+                              opening it runs nothing: its original name is in the manifest
   cleaned/                    copies with their metadata removed by mat2, where possible
   manifest.signed             the size and SHA-256 of every other file, signed (Ed25519) by
                               the analyst who exported the archive
@@ -406,6 +449,10 @@ def verify(path: Path, trusted: Sequence[AnalystPublicKey] = ()) -> Verified:
         if not isinstance(listed, list) or not all(isinstance(f, dict) for f in listed):
             raise EvidenceError("the manifest lists no files")
         expected = {str(entry.get("path")): entry for entry in listed}
+        if len(expected) != len(listed):
+            # Two entries for one member: which size and hash would hold?  An exporter never
+            # writes this; whoever signed it did so on purpose.
+            raise EvidenceError("the manifest lists a file twice")
         present = set(names) - {MANIFEST}
         missing = sorted(set(expected) - present)
         extra = sorted(present - set(expected))

@@ -28,7 +28,7 @@ from typing import Any
 
 from blagh.bundles import BundleError, BundleReader
 from blagh.payloads import MAX_ATTACHMENT_HEADER, PayloadError, decode_document, split_attachment
-from crypto.envelope import EnvelopeReader, open_envelope
+from crypto.envelope import EnvelopeReader, check_public_key, open_envelope
 from crypto.errors import DecryptionError, InvalidPublicKey
 from crypto.keys import KEY_BYTES, AnalystPublicKey
 from journalist_interface.connections import index_reports
@@ -47,8 +47,10 @@ MAX_LIST = 200
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
-_DOCUMENT_KINDS = {"fields": "report", "message": "message", "reply": "reply"}
+_DOCUMENT_KINDS = {"fields": "report", "message": "message"}
 _KINDS = {*_DOCUMENT_KINDS, "file"}
+"""A pickup item is a reporter's: never ``reply`` (replies go the other way, in reply bundles;
+one arriving here would be shown as the analysts' own words)."""
 
 ProgressCallback = Callable[[int], None]
 """Told how many more bytes were decrypted."""
@@ -128,6 +130,12 @@ def import_bundle(
                 _decrypt(vault, reader, item, committed, on_progress or _ignore) for item in todo
             ]
             new_reports = _store(vault, manifest, decrypted)
+        except BundleError as error:  # the file changed after it was verified
+            for blob in committed:
+                vault.blobs.delete(blob.name)
+            raise ImportRefused(
+                f"{error}. The whole bundle was refused: nothing was imported"
+            ) from None
         except BaseException:
             for blob in committed:
                 vault.blobs.delete(blob.name)
@@ -177,7 +185,7 @@ def _check_manifest(manifest: Mapping[str, Any], vault: Vault, path: Path) -> _M
             raise refuse("source list")
         if public is not None and not _is(public, _HEX64):
             raise refuse("source list")
-        sources[entry["id"]] = bytes.fromhex(public) if public is not None else None
+        sources[entry["id"]] = _usable_key(public)
 
     reports: dict[str, tuple[str, str]] = {}
     for entry in _list(manifest.get("reports"), refuse("report list")):
@@ -191,6 +199,11 @@ def _check_manifest(manifest: Mapping[str, Any], vault: Vault, path: Path) -> _M
     items: list[_Item] = []
     for entry in manifest["items"]:  # id, size and sha256 were checked by BundleReader
         report, kind, seq = entry.get("report"), entry.get("kind"), entry.get("seq")
+        if kind == "reply":
+            raise ImportRefused(
+                f"{path}: the manifest lists an item of kind 'reply': a pickup bundle carries "
+                "reporters' items only. The whole bundle was refused: nothing was imported"
+            )
         if (
             kind not in _KINDS
             or not _is(report, _HEX32)
@@ -202,6 +215,21 @@ def _check_manifest(manifest: Mapping[str, Any], vault: Vault, path: Path) -> _M
             raise refuse("item list")
         items.append(_Item(entry["id"], report, kind, entry["size"], entry["day"], seq))
     return _Manifest(str(bundle), str(day), tuple(analysts), sources, reports, tuple(items))
+
+
+def _usable_key(public: str | None) -> bytes | None:
+    """A source's public key, or None when nothing can be sealed to it (a low-order point a
+    reporter's tampered browser sent an older server): no reply can reach that reporter, as
+    when no codename was kept.  Refusing the bundle instead would let one reporter stop every
+    import."""
+    if public is None:
+        return None
+    key = bytes.fromhex(public)
+    try:
+        check_public_key(key)
+    except InvalidPublicKey:
+        return None
+    return key
 
 
 def _is(value: object, pattern: re.Pattern[str]) -> bool:

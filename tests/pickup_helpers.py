@@ -260,9 +260,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_pickup(data_dir: DataDir, work: Path) -> Iterator[int]:
+def serve_pickup(
+    data_dir: DataDir, work: Path, *, limits: Callable[[], None] | None = None
+) -> Iterator[int]:
     """``blagh serve-pickup`` on a free loopback port (pickup turned on in the config), its
-    output in ``work/gunicorn.log``; yields the port once it accepts connections."""
+    output in ``work/gunicorn.log``; yields the port once it accepts connections.  ``limits``
+    runs in the child before gunicorn starts (resource limits, inherited by the workers)."""
     enable_pickup(data_dir)
     port = free_port()
     log = work / "gunicorn.log"
@@ -275,6 +278,7 @@ def serve_pickup(data_dir: DataDir, work: Path) -> Iterator[int]:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
+            preexec_fn=limits,
         )
     try:
         deadline = time.monotonic() + 30

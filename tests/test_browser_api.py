@@ -298,6 +298,31 @@ def test_sealed_report_refusals(client: FlaskClient, site: Site, change: str) ->
     assert site.rows("SELECT count(*) FROM sources") == [(0,)]
 
 
+@pytest.mark.parametrize(
+    "key",
+    [
+        bytes(32),
+        bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+        (2**255 - 20).to_bytes(32, "little"),  # p - 1
+        b"\xff" * 32,  # not canonical
+    ],
+    ids=["zero", "order 8", "p - 1", "not canonical"],
+)
+def test_a_source_key_nothing_can_be_sealed_to_is_refused(
+    client: FlaskClient, site: Site, key: bytes
+) -> None:
+    """The browser derives the source's key from the codename: a low-order or non-canonical
+    point never comes from an honest page.  Stored, it would make every later seal to the
+    source fail; it is refused with the answer any unreadable form gets."""
+    keys = codename.derive(codename.generate(site.services.wordlist), site.services.instance_salt)
+    fields = seal(report_fields(), [*analysts(site), keys.public_key])
+    answer = send_report(client, fields, source_key=b64(key), login_secret=b64(keys.login_secret))
+    assert answer.status_code == 400
+    assert answer.get_json()["error"].startswith("Your browser sent something")
+    assert analyst_reports(site) == []
+    assert site.rows("SELECT count(*) FROM sources") == [(0,)]
+
+
 def test_the_no_javascript_path_is_unchanged(client: FlaskClient, site: Site) -> None:
     response = post_report(client, fresh_token(client), keep_codename="no")
     assert response.status_code == 303

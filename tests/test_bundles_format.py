@@ -1,5 +1,6 @@
 """blagh/bundles.py writes tar members itself: byte for byte what tarfile writes, so a bundle
-of a given content is the same file whichever writer made it, and any tar reader reads it."""
+of a given content is the same file whichever writer made it, and any tar reader reads it; and
+blagh/strict_tar.py reads back every header it writes, pax form included."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import io
 import secrets
 import tarfile
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,10 +18,12 @@ from hypothesis import strategies as st
 from blagh.bundles import (
     ITEM_PREFIX,
     MANIFEST_MEMBER,
+    BundleReader,
     ItemSource,
     _member_header,
     write_bundle,
 )
+from blagh.strict_tar import BLOCK, RECORD, Member, TarScanner
 from crypto.keys import ServerSigningKey
 from crypto.manifest import sha256_hex, sign_manifest
 
@@ -41,7 +45,9 @@ def tarfile_bundle(
 
 @settings(max_examples=30, deadline=None)
 @given(st.lists(st.binary(max_size=3000), max_size=6))
-def test_a_bundle_is_what_tarfile_would_write(contents: list[bytes]) -> None:
+def test_a_bundle_is_what_tarfile_would_write_and_reads_back(
+    tmp_path_factory: pytest.TempPathFactory, contents: list[bytes]
+) -> None:
     key = ServerSigningKey.generate()
     items = [(secrets.token_hex(16), data) for data in contents]
     manifest = {
@@ -58,6 +64,10 @@ def test_a_bundle_is_what_tarfile_would_write(contents: list[bytes]) -> None:
         [ItemSource(i, len(d), sha256_hex(d), lambda d=d: io.BytesIO(d)) for i, d in items],  # type: ignore[misc]
     )
     assert out.getvalue() == tarfile_bundle(manifest, key, items)
+    path = tmp_path_factory.mktemp("bundle") / "b"
+    path.write_bytes(out.getvalue())
+    with BundleReader(path, [key.public().verify], "blagh-pickup") as reader:
+        assert [reader.read_item(i) for i, _ in items] == contents
 
 
 @pytest.mark.parametrize(
@@ -80,3 +90,20 @@ def test_an_item_shorter_than_listed_is_an_error() -> None:
     manifest = {"items": [{"id": item.id, "size": 10, "sha256": item.sha256}]}
     with pytest.raises(OSError, match="unexpected end of data"):
         write_bundle(io.BytesIO(), manifest, key.sign, key.public().verify, [item])
+
+
+@pytest.mark.parametrize("size", [0, 1, 511, 512, 8**11 - 1, 8**11, 2**40])
+def test_the_strict_reader_reads_every_header_the_writer_makes(tmp_path: Path, size: int) -> None:
+    """Up to 8 GiB a plain ustar header; from 8 GiB on, tarfile's pax header with ``size``.
+    The member's bytes are a hole in a sparse file: only headers are read."""
+    name = ITEM_PREFIX + "0" * 32
+    header = _member_header(name, size)
+    end = len(header) + size + -size % BLOCK + 2 * BLOCK
+    path = tmp_path / "sparse"
+    with path.open("wb") as file:
+        file.write(header)
+        file.truncate(end + -end % RECORD)
+    with path.open("rb") as file:
+        scanner = TarScanner(file.fileno(), path.stat().st_size)
+        assert scanner.next_member() == Member(name, len(header), size)
+        assert scanner.next_member() is None

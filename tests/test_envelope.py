@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crypto import envelope
-from crypto.errors import CryptoError, DecryptionError, InvalidRecipients
+from crypto.errors import CryptoError, DecryptionError, InvalidPublicKey, InvalidRecipients
 from crypto.padding import MIN_PADDED, padded_length, padme
 
 C = envelope.CHUNK_SIZE
@@ -92,6 +92,47 @@ def test_two_envelopes_of_the_same_data_differ(keys):
 def test_bad_recipient_lists_are_refused(recipients):
     with pytest.raises(InvalidRecipients):
         envelope.seal(b"x", recipients)
+
+
+_P = 2**255 - 19
+LOW_ORDER = {
+    "zero": bytes(32),
+    "one": (1).to_bytes(32, "little"),
+    "order 8 (a)": bytes.fromhex(
+        "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"
+    ),
+    "order 8 (b)": bytes.fromhex(
+        "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157"
+    ),
+    "p - 1": (_P - 1).to_bytes(32, "little"),
+    "p": _P.to_bytes(32, "little"),
+    "p + 1": (_P + 1).to_bytes(32, "little"),
+}
+
+
+@pytest.mark.parametrize("point", list(LOW_ORDER))
+def test_sealing_to_a_low_order_key_is_the_packages_own_error(keys, point):
+    """libsodium refuses these; PyNaCl said so with its RuntimeError, which nothing above
+    the crypto package expects."""
+    with pytest.raises(InvalidRecipients):
+        envelope.seal(b"x", [keys[0][1], LOW_ORDER[point]])
+    with pytest.raises(InvalidPublicKey):
+        envelope.check_public_key(LOW_ORDER[point])
+
+
+@pytest.mark.parametrize(
+    "key",
+    [b"", bytes(31), bytes(33), "0" * 32, (2**255 - 1).to_bytes(32, "little")],
+    ids=["empty", "short", "long", "not bytes", "not canonical"],
+)
+def test_malformed_public_keys_are_refused(key):
+    with pytest.raises(InvalidPublicKey):
+        envelope.check_public_key(key)
+
+
+def test_generated_public_keys_pass_the_check(keys):
+    for _secret, public in keys:
+        envelope.check_public_key(public)  # raises nothing
 
 
 # --- Tampering: every case raises the same opaque DecryptionError. ---------------------------

@@ -7,7 +7,7 @@ import json
 import re
 import zipfile
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 from click.testing import CliRunner
@@ -17,12 +17,19 @@ from workstation_helpers import PASSPHRASE, Analyst, Pickup, make_analyst, make_
 
 from blagh.cli import cli
 from crypto.keys import ServerSigningKey, generate_analyst_key
-from crypto.manifest import sha256_hex
+from crypto.manifest import sha256_hex, sign_manifest, verify_manifest
 from journalist_interface import audit
 from journalist_interface.app import create_app
 from journalist_interface.config import WorkstationConfig
-from journalist_interface.evidence import EvidenceError, export_case, safe_name, verify
+from journalist_interface.evidence import (
+    EvidenceError,
+    evidence_name,
+    export_case,
+    safe_name,
+    verify,
+)
 from journalist_interface.importer import import_bundle
+from journalist_interface.safeview import UNKNOWN, FileKind
 from journalist_interface.vault import Vault
 
 SERVER = ServerSigningKey.generate()
@@ -109,7 +116,7 @@ def test_the_export_holds_everything_and_verifies(
     assert {"README.txt", "report.html", "report.json", "custody.jsonl"} <= names
     assert "files/01-IMG_0042.jpg" in names  # no folder climbing out of the zip
     assert content["files/01-IMG_0042.jpg"] == photo
-    assert content["files/02-x.html"] == HOSTILE
+    assert content["files/02-x.html.bin"] == HOSTILE
     envelopes = sorted(name for name in names if name.startswith("envelopes/"))
     assert len(envelopes) == 2
     files = vault.attachments(report)
@@ -153,7 +160,7 @@ def test_one_byte_changed_fails_verification(exported: Path, photo: bytes) -> No
 
 
 def test_a_changed_file_fails_verification(exported: Path, tmp_path: Path) -> None:
-    changed = rewrite(exported, tmp_path / "changed.zip", {"files/02-x.html": HOSTILE + b" "})
+    changed = rewrite(exported, tmp_path / "changed.zip", {"files/02-x.html.bin": HOSTILE + b" "})
     with pytest.raises(EvidenceError, match="does not match its SHA-256"):
         verify(changed)
     report = members(exported)["report.html"].replace(b"Samira", b"Samirb")
@@ -253,3 +260,73 @@ def test_safe_names() -> None:
     assert safe_name("صورة.jpg") == "jpg"
     long = safe_name("a" * 300 + ".jpeg")
     assert len(long) <= 80 and long.endswith(".jpeg")
+
+
+def test_a_path_listed_twice_fails_verification(
+    exported: Path, analyst: Analyst, tmp_path: Path
+) -> None:
+    """Signed by the right key, but listing one member twice (with two hashes): refused."""
+    signed = members(exported)["manifest.signed"]
+    manifest = verify_manifest(signed, [analyst.key.public().verify]).manifest
+    twice = dict(manifest["files"][1], sha256="0" * 64, size=1)
+    manifest["files"].append(twice)
+    resigned = sign_manifest(manifest, analyst.key.sign, analyst.key.public().verify)
+    changed = rewrite(exported, tmp_path / "twice.zip", {"manifest.signed": resigned})
+    with pytest.raises(EvidenceError, match="lists a file twice"):
+        verify(changed)
+
+
+def test_active_files_lose_their_extension(analyst: Analyst, photo: bytes, tmp_path: Path) -> None:
+    """HTML and SVG run their scripts when double-clicked: in the zip they end in .bin,
+    originals and cleaned copies alike; the reporter's name stays in the manifest."""
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
+    bundle = Pickup([analyst.key])
+    report = bundle.report(
+        bundle.source(),
+        files=[
+            (HOSTILE, "x.html", "text/html"),
+            (svg, "y.svg", "image/svg+xml"),
+            (HOSTILE, "z.jpg", "image/jpeg"),  # claims to be a picture, is HTML
+            (photo, "photo.JPEG", "image/jpeg"),
+            (b"just words\n", "notes.txt", "text/plain"),
+        ],
+    )
+    path = make_vault(tmp_path, analyst, SERVER)
+    with open_vault(path) as vault:
+        import_bundle(vault, bundle.write(tmp_path / "pickup", SERVER))
+        out = tmp_path / "case.zip"
+        export_case(vault, report, out)
+    content = members(out)
+    originals = sorted(name for name in content if name.startswith("files/"))
+    assert originals == [
+        "files/01-x.html.bin",
+        "files/02-y.svg.bin",
+        "files/03-z.jpg.bin",
+        "files/04-photo.JPEG",
+        "files/05-notes.txt",
+    ]
+    assert content["files/01-x.html.bin"] == HOSTILE
+    active = {".html", ".htm", ".xhtml", ".svg", ".svgz", ".xml"}
+    reporters = [name for name in content if name.startswith(("files/", "cleaned/"))]
+    assert any(name.startswith("cleaned/") for name in reporters)
+    assert not [name for name in reporters if PurePosixPath(name).suffix.lower() in active]
+    listed = {entry["path"]: entry for entry in verify(out).manifest["files"]}
+    assert listed["files/01-x.html.bin"]["name"] == "x.html"
+    assert listed["files/02-y.svg.bin"]["name"] == "y.svg"
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "stored"),
+    [
+        ("x.html", FileKind("text/html", ".html", "text"), "x.html.bin"),
+        ("y.SVG", FileKind("image/svg+xml", ".svg", "document"), "y.SVG.bin"),
+        ("a.pdf", FileKind("application/pdf", ".pdf", "document"), "a.pdf.bin"),
+        ("run.exe", UNKNOWN, "run.exe.bin"),
+        ("x.html.", FileKind("text/html", ".html", "text"), "x.html.bin"),
+        ("IMG_1.jpeg", FileKind("image/jpeg", ".jpg", "image"), "IMG_1.jpeg"),
+        ("صورة.jpg", FileKind("image/jpeg", ".jpg", "image"), "jpg.jpg"),
+        ("photo.html", FileKind("image/png", ".png", "image"), "photo.html.png"),
+    ],
+)
+def test_evidence_names(name: str, kind: FileKind, stored: str) -> None:
+    assert evidence_name(name, kind) == stored

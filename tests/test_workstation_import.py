@@ -397,6 +397,22 @@ def test_no_reply_to_a_reporter_without_codename(
     assert vault.pending().replies == 0
 
 
+@pytest.mark.parametrize("key", ["00" * 32, "01" + "00" * 31, "ec" + "ff" * 30 + "7f"])
+def test_no_reply_to_a_reporter_whose_key_nothing_can_be_sealed_to(
+    tmp_path: Path, vault: Vault, pickup: Pickup, key: str
+) -> None:
+    """A low-order key (which an older server took from a tampered browser) imports as no key
+    at all: the report comes in, and a reply says plainly it cannot reach the reporter,
+    instead of failing inside the sealing code."""
+    manifest = pickup.manifest()
+    manifest["sources"][0]["public_key"] = key
+    result = import_bundle(vault, pickup.write(tmp_path / "pickup", SERVER, manifest))
+    assert result.new_reports == 1 and result.unreadable == 0
+    with pytest.raises(ReplyError, match="no codename"):
+        add_reply(vault, pickup.reports[0]["id"], "Hello")
+    assert vault.pending().replies == 0
+
+
 def test_replies_command(tmp_path: Path, vault_path: Path, pickup: Pickup) -> None:
     with open_vault(vault_path) as vault:
         import_bundle(vault, pickup.write(tmp_path / "pickup", SERVER))

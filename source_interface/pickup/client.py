@@ -28,16 +28,14 @@ import re
 import socket
 import stat
 import struct
-import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-from blagh.bundles import MANIFEST_MEMBER, BundleError, BundleReader
+from blagh.bundles import BundleError, BundleReader, manifest_signer
 from blagh.errors import BlaghError
-from crypto.manifest import HEADER_BYTES, KEY_BYTES, MAGIC
 
 DEFAULT_SOCKS = ("127.0.0.1", 9050)
 CONNECT_TIMEOUT = 120.0
@@ -454,23 +452,6 @@ def verify_bundle(path: Path, expected_format: str, signer: bytes | None = None)
     key = signer if signer is not None else manifest_signer(path)
     with BundleReader(path, [key], expected_format) as reader:
         return len(reader.manifest["items"])
-
-
-def manifest_signer(path: Path) -> bytes:
-    """The public key a bundle's manifest names as its signer (not yet verified)."""
-    try:
-        with tarfile.open(path, mode="r:") as tar:
-            member = tar.next()
-            data = None
-            if member is not None and member.name == MANIFEST_MEMBER and member.isreg():
-                file = tar.extractfile(member)
-                data = file.read(HEADER_BYTES) if file else None
-    except (tarfile.TarError, OSError):
-        raise BundleError(f"{path} is not a bundle (not a tar archive)") from None
-    if data is None or len(data) < HEADER_BYTES or not data.startswith(MAGIC):
-        raise BundleError(f"{path} has no manifest as its first member")
-    start = len(MAGIC) + 1
-    return data[start : start + KEY_BYTES]
 
 
 # --- deliver -----------------------------------------------------------------------------------

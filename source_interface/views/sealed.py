@@ -31,7 +31,8 @@ from flask_babel import gettext as _
 from werkzeug.datastructures import MultiDict
 
 from crypto.codename import LOGIN_SECRET_BYTES, login_verifier
-from crypto.envelope import KEY_SIZE
+from crypto.envelope import KEY_SIZE, check_public_key
+from crypto.errors import InvalidPublicKey
 from source_interface.diskspace import is_no_space
 from source_interface.presealed import UploadError, envelope_shape_ok
 from source_interface.services import Services, services
@@ -120,6 +121,18 @@ def _decode(value: str | None, size: int | None = None, limit: int | None = None
     if (size is not None and len(data) != size) or (limit is not None and len(data) > limit):
         raise _unreadable()
     return data
+
+
+def _public_key(value: str | None) -> bytes:
+    """The source's public key, refused here if nothing could be sealed to it (a low-order or
+    non-canonical point, which a browser deriving it from a codename never sends): stored,
+    it would make every later seal to the source fail."""
+    key = _decode(value, KEY_SIZE)
+    try:
+        check_public_key(key)
+    except InvalidPublicKey:
+        raise _unreadable() from None
+    return key
 
 
 def _document(field: str, recipients: int) -> bytes:
@@ -229,7 +242,7 @@ def _submit_report(svc: Services) -> Response:
     keeps_codename = "source_key" in form or "login_secret" in form
     source_key = login_secret = None
     if keeps_codename:
-        source_key = _decode(form.get("source_key"), KEY_SIZE)
+        source_key = _public_key(form.get("source_key"))
         login_secret = _decode(form.get("login_secret"), LOGIN_SECRET_BYTES)
     fields = _document("sealed_fields", len(svc.analysts) + int(keeps_codename))
     limit = svc.config.source_interface.max_files_per_report
