@@ -44,7 +44,7 @@ import functools
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -332,7 +332,7 @@ class Previews:
         if kind.demuxer is None:
             raise PreviewError("this file is not an image that can be previewed")
         try:
-            found = probe(vault, attachment, kind)
+            found = read_size(vault.attachment_chunks(attachment), kind)
         except Undecodable as error:
             self._remember(attachment.blob, error)
             raise
@@ -403,11 +403,12 @@ def _size_program() -> str:
     return Path(imagesize.__file__).read_text(encoding="utf-8")
 
 
-def probe(vault: Vault, attachment: Attachment, kind: FileKind) -> Size:
-    """The size in the image's header, read by :mod:`journalist_interface.imagesize` in the
-    sandbox (64 MiB, a few milliseconds); what it prints is checked like any untrusted text."""
+def read_size(chunks: Iterable[bytes], kind: FileKind) -> Size:
+    """The size in the header of an image of ``kind`` (whose bytes are ``chunks``), read by
+    :mod:`journalist_interface.imagesize` in the sandbox (64 MiB, a few milliseconds); what it
+    prints is checked like any untrusted text.  :class:`Undecodable` if it cannot be read."""
     image_format = kind.mime.partition("/")[2]
-    with sandbox.workspace(vault.attachment_chunks(attachment), kind.suffix) as path:
+    with sandbox.workspace(chunks, kind.suffix) as path:
         inside = f"{sandbox.INSIDE}/{path.name}"
         command = ["/usr/bin/python3", "-I", "-S", "-c", _size_program(), image_format, inside]
         done = sandbox.run(
