@@ -256,6 +256,15 @@ def pixels_counted(size: Size) -> int:
     return size.width * size.height * (2 if size.deep else 1)
 
 
+@dataclass(frozen=True)
+class _Refused:
+    """What is remembered of an image without a preview: its size when it is too large, None
+    when it could not be decoded.  (Not the exception itself: raised again and again, one
+    object would gather tracebacks, and keep their frames alive.)"""
+
+    size: Size | None
+
+
 class Previews:
     """Re-encoded images of one app: one decode at a time, and what is known, in memory only.
 
@@ -285,7 +294,7 @@ class Previews:
         self._max_bytes = max_bytes
         self._cache: OrderedDict[tuple[str, str], bytes] = OrderedDict()
         self._cached_bytes = 0
-        self._known: OrderedDict[str, Size | PreviewError] = OrderedDict()
+        self._known: OrderedDict[str, Size | _Refused] = OrderedDict()
         self._lock = threading.Lock()
         self._decoder = threading.Lock()
         self._admitted = 0
@@ -310,10 +319,13 @@ class Previews:
             with self._lock:
                 if key in self._cache:  # made while this request waited
                     return self._cache[key]
+            known = self.refusal(attachment.blob)  # or found undecodable meanwhile
+            if known is not None:
+                raise known
             try:
                 png = render(vault, attachment, mode, self.max_pixels)
-            except Undecodable as error:
-                self._remember(attachment.blob, error)
+            except Undecodable:
+                self._remember(attachment.blob, _Refused(None))
                 raise
         self._store(key, png)
         return png
@@ -333,14 +345,13 @@ class Previews:
             raise PreviewError("this file is not an image that can be previewed")
         try:
             found = read_size(vault.attachment_chunks(attachment), kind)
-        except Undecodable as error:
-            self._remember(attachment.blob, error)
+        except Undecodable:
+            self._remember(attachment.blob, _Refused(None))
             raise
-        self._remember(attachment.blob, found)
         if pixels_counted(found) > self.max_pixels:
-            refused = TooLarge(found, self.max_pixels)
-            self._remember(attachment.blob, refused)
-            raise refused
+            self._remember(attachment.blob, _Refused(found))
+            raise TooLarge(found, self.max_pixels)
+        self._remember(attachment.blob, found)
         return found
 
     def refusal(self, blob: str) -> PreviewError | None:
@@ -348,7 +359,11 @@ class Previews:
         reads the file, so a page can ask for every file it lists)."""
         with self._lock:
             found = self._known.get(blob)
-        return found if isinstance(found, PreviewError) else None
+        if not isinstance(found, _Refused):
+            return None
+        if found.size is None:
+            return Undecodable("this image could not be decoded: it may be damaged or hostile")
+        return TooLarge(found.size, self.max_pixels)
 
     @contextlib.contextmanager
     def turn(self) -> Iterator[None]:
@@ -390,7 +405,7 @@ class Previews:
             ):
                 self._cached_bytes -= len(self._cache.popitem(last=False)[1])
 
-    def _remember(self, blob: str, found: Size | PreviewError) -> None:
+    def _remember(self, blob: str, found: Size | _Refused) -> None:
         with self._lock:
             self._known[blob] = found
             self._known.move_to_end(blob)

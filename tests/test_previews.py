@@ -397,9 +397,11 @@ def test_the_inbox_answers_while_a_report_s_bombs_are_previewed(
         assert any(status == 200 for status, _ in made)
         assert answered < max(done for _, done in made)  # while images were still being decoded
     finally:
-        peak = memory.stop()
-        server.terminate()
-        server.wait(timeout=30)
+        try:
+            peak = memory.stop()
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
     assert 50 * 1024 * 1024 < peak < decoder_memory(40_000_000)
 
 
