@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import http.client
 import re
+import struct
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from io import BytesIO
 from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from gunicorn_helpers import free_port
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from media_helpers import damaged_png, picture, png_bomb, png_size
 from workstation_helpers import (
     PASSPHRASE,
@@ -32,7 +36,7 @@ from workstation_helpers import (
 )
 
 from crypto.keys import ServerSigningKey
-from journalist_interface import sandbox
+from journalist_interface import imagesize, sandbox
 from journalist_interface.app import create_app
 from journalist_interface.config import WorkstationConfig
 from journalist_interface.imagesize import Size
@@ -137,6 +141,32 @@ def test_an_unreadable_header_is_undecodable() -> None:
     for data in (GARBAGE_JPEG, b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, b"GIF89a\x01"):
         with pytest.raises(Undecodable):
             read_size([data], sniff(data))
+
+
+HEADS = [
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR",
+    b"\xff\xd8\xff\xe0\x00\x10JFIF\x00",
+    b"\xff\xd8\xff\xc0\x00\x11\x08",
+    b"GIF89a\x10\x00\x10\x00\x80\x00\x00",
+    b"RIFF\x00\x00\x00\x00WEBPVP8X",
+    b"RIFF\x00\x00\x00\x00WEBPVP8L",
+    b"BM\x00\x00\x00\x00\x00\x00\x00\x00\x36\x00\x00\x00\x28\x00\x00\x00",
+    b"II*\x00\x08\x00\x00\x00",
+    b"MM\x00*\x00\x00\x00\x08",
+]
+
+
+@settings(max_examples=400, deadline=1000)
+@given(st.sampled_from(HEADS), st.binary(max_size=300))
+def test_any_header_gives_a_size_or_a_refusal(head: bytes, tail: bytes) -> None:
+    """Whatever follows a format's magic, the size reader answers quickly with a size or one
+    of the errors its program turns into ``{"error": …}``: never a loop, never another crash."""
+    kind = sniff(head + tail).mime.partition("/")[2]
+    try:
+        found = imagesize.size_of(BytesIO(head + tail), kind)
+    except (imagesize.Unreadable, OSError, ValueError, OverflowError, struct.error):
+        return
+    assert found.width > 0 and found.height > 0
 
 
 # --- what the analyst sees ---------------------------------------------------------------------
