@@ -199,7 +199,15 @@ def replies(vault: Path, out: Path, passphrase_file: Path | None) -> None:
     help="Purge closed cases DAYS days after closing, once a day while someone is logged in "
     "(each purge is in the audit log).  Default: never.",
 )
-def serve(vault: Path, port: int, purge_days: int | None) -> None:
+@click.option(
+    "--preview-megapixels",
+    type=click.IntRange(1, 250),
+    default=40,
+    show_default=True,
+    help="Images larger than this are not decoded for a preview (16 bits per channel count "
+    "twice): the page says they are too large to preview.",
+)
+def serve(vault: Path, port: int, purge_days: int | None, preview_megapixels: int) -> None:
     """Serve the analysts' review app on http://127.0.0.1:PORT/ (waitress).  Log in with the
     analyst's passphrase; the vault stays locked until then.  Stop with Ctrl-C.
     """
@@ -212,7 +220,12 @@ def serve(vault: Path, port: int, purge_days: int | None) -> None:
     click.echo(f"Analyst workstation: http://{LOOPBACK}:{port}/  (Ctrl-C stops it)")
     sys.stdout.flush()
     run_server(
-        WorkstationConfig(vault=vault.absolute(), port=port, purge_closed_after_days=purge_days)
+        WorkstationConfig(
+            vault=vault.absolute(),
+            port=port,
+            purge_closed_after_days=purge_days,
+            preview_megapixels=preview_megapixels,
+        )
     )
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 LOOPBACK = "127.0.0.1"
 DEFAULT_PORT = 8090
 LANGUAGES = ("en", "fr", "ar")
+MAX_PREVIEW_MEGAPIXELS = 250
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -26,6 +27,10 @@ class WorkstationConfig:
     """A session unused this long ends; when the last one ends the vault is locked again."""
     max_import_mb: int = 16 * 1024
     """The largest pickup bundle the import form accepts."""
+    preview_megapixels: int = 40
+    """Images announcing more pixels than this (16 bits per channel count twice) are not
+    decoded for a preview: "too large to preview" (safeview.py).  The decoder's memory cap
+    grows with it; ffmpeg refuses images past about 268 megapixels whatever is set here."""
     purge_closed_after_days: int | None = None
     """Closed cases are purged this many days after closing, once a day while someone is logged
     in (retention.py); None: never by the app (``blagh workstation purge`` still can)."""
@@ -41,3 +46,5 @@ class WorkstationConfig:
             raise ValueError("purge_closed_after_days must be 0 or more")
         if self.idle_minutes < 1 or self.max_import_mb < 1:
             raise ValueError("idle_minutes and max_import_mb must be positive")
+        if not 1 <= self.preview_megapixels <= MAX_PREVIEW_MEGAPIXELS:
+            raise ValueError(f"preview_megapixels must be between 1 and {MAX_PREVIEW_MEGAPIXELS}")

@@ -41,6 +41,7 @@ MAX_FILE = 1024 * 1024 * 1024
 """Larger attachments are not handed to a parser at all (1 GiB)."""
 
 MEMORY_LIMIT = 4 * 1024 * 1024 * 1024
+"""The address space a parser may use unless its caller gives a lower cap (``run(memory=…)``)."""
 CPU_SECONDS = 120
 WRITE_LIMIT = 2 * 1024 * 1024 * 1024
 TIMEOUT = 180.0
@@ -105,10 +106,10 @@ def bwrap_arguments(workdir: Path) -> list[str]:
     return args
 
 
-def _limits() -> list[str]:
+def _limits(memory: int) -> list[str]:
     return [
         _tool("prlimit"),
-        f"--as={MEMORY_LIMIT}",
+        f"--as={memory}",
         f"--cpu={CPU_SECONDS}",
         f"--fsize={WRITE_LIMIT}",
         "--nofile=256",
@@ -175,15 +176,17 @@ def run(
     *,
     timeout: float = TIMEOUT,
     max_output: int = MAX_OUTPUT,
+    memory: int = MEMORY_LIMIT,
 ) -> Finished:
-    """Run ``command`` in a sandbox that sees ``workdir`` at /work and nothing else of ours.
+    """Run ``command`` in a sandbox that sees ``workdir`` at /work and nothing else of ours,
+    with at most ``memory`` bytes of address space (``RLIMIT_AS``: an allocation past it fails).
 
     Raises :class:`SandboxUnavailable` if bubblewrap cannot start, and :class:`SandboxError`
     on a timeout or an output larger than ``max_output``.  The command's own failure is not
     raised: read :attr:`Finished.status`.
     """
     check_available()
-    argv = [*_limits(), *bwrap_arguments(workdir), *command]
+    argv = [*_limits(memory), *bwrap_arguments(workdir), *command]
     folder = memory_folder()
     with tempfile.TemporaryFile(dir=folder) as out, tempfile.TemporaryFile(dir=folder) as err:
         try:

@@ -14,7 +14,9 @@ import waitress
 from journalist_interface.app import create_app
 from journalist_interface.config import WorkstationConfig
 
-THREADS = 4
+THREADS = 8
+"""Previews take at most 4 of them (one decoding, three waiting: safeview.QUEUE), so other
+pages always find a free thread, whatever a report's images do."""
 EXPIRY_CHECK_SECONDS = 30
 
 

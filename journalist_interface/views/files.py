@@ -3,10 +3,16 @@
 - ``GET  /reports/R/files/I/details``  the page: the kind read from the bytes, the image blurred
   and greyscale (or sharp, when this analyst revealed it), what metadata mat2 finds
 - ``GET  /reports/R/files/I/preview``  the re-encoded PNG (``?mode=revealed`` only for the one
-  image this session revealed)
+  image this session revealed); 422 when the image is too large to preview, 404 when it cannot
+  be decoded, 503 with ``Retry-After`` when previews are busy (one is made at a time:
+  :class:`journalist_interface.safeview.Previews`)
 - ``POST /reports/R/files/I/reveal``   reveal this image (and blur any other: one at a time);
   ``POST …/blur`` blurs it again
 - ``GET  /reports/R/files/I/clean``    a copy mat2 cleaned of metadata, as a download
+
+The details page makes its one preview before it is shown, so it can say in words that the
+image is too large or could not be decoded; the report's page never makes one (its thumbnails
+are separate requests) and says only what is already known.
 
 The original is downloaded by ``reports.attachment``.  Every parser runs in the sandbox
 (:mod:`journalist_interface.sandbox`); every view, reveal and download is in the audit log.
@@ -37,9 +43,12 @@ from journalist_interface.metadata import MetadataError, Unsupported, clean_copy
 from journalist_interface.safeview import (
     BLURRED,
     REVEALED,
+    Busy,
     FileKind,
     PreviewError,
     Previews,
+    TooLarge,
+    Undecodable,
     kind_of,
 )
 from journalist_interface.sandbox import SandboxUnavailable
@@ -50,6 +59,7 @@ from journalist_interface.views.reports import content_disposition
 bp = Blueprint("files", __name__)
 
 _MAX_REVEALED = 1000
+RETRY_AFTER = 5
 
 
 class Revealed:
@@ -74,18 +84,38 @@ class Revealed:
 
 
 def init_app(app: Flask) -> None:
-    """Give the app its preview cache, its record of revealed images, and the templates
-    ``metadata_category(name)`` and ``file_kind(attachment)``."""
-    app.extensions["previews"] = Previews()
+    """Give the app its previews (held to the config's pixel budget), its record of revealed
+    images, and the templates ``metadata_category(name)``, ``file_kind(attachment)`` and
+    ``preview_refusal(attachment)``."""
+    megapixels = app.extensions["workstation"].config.preview_megapixels
+    app.extensions["previews"] = Previews(megapixels * 1_000_000)
     app.extensions["revealed"] = Revealed()
 
     @app.context_processor
     def file_context() -> dict[str, object]:
-        return {"metadata_category": metadata_category, "file_kind": _file_kind}
+        return {
+            "metadata_category": metadata_category,
+            "file_kind": _file_kind,
+            "preview_refusal": _preview_refusal,
+        }
 
 
 def _file_kind(attachment: Attachment) -> FileKind:
     return kind_of(vault(), attachment)
+
+
+def _preview_refusal(attachment: Attachment) -> str:
+    """``too_large`` or ``undecodable`` when that is already known of this image, else ``""``
+    (from memory: the report's page asks for every file without reading one)."""
+    return _refusal_name(_previews().refusal(attachment.blob))
+
+
+def _refusal_name(error: PreviewError | None) -> str:
+    if isinstance(error, TooLarge):
+        return "too_large"
+    if isinstance(error, Undecodable):
+        return "undecodable"
+    return ""
 
 
 def metadata_category(category: str) -> str:
@@ -125,18 +155,23 @@ def _attachment(report_id: str, item_id: str) -> Attachment:
 def details(report_id: str, item_id: str) -> ResponseReturnValue:
     found = _attachment(report_id, item_id)
     kind = kind_of(vault(), found)
+    revealed = _revealed().get(_session_key()) == found.id
+    preview, too_large = _make_preview(found, REVEALED if revealed else BLURRED)
     findings = None
     problem = ""
     unsupported = False
-    try:
-        findings = inspect(vault(), found)
-    except Unsupported:
-        unsupported = True
-    except SandboxUnavailable:
-        problem = "sandbox"
-    except MetadataError:
-        problem = "mat2"
-    revealed = _revealed().get(_session_key()) == found.id
+    if too_large is not None:
+        # mat2 decodes an image whole to read its metadata (cairo, GdkPixbuf): not this one.
+        problem = "too_large"
+    else:
+        try:
+            findings = inspect(vault(), found)
+        except Unsupported:
+            unsupported = True
+        except SandboxUnavailable:
+            problem = "sandbox"
+        except MetadataError:
+            problem = "mat2"
     vault().audit("view_file", report=report_id, item=found.id, mode="details")
     page = render_template(
         "file.html",
@@ -147,9 +182,31 @@ def details(report_id: str, item_id: str) -> ResponseReturnValue:
         unsupported=unsupported,
         problem=problem,
         revealed=revealed,
+        preview=preview,
+        too_large=too_large,
+        max_megapixels=_previews().max_pixels // 1_000_000,
         done=request.args.get("done", ""),
     )
     return Response(page, mimetype="text/html")
+
+
+def _make_preview(found: Attachment, mode: str) -> tuple[str, TooLarge | None]:
+    """Make the page's one preview now (it is then served from memory): ``ready``,
+    ``too_large`` (with the refusal, for its size), ``undecodable``, ``busy``, ``sandbox``, or
+    ``""`` for a file that is not an image we show."""
+    if not kind_of(vault(), found).previewable:
+        return "", None
+    try:
+        _previews().image(vault(), found, mode)
+    except TooLarge as error:
+        return "too_large", error
+    except Undecodable:
+        return "undecodable", None
+    except Busy:
+        return "busy", None
+    except SandboxUnavailable:
+        return "sandbox", None
+    return "ready", None
 
 
 @bp.get("/reports/<report_id>/files/<item_id>/preview")
@@ -161,11 +218,16 @@ def preview(report_id: str, item_id: str) -> ResponseReturnValue:
         abort(404)
     if mode == REVEALED and _revealed().get(_session_key()) != found.id:
         abort(403)
+    g.download = True  # the sandboxing policy: opened on its own, it runs and loads nothing
     try:
         png = _previews().image(vault(), found, mode)
+    except TooLarge:
+        return _plain(_("This image is too large to preview."), 422)
+    except Busy:
+        words = _("Previews are busy: another image is being decoded. Retry in a moment.")
+        return _plain(words, 503, {"Retry-After": str(RETRY_AFTER)})
     except (PreviewError, SandboxUnavailable):
-        abort(404)
-    g.download = True  # the sandboxing policy: opened on its own, it runs and loads nothing
+        return _plain(_("This image could not be decoded."), 404)
     return Response(
         png,
         headers={
@@ -174,6 +236,16 @@ def preview(report_id: str, item_id: str) -> ResponseReturnValue:
             "X-Content-Type-Options": "nosniff",
             "Content-Disposition": "inline",
         },
+    )
+
+
+def _plain(words: str, status: int, headers: dict[str, str] | None = None) -> Response:
+    """Why there is no preview, as plain text: what an image request gets instead of a PNG."""
+    return Response(
+        words + "\n",
+        status,
+        headers={"X-Content-Type-Options": "nosniff", **(headers or {})},
+        mimetype="text/plain",
     )
 
 
