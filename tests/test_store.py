@@ -16,7 +16,7 @@ from source_helpers import DAY, sqlite_error
 
 from blagh.sqlcipher import DatabaseError, connect
 from source_interface.store import BlobRef, Store
-from source_interface.store.index import Index, today
+from source_interface.store.index import EXPIRY_GRAIN_SECONDS, Index, today
 
 KEY = bytes(range(32))
 
@@ -331,7 +331,8 @@ def test_expired_drafts_are_deleted_without_a_restart(tmp_path):
     blob = store.new_blob()
     blob.write(b"ciphertext")
     ref = blob.commit()
-    store.index.add_to_draft(b"t" * 32, [ref], lifetime=-1)
+    # Expiries are rounded up to the grain: a draft a grain and more past its time is expired.
+    store.index.add_to_draft(b"t" * 32, [ref], lifetime=-EXPIRY_GRAIN_SECONDS - 1)
     store.expire_drafts()
     assert ref.name not in store.blobs.names()
     assert store.index.blob_names() == set()
