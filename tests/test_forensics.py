@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import re
 import secrets
@@ -33,6 +34,7 @@ import pytest
 from forensics import SQLCipherReader, clock_after, every_path, file_times, is_whole_day
 from form_browser import CODENAME, FORM_TOKEN, MESSAGE_FORM, Upload
 from gunicorn_helpers import HOST, Browser, Gunicorn, make_data_dir, submit_report
+from source_helpers import open_site
 
 from blagh.payloads import attachment_header, encode_document
 from blagh.sqlcipher import connect
@@ -327,3 +329,26 @@ def test_the_log_holds_no_address_request_or_time(scene: Scene) -> None:
     assert addresses == []
     assert INVALID_MARKER not in log and "ip=" not in log
     assert not re.search(r"\d{1,2}:\d{2}:\d{2}", log), log
+
+
+def test_a_failed_request_is_logged_without_its_path_or_a_time(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Flask logs an exception as "Exception on <path> [<method>]" with the time: here the
+    traceback only, through a handler that writes no time."""
+    marker = "path-" + secrets.token_hex(6)
+    with open_site(tmp_path) as site:
+
+        def fails() -> str:
+            raise RuntimeError("the server's own failure")
+
+        site.app.add_url_rule(f"/{marker}", "fails", fails)
+        with caplog.at_level(logging.ERROR):
+            assert site.client().get(f"/{marker}").status_code == 500
+        records = [r for r in caplog.records if r.name == site.app.logger.name]
+        assert len(records) == 1 and records[0].exc_info is not None
+        lines = [handler.format(records[0]) for handler in site.app.logger.handlers]
+    assert lines
+    for line in [records[0].getMessage(), *lines]:
+        assert marker not in line and "GET" not in line
+        assert not re.search(r"\d{1,2}:\d{2}:\d{2}", line.splitlines()[0]), line
