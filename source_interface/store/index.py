@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
+import sqlcipher3
+
 from blagh.errors import SetupError
 from blagh.offload import Offload, native_lock, native_thread_id
 from blagh.sqlcipher import connect
@@ -761,10 +763,11 @@ class Index:
            system's blocks of the log hold no stale frame either;
         3. a ``TRUNCATE`` checkpoint copies those in and empties the log file.
 
-        Other workers' readers can hold a checkpoint back: it waits :data:`SCRUB_WAIT_MS` at
-        most, then gives up, and the janitor tries again a minute later (:meth:`scrub_pending`
-        stays true until a scrub completes).  Costs a few fsyncs and about the log's size in
-        writes: run after a deletion, never per request.
+        Other workers' readers or writers can hold a step back: it waits :data:`SCRUB_WAIT_MS`
+        at most, then gives up, as it does when the disk is too full for the zeros, and the
+        janitor tries again a minute later (:meth:`scrub_pending` stays true until a scrub
+        completes).  A scrub never fails the deletion that asked for it.  Costs a few fsyncs
+        and about the log's size in writes: run after a deletion, never per request.
         """
         return bool(self.writer.run(self._scrub))
 
@@ -776,20 +779,27 @@ class Index:
         (patience,) = db.execute("PRAGMA busy_timeout").fetchone()
         db.execute(f"PRAGMA busy_timeout = {SCRUB_WAIT_MS}")
         try:
-            if _checkpoint(db, "RESTART"):
-                self._overwrite_log(db)
-                if _checkpoint(db, "TRUNCATE"):
-                    db.execute("BEGIN IMMEDIATE")
-                    db.execute(
-                        "UPDATE scrub_state SET scrubbed = ? WHERE id = 1 AND scrubbed < ?",
-                        (deleted, deleted),
-                    )
-                    db.execute("COMMIT")
-                    _checkpoint(db, "TRUNCATE")  # the line just written: an empty log again
-                    return True
+            return self._scrub_steps(db, deleted)
+        except sqlcipher3.Error:  # busy, locked, or no room for the zeros: the janitor retries
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             return False
         finally:
             db.execute(f"PRAGMA busy_timeout = {int(patience)}")
+
+    def _scrub_steps(self, db: sqlite3.Connection, deleted: int) -> bool:
+        if _checkpoint(db, "RESTART"):
+            self._overwrite_log(db)
+            if _checkpoint(db, "TRUNCATE"):
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(
+                    "UPDATE scrub_state SET scrubbed = ? WHERE id = 1 AND scrubbed < ?",
+                    (deleted, deleted),
+                )
+                db.execute("COMMIT")
+                _checkpoint(db, "TRUNCATE")  # the line just written: an empty log again
+                return True
+        return False
 
     def _overwrite_log(self, db: sqlite3.Connection) -> None:
         """Write at least as many frames as the log file holds, all zeros, from its start
