@@ -21,7 +21,6 @@ A blob's file says no more than its row of when it came (docs/threat-model.md):
 import contextlib
 import hashlib
 import os
-import random
 import secrets
 import time
 from dataclasses import dataclass
@@ -76,7 +75,7 @@ class FilePool:
             with self._lock:
                 if not self._names and not listed:
                     self._names = _file_names(self.root)
-                    random.shuffle(self._names)
+                    secrets.SystemRandom().shuffle(self._names)
                     listed = True
                 name = self._names.pop() if self._names else None
             if name is None:

@@ -613,7 +613,8 @@ class Index:
         One draft holds at most ``max_files`` blobs and ``max_bytes`` bytes (one report's worth):
         blobs that would take it past either are not added.  All drafts together hold at most
         ``max_total_bytes``: past it, whole drafts are dropped, the least recently added to
-        first (this one last).  Returns whether ``blobs`` were kept, with the names of the blobs
+        first as far as their coarse expiries tell (others in the same grain in no set order;
+        this one last).  Returns whether ``blobs`` were kept, with the names of the blobs
         no row refers to any more (dropped drafts, or ``blobs`` themselves) for the caller to
         delete.  The bounds are checked in the same transaction as the insert, so two workers
         cannot both squeeze past them.
