@@ -43,14 +43,16 @@ def fill(store: Store, reports: int, item_bytes: int = ITEM_BYTES) -> None:
         name = secrets.token_hex(16)
         (store.blobs.root / name).write_bytes(data)
         rows_sources.append((source, secrets.token_bytes(32), secrets.token_bytes(32), day))
-        rows_reports.append((report, source, day))
+        rows_reports.append((report, source, day, 1))
         rows_items.append((item, report, "fields", name, len(data), sha256_hex(data), day, 1))
     with store.index.transaction() as db:
         db.executemany(
             "INSERT INTO sources (id, verifier, public_key, day) VALUES (?, ?, ?, ?)",
             rows_sources,
         )
-        db.executemany("INSERT INTO reports (id, source_id, day) VALUES (?, ?, ?)", rows_reports)
+        db.executemany(
+            "INSERT INTO reports (id, source_id, day, seq) VALUES (?, ?, ?, ?)", rows_reports
+        )
         db.executemany(
             "INSERT INTO items (id, report_id, kind, blob, size, sha256, day, seq)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

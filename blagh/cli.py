@@ -255,9 +255,11 @@ def serve(data_dir: Path, host: str | None, port: int | None, tor_mode: str | No
     with Ctrl-C: the onion services are removed and a tor that blagh started stops too.
     """
     from onion.service import OnionServices
+    from source_interface.app import open_store
     from source_interface.server import serve as run_server
 
     directory, config = _load_data_dir(data_dir)
+    open_store(directory).close()  # an index this version cannot open: one line, before tor
     site = config.source_interface
     host = host or site.listen_host
     port = port or site.listen_port
@@ -497,13 +499,12 @@ def _exit_cleanly(signum: int, _frame: object) -> None:
 
 
 def _log_to_stderr() -> None:
-    """Show what the onion package logs (INFO and up) on stderr, as gunicorn shows its own."""
+    """Show what the onion package logs (INFO and up) on stderr, as gunicorn shows its own:
+    without a time (source_interface/quietlog.py; the journal adds its own)."""
+    from source_interface.quietlog import LINE_FORMAT
+
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter(
-            "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s", "%Y-%m-%d %H:%M:%S %z"
-        )
-    )
+    handler.setFormatter(logging.Formatter(LINE_FORMAT))
     logger = logging.getLogger("onion")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

@@ -3,9 +3,17 @@
 The key is given as raw bytes and passed to SQLCipher as a hex blob literal, so SQLCipher uses
 it as the database key directly (no PBKDF2 on every connection: the key is already random, or
 already stretched with argon2id by the caller).
+
+The files are the owner's alone (0600): SQLite creates a database with 0644 less the umask, and
+its ``-wal`` and ``-shm`` files with the database's own mode, so the database file is made 0600
+before SQLite opens it (an older one is narrowed to 0600, with its ``-wal`` and ``-shm``).  The
+key sits on the same disk on the server (``db.key``): the mode is what keeps other local users
+out.  Temporary tables and statement journals stay in memory, never in a file of their own.
 """
 
+import os
 import sqlite3
+import stat
 from pathlib import Path
 
 import sqlcipher3
@@ -13,6 +21,9 @@ import sqlcipher3
 from blagh.errors import BlaghError
 
 KEY_SIZE = 32
+PRIVATE = 0o600
+COMPANIONS = ("-wal", "-shm", "-journal")
+"""Files SQLite keeps beside a database, named after it."""
 
 
 class DatabaseError(BlaghError):
@@ -26,6 +37,7 @@ def connect(path: Path, key: bytes, *, wal: bool = True) -> sqlite3.Connection:
     """
     if len(key) != KEY_SIZE:
         raise ValueError("SQLCipher keys are 32 bytes")
+    make_private(path)
     connection: sqlite3.Connection = sqlcipher3.connect(
         str(path), isolation_level=None, check_same_thread=False
     )
@@ -39,7 +51,31 @@ def connect(path: Path, key: bytes, *, wal: bool = True) -> sqlite3.Connection:
         ) from None
     connection.execute("PRAGMA foreign_keys = ON")
     connection.execute("PRAGMA secure_delete = ON")
+    connection.execute("PRAGMA temp_store = MEMORY")
     if wal:
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute("PRAGMA synchronous = FULL")
     return connection
+
+
+def make_private(path: Path) -> None:
+    """Create the database file at ``path`` with mode 0600 if it is missing, and narrow it and
+    its companions (``-wal``, ``-shm``) to 0600 if an older Blagh left them wider."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, PRIVATE)
+    except OSError:
+        return  # not creatable here (a read-only folder...): SQLite will say why, in its words
+    try:
+        if os.fstat(fd).st_mode & 0o777 != PRIVATE:
+            os.fchmod(fd, PRIVATE)
+    finally:
+        os.close(fd)
+    for suffix in COMPANIONS:
+        companion = path.with_name(path.name + suffix)
+        try:
+            mode = companion.lstat().st_mode
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(mode) and mode & 0o777 != PRIVATE:
+            os.chmod(companion, PRIVATE)

@@ -16,6 +16,7 @@ from source_interface import browser, i18n, security, sessions
 from source_interface.diskspace import FreeSpace
 from source_interface.listeners import ListenerMiddleware
 from source_interface.presealed import UploadBounds, UploadFolder
+from source_interface.quietlog import QuietFlask
 from source_interface.sealing import UploadLimits, sealing_request_class
 from source_interface.services import Services, load_wordlist
 from source_interface.sessions import Sessions
@@ -34,7 +35,7 @@ def create_app(config: Config) -> Flask:
     data_dir = DataDir(Path(config.instance.data_dir))
     store = open_store(data_dir)
     site = config.source_interface
-    app = Flask(__name__)
+    app = QuietFlask(__name__)
     wordlist = load_wordlist()
     limits = config.limits
     space = FreeSpace(store.blobs.root, limits.free_space_floor_mb * 1024 * 1024)
@@ -74,6 +75,7 @@ def create_app(config: Config) -> Flask:
             max_total_bytes=limits.max_partial_upload_total_mb * 1024 * 1024,
         ),
         space,
+        pool=store.blobs.pool,
     )
     uploads_folder.expire()  # idle ones only: a worker starting never cuts an upload short
     app.extensions["blagh_uploads"] = uploads_folder

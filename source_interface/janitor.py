@@ -1,4 +1,6 @@
-"""Housekeeping beside the requests: expired drafts, sessions and partial uploads, orphan blobs.
+"""Housekeeping beside the requests: expired drafts, sessions and partial uploads, orphan blobs,
+and what keeps the disk from telling when things came (docs/threat-model.md): the index
+scrubbed after deletions, the blob pool refilled, the blobs' change times evened out.
 
 None of it runs on the request path (a submission used to scan every draft) nor before serving
 (start-up used to list the whole blob folder).  Each worker runs a janitor greenlet; a
@@ -19,10 +21,14 @@ from source_interface.presealed import UploadFolder
 from source_interface.store import Store
 
 HOUSEKEEPING_SECONDS = 60.0
-"""Drafts, sessions and partial uploads are expired at most this long after their time."""
+"""Drafts, sessions and partial uploads are expired at most this long after their time; a
+scrub held back by readers is tried again this often."""
 
-SWEEP_SECONDS = 6 * 3600.0
-"""How often the blob folder is listed for files no row refers to (a crash's leftovers)."""
+SWEEP_SECONDS = 2 * 3600.0
+"""How often the blob folder is listed for files no row refers to (a crash's leftovers), and
+every blob touched so that its change time is the pass's, not its arrival's: a blob's change
+time tells when it came for at most this long.  More than :data:`SWEEP_MIN_AGE_SECONDS`, since
+a touched file looks recent to the next sweep for that long."""
 
 FIRST_SWEEP_SECONDS = 300.0
 """The first listing, a while after start rather than before serving."""
@@ -47,9 +53,12 @@ class Janitor:
         self._store.housekeeping()
         self._uploads.expire()
 
-    def sweep(self) -> int:
-        """Remove orphan blobs older than an hour; return how many."""
-        return self._store.sweep(min_age=SWEEP_MIN_AGE_SECONDS)
+    def sweep(self, now: float | None = None) -> int:
+        """Remove orphan blobs unchanged for an hour, then touch every other blob (its change
+        time becomes now); return how many were removed.  ``now`` stands for the clock."""
+        removed = self._store.sweep(min_age=SWEEP_MIN_AGE_SECONDS, now=now)
+        self._store.blobs.restamp()
+        return removed
 
     def round(self) -> None:
         """What is due now, if no other worker is doing it."""

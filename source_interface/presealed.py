@@ -57,7 +57,7 @@ from crypto.envelope import (
 from crypto.padding import MIN_PADDED, padme
 from source_interface.diskspace import FreeSpace, is_no_space
 from source_interface.errors import SourceInterfaceError
-from source_interface.store.blobs import BlobFolder, BlobRef
+from source_interface.store.blobs import BlobFolder, BlobRef, FilePool
 
 CHUNK_BYTES = 1024 * 1024
 """Size of every upload piece but the last: a few seconds over Tor, little lost to a drop."""
@@ -202,8 +202,13 @@ class UploadFolder:
         bounds: UploadBounds | None = None,
         space: FreeSpace | None = None,
         clock: Callable[[], float] = time.time,
+        pool: FilePool | None = None,
     ) -> None:
+        """``pool``: where an upload's part file is taken from (the blob folder's, on the same
+        file system): the part becomes the blob, so it must not be born when the upload
+        starts (source_interface/store/blobs.py)."""
         self.root = root
+        self.pool = pool
         self.bounds = bounds or UploadBounds()
         self.space = space
         self._clock = clock
@@ -364,7 +369,10 @@ class UploadFolder:
                     json.dumps({"size": size, "recipients": recipients, "form": form}), "ascii"
                 )
                 os.chmod(temp, 0o600)
-                os.close(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                if self.pool is not None:
+                    os.close(self.pool.claim(part))
+                else:
+                    os.close(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
                 os.rename(temp, meta)
             except OSError as error:
                 temp.unlink(missing_ok=True)

@@ -4,8 +4,9 @@ waitress buffers whole request bodies to temporary files before the app sees the
 put plaintext uploads on disk; gunicorn streams the body to the app, which seals it on arrival.
 Its workers are event-driven (gevent, source_interface/worker.py): thousands of slow Tor
 clients cost memory, not threads, and the limits of ``[limits]`` drop the abusive ones.
-Access logs are off: the server keeps no record of who asked for what.  Responses carry no
-``Server`` header, and gunicorn's control socket (on by default in gunicorn 27) is off.
+Access logs are off, and the error log says neither who nor exactly when
+(source_interface/quietlog.py): the server keeps no record of who asked for what.  Responses
+carry no ``Server`` header, and gunicorn's control socket (on by default in gunicorn 27) is off.
 """
 
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from blagh.config import Config
 from blagh.datadir import DataDir
 from source_interface.app import create_app, open_store
 from source_interface.janitor import Janitor, run_forever
+from source_interface.quietlog import QuietLogger
 from source_interface.security import HEADERS
 from source_interface.services import Services
 from source_interface.worker import paced_worker_class
@@ -72,6 +74,7 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
             "keepalive": config.limits.header_timeout_seconds,
             "accesslog": None,
             "errorlog": "-",
+            "logger_class": QuietLogger,
             "loglevel": "warning",
             "proc_name": proc_name,
             "forwarded_allow_ips": "",
@@ -119,12 +122,15 @@ class SourceServer(GunicornServer):
         return create_app(self._config)
 
     def _sweep(self, _arbiter: object) -> None:
-        """Remove the temporary files a crash left half-written, before any worker accepts a
-        request.  Only ``tmp/``: the orphan sweep lists the whole store, so the janitor does
-        it in the background (source_interface/janitor.py), and start-up stays flat."""
+        """Remove the temporary files a crash left half-written, and fill the blob pool, before
+        any worker accepts a request.  Only ``tmp/``: the orphan sweep lists the whole store,
+        so the janitor does it in the background (source_interface/janitor.py), and start-up
+        stays flat."""
         store = open_store(DataDir(self._config.instance.data_dir))
         try:
             store.blobs.clear_temporary()
+            if store.blobs.pool is not None:
+                store.blobs.pool.fill()
         finally:
             store.close()
 

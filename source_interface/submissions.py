@@ -6,7 +6,8 @@ travels in a hidden field, so the reporter does not have to upload them again.
 
 Drafts are bounded, since anyone can make one (a form sent with a bad token is enough): one
 draft holds at most one report's files and bytes, and all drafts together at most
-``[limits] max_draft_total_mb``, the least recently used draft dropped first to make room.  A
+``[limits] max_draft_total_mb``, the least recently used draft (to five minutes: expiries are
+kept to five) dropped first to make room.  A
 reporter whose draft was dropped is told to attach the files again (:func:`draft_lost`): the
 form lists the files it believes kept, and the server compares.
 """

@@ -310,10 +310,11 @@ def analyst_open(site: Site, blob: str) -> bytes:
 
 
 def analyst_reports(site: Site) -> list[OpenedReport]:
-    """Every stored report, oldest first, each item opened with the analyst's key."""
+    """Every stored report, each item opened with the analyst's key, by day and then by id:
+    the store keeps no order of arrival finer than a day (docs/threat-model.md)."""
     reports = []
     for report_id, source_id, day in site.rows(
-        "SELECT id, source_id, day FROM reports ORDER BY rowid"
+        "SELECT id, source_id, day FROM reports ORDER BY day, id"
     ):
         report = site.store.index.report(source_id, report_id)
         assert report is not None

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from forensics import clock_after, is_whole_day
+from forensics import file_times as times
 from source_helpers import Site, open_site
 
 from source_interface.janitor import SWEEP_MIN_AGE_SECONDS, Janitor
@@ -82,19 +84,52 @@ def test_only_one_worker_does_a_round_at_a_time(site: Site) -> None:
 
 def test_the_sweep_leaves_recent_files_that_may_be_in_flight(site: Site) -> None:
     """A blob committed a moment before its row, or a temporary file still being written, is
-    unreferenced for now: the sweep takes only those untouched for an hour."""
+    unreferenced for now: the sweep takes only files whose inode has not changed for an hour.
+
+    The change time, which nothing can set back: every blob's modification time is its day's
+    start, so an hour-old mtime says nothing, and a file given an old one is not taken."""
     blobs = site.store.blobs
-    recent, old = _blob(site), _blob(site)
-    _age(blobs.path_of(old.name), SWEEP_MIN_AGE_SECONDS + 60)
+    source = site.store.index.create_source(None, None)
+    kept = _blob(site)
+    site.store.index.add_report(source.id, [("fields", kept)])
+    recent = _blob(site)
     writing = blobs.new()
     writing.write(b"half")
     stale_temp = blobs.temp_dir / ("0" * 32)
     stale_temp.write_bytes(b"left by a crash")
     _age(stale_temp, SWEEP_MIN_AGE_SECONDS + 60)
+    _age(blobs.path_of(recent.name), SWEEP_MIN_AGE_SECONDS + 60)
+    janitor = _janitor(site)
 
-    assert _janitor(site).sweep() == 2
+    assert janitor.sweep() == 0
+    assert blobs.path_of(recent.name).exists() and stale_temp.exists()
+    committed = writing.commit()
 
-    assert blobs.path_of(recent.name).exists()
-    assert not blobs.path_of(old.name).exists()
+    # An hour later, by the clock the sweep is given, whatever is unreferenced goes.
+    assert janitor.sweep(now=time.time() + SWEEP_MIN_AGE_SECONDS + 60) == 3
+    assert blobs.names() == {kept.name}
     assert not stale_temp.exists()
-    assert writing.commit().name in blobs.names()
+    assert not blobs.path_of(committed.name).exists()
+
+
+def test_the_sweep_gives_every_blob_the_same_change_time(site: Site) -> None:
+    """A blob's change time is when it was stored (nothing can set it back), until the
+    janitor's pass touches every blob: then they all have the pass's, in no telling order."""
+    source = site.store.index.create_source(None, None)
+    refs = [_blob(site, bytes([n])) for n in range(5)]
+    site.store.index.add_report(source.id, [("fields", refs[0])] + [("file", r) for r in refs[1:]])
+    paths = [site.store.blobs.path_of(ref.name) for ref in refs]
+    stored = [times(path) for path in paths]
+    assert all(is_whole_day(t.atime_ns) and is_whole_day(t.mtime_ns) for t in stored)
+    assert [t.ctime_ns for t in stored] == sorted(t.ctime_ns for t in stored)
+
+    # The kernel's file clock is coarse (a few ms): the pass starts once it has moved on.
+    started = clock_after(site.data_dir / "marker", max(t.ctime_ns for t in stored))
+    _janitor(site).sweep()
+    ended = clock_after(site.data_dir / "marker", 0)
+
+    for path, before in zip(paths, stored, strict=True):
+        after = times(path)
+        assert started <= after.ctime_ns <= ended
+        assert (after.atime_ns, after.mtime_ns) == (before.atime_ns, before.mtime_ns)
+        assert after.btime_ns == before.btime_ns

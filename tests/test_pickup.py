@@ -172,11 +172,13 @@ def test_the_bundle_holds_every_undelivered_item_signed_by_the_server(
         with_codename.source_id: (with_codename.public_key or b"").hex(),
         anonymous.source_id: None,
     }
-    assert [r["source"] for r in manifest["reports"]] == [
-        with_codename.source_id,
-        anonymous.source_id,
-        with_codename.source_id,
-    ]
+    # Reports by day, then by id: not in the order they came (docs/threat-model.md).
+    assert sorted(r["source"] for r in manifest["reports"]) == sorted(
+        [with_codename.source_id, anonymous.source_id, with_codename.source_id]
+    )
+    assert [(r["day"], r["id"]) for r in manifest["reports"]] == sorted(
+        (r["day"], r["id"]) for r in manifest["reports"]
+    )
     kinds = [(i["report"], i["kind"], i["seq"]) for i in manifest["items"]]
     first, third = (r.id for r in with_codename.reports)
     second = anonymous.reports[0].id

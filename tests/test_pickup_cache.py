@@ -14,14 +14,12 @@ import pytest
 from flask import Flask
 from pickup_helpers import Reply, Server, add_report, make_server, reply_bundle
 
-from blagh.sqlcipher import connect
 from crypto.keys import generate_analyst_key
-from source_interface.app import open_store
 from source_interface.pickup.app import create_pickup_app
 from source_interface.pickup.bundles import PickupBundle, PickupBundles, import_reply_bundle
 from source_interface.pickup.tokens import new_token, token_hash
 from source_interface.store import Store
-from source_interface.store.index import SCHEMA, today
+from source_interface.store.index import today
 
 LISTING = "i.delivered_day IS NULL"
 """Text of the one statement that lists undelivered items."""
@@ -296,46 +294,6 @@ def test_a_report_arriving_during_a_build_does_not_spoil_it(
     with Statements(server.store) as after:
         newer = current(builder)
     assert after.listings() == 1 and newer[1] == 4
-
-
-def test_an_existing_store_gets_the_counters(tmp_path: Path) -> None:
-    """A store made before the counters existed: opening it adds the table and triggers."""
-    server = make_server(tmp_path)
-    try:
-        reporter = add_report(server)
-        path, key = server.store.index._path, server.store.index._key
-        builder = bundles(server)
-        before = current(builder)
-    finally:
-        server.close()
-    db = connect(path, key)
-    triggers = [
-        name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
-    ]
-    assert len(triggers) == 7
-    db.executescript("DROP TABLE pickup_state;" + "".join(f"DROP TRIGGER {t};" for t in triggers))
-    old_schema = SCHEMA[: SCHEMA.index("-- What a pickup")]
-    db.executescript(old_schema)
-    db.close()
-    reopened = make_server_from(tmp_path, server)
-    try:
-        assert reopened.store.index.pickup_state().bundle_key is None
-        builder = bundles(reopened)
-        assert current(builder) == before
-        add_report(reopened, reporter=reporter)
-        assert current(builder)[1] == 4
-    finally:
-        reopened.close()
-
-
-def make_server_from(tmp_path: Path, server: Server) -> Server:
-    return Server(
-        server.data_dir,
-        server.config,
-        open_store(server.data_dir),
-        server.analyst,
-        server.signing_key,
-    )
 
 
 def test_retention_removes_the_copies_of_what_it_deletes(server: Server) -> None:

@@ -152,7 +152,7 @@ def test_a_day_today_or_long_ago_is_accepted(site: Site) -> None:
             client, fresh_token(client), seen_on=day.isoformat(), keep_codename="no"
         )
         assert response.status_code == 303
-    assert [r.fields["seen_on"] for r in analyst_reports(site)] == [
+    assert sorted(r.fields["seen_on"] for r in analyst_reports(site)) == [
         "1999-12-31",
         datetime.now(UTC).date().isoformat(),
     ]

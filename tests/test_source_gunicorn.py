@@ -118,7 +118,7 @@ def stored_reports(data_dir: DataDir, analyst: AnalystKey) -> list[StoredReport]
     store = Store(data_dir.path / "store", key)
     db = connect(data_dir.path / "store" / "index.db", key)
     try:
-        rows = db.execute("SELECT id, source_id FROM reports ORDER BY rowid").fetchall()
+        rows = db.execute("SELECT id, source_id FROM reports ORDER BY day, id").fetchall()
         found = []
         for report_id, source_id in rows:
             report = store.index.report(source_id, report_id)

@@ -4,19 +4,26 @@ SQLCipher index (really encrypted, WAL, days not times, all-or-nothing transacti
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlcipher3
+from click.testing import CliRunner
+from forensics import SQLCipherReader, clock_after, file_times, is_whole_day
 from source_helpers import DAY, sqlite_error
 
+from blagh.cli import cli
+from blagh.datadir import DataDir
 from blagh.sqlcipher import DatabaseError, connect
+from crypto.keys import generate_analyst_key
 from source_interface.store import BlobRef, Store
-from source_interface.store.index import Index, today
+from source_interface.store.index import EXPIRY_GRAIN_SECONDS, Index, StoreVersionError, today
 
 KEY = bytes(range(32))
 
@@ -32,6 +39,10 @@ def blob(store: Store, data: bytes = b"ciphertext") -> BlobRef:
     pending = store.new_blob()
     pending.write(data)
     return pending.commit()
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
 
 
 def tmp_files(store: Store) -> list[Path]:
@@ -331,8 +342,215 @@ def test_expired_drafts_are_deleted_without_a_restart(tmp_path):
     blob = store.new_blob()
     blob.write(b"ciphertext")
     ref = blob.commit()
-    store.index.add_to_draft(b"t" * 32, [ref], lifetime=-1)
+    # Expiries are rounded up to the grain: a draft a grain and more past its time is expired.
+    store.index.add_to_draft(b"t" * 32, [ref], lifetime=-EXPIRY_GRAIN_SECONDS - 1)
     store.expire_drafts()
     assert ref.name not in store.blobs.names()
     assert store.index.blob_names() == set()
     store.close()
+
+
+# --- what the index's files tell (docs/threat-model.md) ---------------------------------------
+
+ORDERED_TABLES = {"pickup_state", "scrub_state", "scrub_filler"}
+"""Tables with a rowid: one row each, or none left after a scrub; nothing per submission."""
+
+
+def test_no_row_says_when_it_came(store: Store) -> None:
+    """Every table a submission writes to is keyed by a random id, without a rowid: rows lie in
+    id order, not in the order they came.  What needs an order has a number of its own, local
+    to what it orders (a report's items, a source's reports, a draft's files)."""
+    index = store.index
+    source = index.create_source(b"v" * 32, b"p" * 32)
+    added = [index.add_report(source.id, [("fields", blob(store))]).id for _ in range(12)]
+    with index.transaction() as db:
+        tables = {
+            name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        for table in tables - ORDERED_TABLES:
+            with pytest.raises(sqlcipher3.OperationalError, match="no such column: rowid"):
+                db.execute(f"SELECT rowid FROM {table}")  # noqa: S608 (fixed names)
+        stored = [rid for (rid, _) in db.execute("SELECT id, day FROM reports")]
+        seqs = [seq for (seq,) in db.execute("SELECT seq FROM reports ORDER BY seq")]
+    assert stored == sorted(added) != added
+    assert seqs == list(range(1, 13))
+    assert [r.id for r in index.reports_of(source.id)] == added, "a source sees its own order"
+
+
+def test_expiries_are_coarse(store: Store) -> None:
+    """Sessions and drafts keep their expiry to the grain, never to the second."""
+    index = store.index
+    source = index.create_source(b"v" * 32, b"p" * 32)
+    index.create_session(b"a" * 32, source.id, b"sealed", 600)
+    index.create_session(b"b" * 32, source.id, b"sealed", 601)
+    index.add_to_draft(b"d" * 32, [blob(store)], 3600)
+    index.add_to_draft(b"e" * 32, [blob(store)], 3601)
+    with index.transaction() as db:
+        expiries = [
+            e
+            for (e,) in db.execute(
+                "SELECT expires FROM sessions UNION ALL SELECT expires FROM drafts"
+            )
+        ]
+    assert len(expiries) == 4
+    assert [e % EXPIRY_GRAIN_SECONDS for e in expiries] == [0, 0, 0, 0]
+    assert all(e >= time.time() + 599 for e in expiries)
+    # Used, a session moves its expiry only to a later grain: most page views write nothing.
+    found = index.session(b"a" * 32, 600)
+    assert found is not None and found.expires % EXPIRY_GRAIN_SECONDS == 0
+
+
+def _everything(path: Path) -> bytes:
+    return SQLCipherReader(path, KEY).everything()
+
+
+def test_a_deleted_source_is_scrubbed_from_the_database_and_its_wal(
+    store: Store, tmp_path: Path
+) -> None:
+    """``secure_delete`` zeroes the rows in the database's pages, but the WAL keeps the pages
+    as they were: deleting a source scrubs it (the WAL overwritten, then emptied)."""
+    index = store.index
+    path = tmp_path / "store" / "index.db"
+    kept = index.create_source(b"K" * 32, b"k" * 32)
+    index.add_report(kept.id, [("fields", blob(store))])
+    gone = index.create_source(b"G" * 32, b"g" * 32)
+    report = index.add_report(gone.id, [("fields", blob(store)), ("file", blob(store))])
+    index.create_session(b"S" * 32, gone.id, b"sealed secret", 600)
+    assert b"G" * 32 in _everything(path)
+
+    store.delete_source(gone.id)
+
+    left = _everything(path)
+    assert b"K" * 32 in left, "the reader reads"
+    for value in (b"G" * 32, b"g" * 32, b"S" * 32, gone.id.encode(), report.id.encode()):
+        assert value not in left
+    assert not index.scrub_pending()
+    assert (tmp_path / "store" / "index.db-wal").stat().st_size < 5 * 4096
+
+
+def test_a_scrub_held_back_by_a_reader_is_finished_by_housekeeping(
+    store: Store, tmp_path: Path
+) -> None:
+    """Another worker reading (a snapshot that needs the WAL) holds the checkpoint back: the
+    deletion goes through, the scrub stays pending, and the janitor's round finishes it."""
+    index = store.index
+    path = tmp_path / "store" / "index.db"
+    gone = index.create_source(b"G" * 32, b"g" * 32)
+    index.add_report(gone.id, [("fields", blob(store))])
+    reader = connect(path, KEY)
+    try:
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM sources").fetchone() == (1,)
+        store.delete_source(gone.id)
+        assert index.source(gone.id) is None
+        assert index.scrub_pending()
+        assert b"G" * 32 in _everything(path)
+        store.housekeeping()
+        assert index.scrub_pending(), "still held back"
+    finally:
+        reader.execute("ROLLBACK")
+        reader.close()
+    store.housekeeping()
+    assert not index.scrub_pending()
+    assert b"G" * 32 not in _everything(path)
+
+
+def test_expired_sessions_are_scrubbed_by_housekeeping(store: Store, tmp_path: Path) -> None:
+    index = store.index
+    source = index.create_source(b"v" * 32, b"p" * 32)
+    index.create_session(b"S" * 32, source.id, b"sealed secret", 600)
+    with index.transaction() as db:
+        db.execute("UPDATE sessions SET expires = ?", (int(time.time()) - 1,))
+    store.housekeeping()
+    assert index.session(b"S" * 32, 600) is None
+    assert b"S" * 32 not in _everything(tmp_path / "store" / "index.db")
+
+
+def test_an_index_of_an_earlier_blagh_is_refused(tmp_path: Path) -> None:
+    """An index with rowid tables and no version (what Blagh made before): refused with a
+    message that says what to do; not converted, not opened half-way."""
+    path = tmp_path / "store" / "index.db"
+    path.parent.mkdir()
+    db = connect(path, KEY)
+    db.execute("CREATE TABLE sources (id TEXT PRIMARY KEY, verifier BLOB, day TEXT NOT NULL)")
+    db.close()
+    with pytest.raises(StoreVersionError, match=r"earlier version of Blagh.*blagh init"):
+        Store(tmp_path / "store", KEY)
+    db = connect(path, KEY)
+    try:
+        assert db.execute("PRAGMA user_version").fetchone() == (0,)
+        tables = [name for (name,) in db.execute("SELECT name FROM sqlite_master")]
+    finally:
+        db.close()
+    assert tables == ["sources", "sqlite_autoindex_sources_1"]
+
+
+def test_the_database_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    """SQLite makes a database 0644 less the umask, and its -wal and -shm alike: 0600 here, and
+    an older index left wider is narrowed when opened."""
+    umask = os.umask(0o022)
+    try:
+        store = Store(tmp_path / "store", KEY)
+        store.index.create_source(None, None)
+        names = ("index.db", "index.db-wal", "index.db-shm")
+        assert [mode(tmp_path / "store" / n) for n in names] == [0o600] * 3
+        store.close()
+        for name in names:
+            if (tmp_path / "store" / name).exists():
+                os.chmod(tmp_path / "store" / name, 0o644)
+        store = Store(tmp_path / "store", KEY)
+        store.index.create_source(None, None)
+        assert [mode(tmp_path / "store" / n) for n in names] == [0o600] * 3
+        store.close()
+    finally:
+        os.umask(umask)
+
+
+def test_blobs_are_born_before_they_are_stored(store: Store, tmp_path: Path) -> None:
+    """A blob is a file of the pool (made in a batch ahead of need, taken at random), given
+    the day's start as its access and modification times: none of its times is the moment it
+    was stored, but its change time (which the janitor's pass evens out)."""
+    pool = store.blobs.pool
+    assert pool is not None
+    assert pool.fill() == pool.size
+    assert pool.fill() == 0, "a batch only when a quarter is left"
+    made = clock_after(tmp_path / "clock", 0)
+    stored = clock_after(tmp_path / "clock", made)
+    refs = [blob(store, bytes([n]) * 100) for n in range(8)]
+    after = clock_after(tmp_path / "clock", 0)
+    assert pool.count() == pool.size - 8
+    inodes = []
+    for ref in refs:
+        times = file_times(store.blobs.path_of(ref.name))
+        assert times.btime_ns is None or times.btime_ns <= made < stored
+        assert is_whole_day(times.atime_ns) and is_whole_day(times.mtime_ns)
+        assert stored <= times.ctime_ns <= after
+        inodes.append(store.blobs.path_of(ref.name).stat().st_ino)
+    assert inodes != sorted(inodes), "taken at random, not in the order they were made"
+    with store.open_blob(refs[0].name) as f:
+        assert f.read() == bytes([0]) * 100
+    assert is_whole_day(file_times(store.blobs.path_of(refs[0].name)).atime_ns)
+
+
+def test_an_empty_pool_still_gives_blobs(store: Store) -> None:
+    pool = store.blobs.pool
+    assert pool is not None and pool.count() == 0
+    ref = blob(store, b"made on the spot")
+    assert store.read_blob(ref.name) == b"made on the spot"
+
+
+def test_serve_refuses_an_earlier_index_in_one_line(tmp_path: Path) -> None:
+    """``blagh serve`` on a data folder whose index an earlier Blagh made: one line, before
+    tor or gunicorn start."""
+    data = DataDir(tmp_path / "data")
+    data.create([generate_analyst_key().public()])
+    (data.path / "store").mkdir(mode=0o700)
+    db = connect(data.path / "store" / "index.db", bytes.fromhex(data.read_db_key()))
+    db.execute("CREATE TABLE reports (id TEXT PRIMARY KEY, day TEXT NOT NULL)")
+    db.close()
+    result = CliRunner().invoke(
+        cli, ["serve", "--data-dir", str(data.path), "--tor", "off"], prog_name="blagh"
+    )
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "earlier version of Blagh" in lines[0], result.stderr

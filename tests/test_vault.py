@@ -5,6 +5,7 @@ Everything is real: SQLCipher, and argon2id on key files sealed at the lowest ac
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from workstation_helpers import (
 from blagh.cli import cli
 from crypto.keys import VAULT_SALT_BYTES, AnalystKey, ServerSigningKey, vault_key
 from journalist_interface.errors import VaultError, WrongPassphrase
-from journalist_interface.vault import Vault, VaultPaths, create_vault
+from journalist_interface.vault import DB_FILE, Vault, VaultPaths, create_vault
 
 SERVER = ServerSigningKey.generate()
 
@@ -81,6 +82,22 @@ def test_a_new_vault_is_private_encrypted_and_pins_the_server_key(
         assert vault.key == analyst.key
         assert vault.inbox() == []
         assert mode(paths.blobs) == 0o700
+
+
+def test_the_vault_database_files_are_private_whatever_the_umask(
+    tmp_path: Path, analyst: Analyst
+) -> None:
+    """SQLite would make vault.db, and its -wal and -shm, 0644 less the umask: 0600 here."""
+    umask = os.umask(0o022)
+    try:
+        path = make_vault(tmp_path, analyst, SERVER)
+        paths = VaultPaths(path)
+        with open_vault(path) as vault:
+            vault.inbox()
+            files = [paths.db_file.with_name(DB_FILE + s) for s in ("", "-wal", "-shm")]
+            assert [mode(f) for f in files] == [0o600] * 3
+    finally:
+        os.umask(umask)
 
 
 def test_init_refuses_a_folder_that_is_not_empty(tmp_path: Path, analyst: Analyst) -> None:

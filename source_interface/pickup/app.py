@@ -40,6 +40,7 @@ from source_interface.pickup.bundles import (
     import_reply_bundle,
 )
 from source_interface.pickup.tokens import token_hash
+from source_interface.quietlog import QuietFlask
 from source_interface.store import Store
 
 UPLOAD_PREFIX = "upload-"
@@ -63,7 +64,7 @@ def create_pickup_app(config: Config) -> Flask:
     """Build the pickup API for ``config``; its data folder must exist (``blagh init``)."""
     data_dir = DataDir(Path(config.instance.data_dir))
     store = open_store(data_dir)
-    app = Flask(__name__)
+    app = QuietFlask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_REPLY_BUNDLE_BYTES
     app.extensions["blagh-pickup"] = Pickup(
         config=config,

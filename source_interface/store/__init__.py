@@ -8,7 +8,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
-from source_interface.store.blobs import BlobFolder, BlobRef, PendingBlob
+from source_interface.store.blobs import POOL_SIZE, BlobFolder, BlobRef, PendingBlob
 from source_interface.store.index import (
     AppliedReplies,
     Index,
@@ -42,11 +42,12 @@ PICKUP_CACHE_SUFFIX = ".bundle"
 
 
 class Store:
-    """Ciphertext in, ciphertext out; never plaintext, never a time finer than a day."""
+    """Ciphertext in, ciphertext out; never plaintext, never a time finer than a day
+    (docs/threat-model.md says what the file system keeps all the same)."""
 
     def __init__(self, root: Path, db_key: bytes) -> None:
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.blobs = BlobFolder(root / "blobs", defer_folder_sync=True)
+        self.blobs = BlobFolder(root / "blobs", defer_folder_sync=True, pool_size=POOL_SIZE)
         self.index = Index(root / "index.db", db_key, before_commit=self.blobs.sync_if_renamed)
         self.pickup_dir = root / "pickup"
         """Pickup bundles ready to serve, and reply bundles being uploaded (pickup API)."""
@@ -66,29 +67,41 @@ class Store:
             return f.read()
 
     def delete_source(self, source_id: str) -> None:
-        """Remove a source's rows, then their blobs (a crash between leaves only orphans)."""
+        """Remove a source's rows, then their blobs (a crash between leaves only orphans), then
+        scrub the index so that the rows cannot be read back from its files.  If other workers'
+        readers hold the scrub back, the janitor finishes it within a minute."""
         for name in self.index.delete_source(source_id):
             self.blobs.delete(name)
         self.clear_pickup_cache()
+        self.index.scrub()
 
-    def sweep(self, min_age: float = 0.0) -> int:
+    def scrub_if_pending(self) -> bool:
+        """Scrub the index if rows were deleted since the last scrub; whether none is left."""
+        return not self.index.scrub_pending() or self.index.scrub()
+
+    def sweep(self, min_age: float = 0.0, now: float | None = None) -> int:
         """Remove blobs left by a crash or an abandoned upload, and sources a crash left without
         their report.  Returns how many blobs were removed.
 
         It lists the whole blob folder, so it runs in the background (:mod:`janitor`), never
-        on the request path nor before serving: there ``min_age`` keeps every file written in
+        on the request path nor before serving: there ``min_age`` keeps every file changed in
         the last hour, which may belong to a request in flight (a blob is committed a moment
         before its row; the slowest live upload still writes to its temporary file every
         minute, or is dropped).  0 removes every unreferenced file: only when nothing runs.
+        ``now`` stands for the clock (tests).
         """
         self.index.delete_sources_without_reports()
         self.expire_drafts()
-        return self.blobs.sweep(self.index.blob_names(), min_age)
+        return self.blobs.sweep(self.index.blob_names(), min_age, now)
 
     def housekeeping(self) -> None:
-        """Forget expired drafts and sessions: cheap indexed deletes, once a minute."""
+        """Forget expired drafts and sessions (cheap indexed deletes), scrub the index if rows
+        were deleted, and refill the blob pool if it runs low: once a minute."""
         self.expire_drafts()
         self.index.expire_sessions()
+        self.scrub_if_pending()
+        if self.blobs.pool is not None:
+            self.blobs.pool.fill()
 
     def expire_drafts(self) -> None:
         """Delete the files of drafts nobody came back to (rows first, then blobs)."""
@@ -127,6 +140,7 @@ class Store:
             self.blobs.delete(name)
         if applied.deleted_reports:
             self.clear_pickup_cache()
+            self.scrub_if_pending()
         return applied
 
     def delete_reports(self, report_ids: list[str]) -> int:
@@ -135,6 +149,7 @@ class Store:
             self.blobs.delete(name)
         if deleted:
             self.clear_pickup_cache()
+            self.scrub_if_pending()
         return deleted
 
     def purge(self, delivered_days: int, today: date | None = None) -> Purged:
@@ -147,4 +162,5 @@ class Store:
             self.blobs.delete(name)
         if purged.items:
             self.clear_pickup_cache()
+            self.scrub_if_pending()
         return purged

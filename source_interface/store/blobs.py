@@ -6,6 +6,16 @@ lost and a crash leaves at most an unreferenced file, which :meth:`BlobFolder.sw
 A write or commit that fails (the disk full, above all) deletes its temporary file at once: the
 sweep runs only at start-up, and a server that kept such files would stay full until a restart.
 Blobs hold envelopes only: nothing here ever sees plaintext.
+
+A blob's file says no more than its row of when it came (docs/threat-model.md):
+
+* its access and modification times are set to the start of the day (UTC) before it is made
+  durable, and it is read with ``O_NOATIME``;
+* its inode's birth time cannot be set, so, on the server, a blob is not a file created when it
+  arrives: it is taken from a :class:`FilePool` of empty files made ahead, in batches, by the
+  janitor, and taken at random, so neither its birth time nor its inode number follows arrival;
+* its change time (ctime) cannot be set either: the janitor's pass (:meth:`BlobFolder.restamp`)
+  touches every blob in turn, so after it every blob has about the same one.
 """
 
 import contextlib
@@ -22,6 +32,77 @@ from blagh.offload import Offload, native_lock
 _NAME_BYTES = 16
 IO_THREADS = 4
 IO_QUEUE = 4096
+DAY_SECONDS = 86_400
+POOL_SIZE = 1024
+"""Empty files the server's pool holds after a refill: a day of reports on a quiet server."""
+
+
+def day_start_ns(ns: int | None = None) -> int:
+    """The start of the UTC day of ``ns`` (now by default), in ns: the time files are given."""
+    day = DAY_SECONDS * 10**9
+    return ((time.time_ns() if ns is None else ns) // day) * day
+
+
+def stamp_day(target: int | Path) -> None:
+    """Set a file's access and modification times (a descriptor or a path) to today's start.
+
+    Its change time becomes now: :meth:`BlobFolder.restamp` evens those out later."""
+    day = day_start_ns()
+    os.utime(target, ns=(day, day))
+
+
+class FilePool:
+    """Empty files made ahead of need, in one folder, handed out at random.
+
+    A file takes the birth time of the batch it was made in, not of the submission that fills
+    it.  :meth:`fill` makes a batch only when fewer than a quarter are left: a batch's birth
+    time then says only that hundreds of files were taken since the last one.  An empty pool
+    is not an error: :meth:`claim` makes a file of its own then (with its own birth time).
+    """
+
+    def __init__(self, root: Path, size: int = POOL_SIZE) -> None:
+        self.root = root
+        self.size = size
+        self._lock = native_lock()
+        self._names: list[str] = []
+        root.mkdir(mode=0o700, exist_ok=True)
+
+    def claim(self, dest: Path) -> int:
+        """Move a pooled file to ``dest`` (a new name) and open it for writing; a new file
+        if the pool is empty.  Safe across processes: a rename either takes a file or fails."""
+        listed = False
+        while True:
+            with self._lock:
+                if not self._names and not listed:
+                    self._names = _file_names(self.root)
+                    secrets.SystemRandom().shuffle(self._names)
+                    listed = True
+                name = self._names.pop() if self._names else None
+            if name is None:
+                return os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                os.rename(self.root / name, dest)
+            except FileNotFoundError:
+                continue  # another worker took it
+            return os.open(dest, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+    def count(self) -> int:
+        return len(_file_names(self.root))
+
+    def fill(self) -> int:
+        """Make a batch of files if fewer than a quarter of :attr:`size` are left; how many."""
+        missing = self.size - self.count()
+        if missing <= self.size - self.size // 4:
+            return 0
+        for _ in range(missing):
+            path = self.root / secrets.token_hex(_NAME_BYTES)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                stamp_day(fd)
+            finally:
+                os.close(fd)
+        _sync_dir(self.root)
+        return missing
 
 
 @dataclass(frozen=True)
@@ -40,7 +121,7 @@ class PendingBlob:
         self._folder = folder
         self.name = secrets.token_hex(_NAME_BYTES)
         self._temp = folder.temp_dir / self.name
-        fd = os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = folder.claim(self._temp)
         self._file: BinaryIO = os.fdopen(fd, "wb")
         self._hash = hashlib.sha256()
         self._size = 0
@@ -71,6 +152,7 @@ class PendingBlob:
     def _make_durable(self) -> None:
         try:
             self._file.flush()
+            stamp_day(self._file.fileno())
             os.fsync(self._file.fileno())
             self._file.close()
             os.rename(self._temp, self._folder.path_of(self.name))
@@ -93,11 +175,13 @@ class PendingBlob:
 class BlobFolder:
     """The folder of envelope files, with a ``tmp/`` beside them for blobs being written."""
 
-    def __init__(self, root: Path, *, defer_folder_sync: bool = False) -> None:
+    def __init__(self, root: Path, *, defer_folder_sync: bool = False, pool_size: int = 0) -> None:
         """``defer_folder_sync``: a committed blob's rename is made durable by the next
         :meth:`sync_if_renamed` (the server store's index calls it before every COMMIT, so one
         folder fsync covers every blob a batch of rows refers to) instead of a folder fsync of
-        its own."""
+        its own.  ``pool_size``: new blobs are taken from a :class:`FilePool` of that many files
+        in ``pool/`` (the server's store); 0, each is a new file (the workstation, which
+        receives in bundles, not one submission at a time)."""
         self.root = root
         self._defer_sync = defer_folder_sync
         self._sync_lock = native_lock()
@@ -109,6 +193,13 @@ class BlobFolder:
         # Each level with its own mode: mkdir(parents=True) would make ``root`` 0777 & ~umask.
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.temp_dir.mkdir(mode=0o700, exist_ok=True)
+        self.pool = FilePool(root / "pool", pool_size) if pool_size else None
+
+    def claim(self, dest: Path) -> int:
+        """A new file at ``dest``, open for writing: from the pool if there is one."""
+        if self.pool is not None:
+            return self.pool.claim(dest)
+        return os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
 
     def new(self) -> PendingBlob:
         """A blob to stream into.  Its file is created on the I/O threads: creating a file
@@ -132,7 +223,39 @@ class BlobFolder:
         return self.root / name
 
     def open(self, name: str) -> BinaryIO:
-        return self.path_of(name).open("rb")
+        """Open a blob for reading without recording when (``O_NOATIME``, which only the
+        file's owner may ask for: anyone else reads it plainly)."""
+        path = self.path_of(name)
+        flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+        try:
+            fd = os.open(path, flags | os.O_NOATIME)
+        except PermissionError:
+            fd = os.open(path, flags)
+        return os.fdopen(fd, "rb")
+
+    def stamp(self, name: str) -> None:
+        """Give a blob that was not written through :class:`PendingBlob` (a finished upload
+        linked in) today's start as its times."""
+        stamp_day(self.path_of(name))
+
+    def restamp(self) -> int:
+        """Touch every blob, in the folder's order: each one's change time becomes this pass's,
+        so that it no longer tells when the blob was stored; access and modification times are
+        set back to the start of their day.  Returns how many."""
+        touched = 0
+        with os.scandir(self.root) as entries:
+            for entry in entries:
+                with contextlib.suppress(FileNotFoundError):
+                    if not entry.is_file(follow_symlinks=False):
+                        continue
+                    st = entry.stat(follow_symlinks=False)
+                    os.utime(
+                        entry.path,
+                        ns=(day_start_ns(st.st_atime_ns), day_start_ns(st.st_mtime_ns)),
+                        follow_symlinks=False,
+                    )
+                    touched += 1
+        return touched
 
     def delete(self, name: str) -> None:
         self.path_of(name).unlink(missing_ok=True)
@@ -157,22 +280,20 @@ class BlobFolder:
             self._synced = max(self._synced, target)
 
     def sync_dir(self) -> None:
-        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _sync_dir(self.root)
 
     def names(self) -> set[str]:
         return {p.name for p in self.root.iterdir() if p.is_file()}
 
-    def sweep(self, referenced: set[str], min_age: float = 0.0) -> int:
+    def sweep(self, referenced: set[str], min_age: float = 0.0, now: float | None = None) -> int:
         """Remove temporary files and blobs no index row refers to; return how many.
 
-        Only files last written ``min_age`` seconds ago or more: with 0 (nothing in flight)
-        every one of them.
+        Only files whose inode last changed ``min_age`` seconds ago or more (``now`` being
+        the time, by default the clock's): with 0 (nothing in flight) every one of them.  The
+        change time, not the modification time, which is the day's start for every blob:
+        writing, renaming, stamping and :meth:`restamp` all move it to the present.
         """
-        cutoff = time.time() - min_age
+        cutoff = (time.time() if now is None else now) - min_age
         removed = self._remove_temporary(cutoff)
         for name in self.names() - referenced:
             if _older(self.root / name, cutoff):
@@ -195,6 +316,19 @@ class BlobFolder:
 
 def _older(path: Path, cutoff: float) -> bool:
     try:
-        return path.stat().st_mtime <= cutoff
+        return path.stat().st_ctime <= cutoff
     except FileNotFoundError:
         return False
+
+
+def _file_names(folder: Path) -> list[str]:
+    with os.scandir(folder) as entries:
+        return [entry.name for entry in entries if entry.is_file(follow_symlinks=False)]
+
+
+def _sync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,8 +1,18 @@
 """The server's index of sources, reports, items and sessions, in SQLCipher.
 
 Rows hold ids, sizes, hashes, days and ciphertext: nothing a seized disk could read a report
-from, and no time finer than a day except session expiry (which a session needs, and which is
-deleted with the session).
+from, and nothing that orders them in time finer than a day (docs/threat-model.md):
+
+* every id is random, and every table a submission writes to is ``WITHOUT ROWID``, keyed by a
+  random id: no rowid counts arrivals, and a row's place in its b-tree follows its id, not when
+  it came.  What needs an order keeps one of its own, local to what it orders: ``seq`` numbers
+  the items of one report (a conversation) and the reports of one source, the drafts of one
+  form;
+* the only times finer than a day are the expiries of live sessions and drafts, and they are
+  coarse (:data:`EXPIRY_GRAIN_SECONDS`); the janitor deletes each row within a minute of it;
+* whatever deletes rows counts it (``scrub_state``); :meth:`Index.scrub` then overwrites the
+  write-ahead log's stale frames and empties it, so the deleted rows are in neither the
+  database (``secure_delete`` zeroes freed cells and pages), its WAL, nor its free pages.
 """
 
 import functools
@@ -16,8 +26,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
+import sqlcipher3
+
+from blagh.errors import SetupError
 from blagh.offload import Offload, native_lock, native_thread_id
 from blagh.sqlcipher import connect
+from source_interface.errors import SourceInterfaceError
 from source_interface.store.blobs import BlobRef
 from source_interface.store.writes import GroupCommit
 
@@ -27,9 +41,24 @@ _R = TypeVar("_R")
 WRITE_QUEUE = 4096
 """Writes that may wait for the writer thread at once; past that a request gets "busy"."""
 
-SESSION_REFRESH_SECONDS = 60
-"""A session's idle timer is pushed back at most this often (or a tenth of its lifetime, if
-shorter): most page views then only read."""
+EXPIRY_GRAIN_SECONDS = 300
+"""Expiries of sessions and drafts are rounded up to a multiple of this: a row says only in
+which five minutes its owner was last active, and a session's idle timer is written back at
+most once per grain (most page views only read).  A session then ends between its idle time
+and five minutes more."""
+
+SCHEMA_VERSION = 2
+"""``PRAGMA user_version`` of the index :data:`SCHEMA` makes.  0 with tables in it: an index
+made by an earlier Blagh (rowid tables, expiries to the second), which is refused, not
+migrated: there were no installations to carry over, and a copy would leave the old rows in the
+old file's free space."""
+
+SCRUB_WAIT_MS = 200
+"""How long a scrub's checkpoint waits for other workers' readers before giving up for now
+(the janitor tries again a minute later)."""
+
+WAL_HEADER_BYTES = 32
+WAL_FRAME_HEADER_BYTES = 24
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sources (
@@ -37,12 +66,13 @@ CREATE TABLE IF NOT EXISTS sources (
     verifier BLOB UNIQUE,
     public_key BLOB,
     day TEXT NOT NULL
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS reports (
     id TEXT PRIMARY KEY,
     source_id TEXT NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
-    day TEXT NOT NULL
-);
+    day TEXT NOT NULL,
+    seq INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS items (
     id TEXT PRIMARY KEY,
     report_id TEXT NOT NULL REFERENCES reports(id) ON DELETE CASCADE,
@@ -53,36 +83,37 @@ CREATE TABLE IF NOT EXISTS items (
     day TEXT NOT NULL,
     seq INTEGER NOT NULL,
     delivered_day TEXT
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS items_by_report ON items(report_id, seq);
 CREATE INDEX IF NOT EXISTS items_by_delivery ON items(delivered_day);
 CREATE TABLE IF NOT EXISTS drafts (
+    blob TEXT PRIMARY KEY,
     token_hash BLOB NOT NULL,
-    blob TEXT NOT NULL UNIQUE,
     size INTEGER NOT NULL,
     sha256 TEXT NOT NULL,
-    expires INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS drafts_by_token ON drafts(token_hash);
+    expires INTEGER NOT NULL,
+    seq INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS drafts_by_token ON drafts(token_hash, seq);
 CREATE INDEX IF NOT EXISTS drafts_by_expiry ON drafts(expires);
-CREATE INDEX IF NOT EXISTS reports_by_source ON reports(source_id);
+CREATE INDEX IF NOT EXISTS reports_by_source ON reports(source_id, seq);
 CREATE TABLE IF NOT EXISTS sessions (
     token_hash BLOB PRIMARY KEY,
     source_id TEXT NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
     sealed_secret BLOB NOT NULL,
     expires INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions(expires);
 CREATE INDEX IF NOT EXISTS sessions_by_source ON sessions(source_id);
 CREATE TABLE IF NOT EXISTS applied_bundles (
     id TEXT PRIMARY KEY,
     day TEXT NOT NULL
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pickup_tokens (
     name TEXT PRIMARY KEY,
     token_hash BLOB NOT NULL UNIQUE,
     day TEXT NOT NULL
-);
+) WITHOUT ROWID;
 -- What a pickup request needs to know without listing every item (docs/pickup.md).  One row.
 -- ``generation`` goes up with every change to the set a pickup bundle holds (undelivered
 -- items of the deliverable kinds, their reports and sources); ``deletions`` with every item
@@ -133,6 +164,40 @@ CREATE TRIGGER IF NOT EXISTS pickup_source_deleted AFTER DELETE ON sources
 BEGIN
     UPDATE pickup_state SET generation = generation + 1, deletions = deletions + 1 WHERE id = 1;
 END;
+-- Rows deleted (``deleted``) and how many of those a scrub has made unrecoverable
+-- (``scrubbed``): while they differ, the WAL may still hold a deleted row (Index.scrub).
+CREATE TABLE IF NOT EXISTS scrub_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    deleted INTEGER NOT NULL,
+    scrubbed INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO scrub_state (id, deleted, scrubbed) VALUES (1, 0, 0);
+-- Zeros a scrub writes through the WAL over its stale frames, deleted in the same transaction.
+CREATE TABLE IF NOT EXISTS scrub_filler (id INTEGER PRIMARY KEY, zeros BLOB NOT NULL);
+CREATE TRIGGER IF NOT EXISTS scrub_after_sources AFTER DELETE ON sources
+BEGIN
+    UPDATE scrub_state SET deleted = deleted + 1 WHERE id = 1;
+END;
+CREATE TRIGGER IF NOT EXISTS scrub_after_reports AFTER DELETE ON reports
+BEGIN
+    UPDATE scrub_state SET deleted = deleted + 1 WHERE id = 1;
+END;
+CREATE TRIGGER IF NOT EXISTS scrub_after_items AFTER DELETE ON items
+BEGIN
+    UPDATE scrub_state SET deleted = deleted + 1 WHERE id = 1;
+END;
+CREATE TRIGGER IF NOT EXISTS scrub_after_drafts AFTER DELETE ON drafts
+BEGIN
+    UPDATE scrub_state SET deleted = deleted + 1 WHERE id = 1;
+END;
+CREATE TRIGGER IF NOT EXISTS scrub_after_sessions AFTER DELETE ON sessions
+BEGIN
+    UPDATE scrub_state SET deleted = deleted + 1 WHERE id = 1;
+END;
+CREATE TRIGGER IF NOT EXISTS scrub_after_pickup_tokens AFTER DELETE ON pickup_tokens
+BEGIN
+    UPDATE scrub_state SET deleted = deleted + 1 WHERE id = 1;
+END;
 """
 
 
@@ -142,11 +207,41 @@ def today() -> str:
 
 
 def new_id() -> str:
+    """A random id: it says nothing of when, or after what, its row came."""
     return secrets.token_hex(16)
+
+
+def coarse_expiry(now: float, lifetime: int) -> int:
+    """``now + lifetime`` rounded up to :data:`EXPIRY_GRAIN_SECONDS`."""
+    grain = EXPIRY_GRAIN_SECONDS
+    return -(-(int(now) + lifetime) // grain) * grain
+
+
+class StoreVersionError(SourceInterfaceError, SetupError):
+    """The index was made by another version of Blagh and cannot be opened by this one."""
 
 
 DELIVERABLE_KINDS = ("fields", "file", "message")
 """The kinds of item that travel to the workstation; replies travel the other way."""
+
+
+def _statements(script: str) -> list[str]:
+    """The statements of :data:`SCHEMA`, one by one (``executescript`` would commit first).
+
+    Split on ``;`` at the end of a line: trigger bodies end their inner statements with
+    ``;`` too, so a trigger is gathered up to its ``END;``."""
+    statements: list[str] = []
+    current: list[str] = []
+    for line in script.splitlines():
+        if line.startswith("--") or not line.strip():
+            continue
+        current.append(line)
+        text = "\n".join(current)
+        inside_trigger = text.lstrip().upper().startswith("CREATE TRIGGER")
+        if line.rstrip().endswith(";") and (not inside_trigger or line.strip() == "END;"):
+            statements.append(text)
+            current = []
+    return statements
 
 
 @dataclass(frozen=True)
@@ -279,7 +374,39 @@ class Index:
         self._by_thread: dict[int, sqlite3.Connection] = {}
         self._lock = native_lock()
         self._start_writer()
-        self._db.executescript(SCHEMA)
+        self._make_schema()
+
+    def _make_schema(self) -> None:
+        """Create the tables in a new index, or check that an existing one is of this version.
+
+        Checked inside the write transaction: workers starting together create it once."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            (version,) = db.execute("PRAGMA user_version").fetchone()
+            if version == 0:
+                (tables,) = db.execute(
+                    "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
+                ).fetchone()
+                if tables:
+                    raise StoreVersionError(
+                        f"{self._path} was made by an earlier version of Blagh, which kept rows "
+                        "in arrival order and times to the second; this version cannot open it "
+                        "and does not convert it.  Deliver what is pending (blagh export-bundle "
+                        "with the earlier version), then make a new data folder with blagh init."
+                    )
+                for statement in _statements(SCHEMA):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif version != SCHEMA_VERSION:
+                raise StoreVersionError(
+                    f"{self._path} was made by another version of Blagh (index version "
+                    f"{version}, this one reads {SCHEMA_VERSION}); run the version that made it"
+                )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     def _start_writer(self) -> None:
         self.writer = Offload("database writer", threads=1, queue=WRITE_QUEUE)
@@ -371,9 +498,12 @@ class Index:
                     "INSERT INTO sources (id, verifier, public_key, day) VALUES (?, ?, ?, ?)",
                     (source_id, new_source.verifier, new_source.public_key, today()),
                 )
+            (seq,) = db.execute(
+                "SELECT coalesce(max(seq), 0) + 1 FROM reports WHERE source_id = ?", (source_id,)
+            ).fetchone()
             db.execute(
-                "INSERT INTO reports (id, source_id, day) VALUES (?, ?, ?)",
-                (report_id, source_id, today()),
+                "INSERT INTO reports (id, source_id, day, seq) VALUES (?, ?, ?, ?)",
+                (report_id, source_id, today(), seq),
             )
             self._insert_items(db, report_id, items)
             if draft is not None:
@@ -420,7 +550,7 @@ class Index:
         """A source's reports with their items: two indexed queries, whatever the store holds."""
         db = self._db
         reports = db.execute(
-            "SELECT id, source_id, day FROM reports WHERE source_id = ? ORDER BY day, rowid",
+            "SELECT id, source_id, day FROM reports WHERE source_id = ? ORDER BY seq",
             (source_id,),
         ).fetchall()
         items: dict[str, list[Item]] = {}
@@ -483,15 +613,17 @@ class Index:
         One draft holds at most ``max_files`` blobs and ``max_bytes`` bytes (one report's worth):
         blobs that would take it past either are not added.  All drafts together hold at most
         ``max_total_bytes``: past it, whole drafts are dropped, the least recently added to
-        first (this one last).  Returns whether ``blobs`` were kept, with the names of the blobs
+        first as far as their coarse expiries tell (others in the same grain in no set order;
+        this one last).  Returns whether ``blobs`` were kept, with the names of the blobs
         no row refers to any more (dropped drafts, or ``blobs`` themselves) for the caller to
         delete.  The bounds are checked in the same transaction as the insert, so two workers
         cannot both squeeze past them.
         """
-        expires = int(time.time()) + lifetime
+        expires = coarse_expiry(time.time(), lifetime)
         with self.transaction() as db:
-            count, size = db.execute(
-                "SELECT count(*), coalesce(sum(size), 0) FROM drafts WHERE token_hash = ?",
+            count, size, seq = db.execute(
+                "SELECT count(*), coalesce(sum(size), 0), coalesce(max(seq), 0) FROM drafts"
+                " WHERE token_hash = ?",
                 (token_hash,),
             ).fetchone()
             new_size = sum(b.size for b in blobs)
@@ -501,9 +633,12 @@ class Index:
                 return False, [b.name for b in blobs]
             db.execute("UPDATE drafts SET expires = ? WHERE token_hash = ?", (expires, token_hash))
             db.executemany(
-                "INSERT INTO drafts (token_hash, blob, size, sha256, expires)"
-                " VALUES (?, ?, ?, ?, ?)",
-                [(token_hash, b.name, b.size, b.sha256, expires) for b in blobs],
+                "INSERT INTO drafts (token_hash, blob, size, sha256, expires, seq)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (token_hash, b.name, b.size, b.sha256, expires, seq + offset)
+                    for offset, b in enumerate(blobs, start=1)
+                ],
             )
             if max_total_bytes is None:
                 return True, []
@@ -512,7 +647,7 @@ class Index:
     def draft(self, token_hash: bytes) -> list[BlobRef]:
         rows = self._db.execute(
             "SELECT blob, size, sha256 FROM drafts WHERE token_hash = ? AND expires >= ?"
-            " ORDER BY rowid",
+            " ORDER BY seq",
             (token_hash, int(time.time())),
         )
         return [BlobRef(*row) for row in rows]
@@ -557,14 +692,14 @@ class Index:
             db.execute(
                 "INSERT INTO sessions (token_hash, source_id, sealed_secret, expires)"
                 " VALUES (?, ?, ?, ?)",
-                (token_hash, source_id, sealed_secret, int(time.time()) + lifetime),
+                (token_hash, source_id, sealed_secret, coarse_expiry(time.time(), lifetime)),
             )
 
     def session(self, token_hash: bytes, lifetime: int) -> Session | None:
         """The live session for this token, its idle timer restarted; None if absent or idle.
 
-        The timer is written back only when it is more than :data:`SESSION_REFRESH_SECONDS`
-        old, so most page views are a read; expired rows are removed by
+        The expiry is coarse (:data:`EXPIRY_GRAIN_SECONDS`) and written back only when it moves
+        to the next grain, so most page views are a read; expired rows are removed by
         :meth:`expire_sessions` in the background, not here.
         """
         now = int(time.time())
@@ -576,8 +711,9 @@ class Index:
         if row is None:
             return None
         expires = int(row[2])
-        if expires < now + lifetime - min(SESSION_REFRESH_SECONDS, lifetime // 10):
-            expires = now + lifetime
+        later = coarse_expiry(now, lifetime)
+        if expires < later:
+            expires = later
             if not self._touch_session(token_hash, now, expires):
                 return None
         return Session(row[0], row[1], expires)
@@ -603,6 +739,91 @@ class Index:
         with self.transaction() as db:
             db.execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
 
+    # --- scrubbing: deleted rows out of the WAL and the free pages ---------------------------
+
+    def scrub_pending(self) -> bool:
+        """Whether rows were deleted since the last complete :meth:`scrub`."""
+        deleted, scrubbed = self._db.execute(
+            "SELECT deleted, scrubbed FROM scrub_state WHERE id = 1"
+        ).fetchone()
+        return bool(deleted != scrubbed)
+
+    def scrub(self) -> bool:
+        """Make the rows deleted so far unrecoverable from the index's files; True if done.
+
+        ``secure_delete`` zeroes a deleted row in its page and every page freed, but SQLite
+        writes changed pages to the write-ahead log first, and the log keeps the earlier
+        versions of a page until its frames are written over: a deleted row can be read back
+        from there with the database key (which is on the same disk).  So, on the writer's
+        connection, outside any transaction:
+
+        1. a ``RESTART`` checkpoint copies every frame into the database and makes the next
+           write start the log again from its first frame;
+        2. zeros are written through the log (a row of them, deleted in the same transaction)
+           until as many frames as the log file held have been written over, so that the file
+           system's blocks of the log hold no stale frame either;
+        3. a ``TRUNCATE`` checkpoint copies those in and empties the log file.
+
+        Other workers' readers or writers can hold a step back: it waits :data:`SCRUB_WAIT_MS`
+        at most, then gives up, as it does when the disk is too full for the zeros, and the
+        janitor tries again a minute later (:meth:`scrub_pending` stays true until a scrub
+        completes).  A scrub never fails the deletion that asked for it.  Costs a few fsyncs
+        and about the log's size in writes: run after a deletion, never per request.
+        """
+        return bool(self.writer.run(self._scrub))
+
+    def _scrub(self) -> bool:
+        db = self._db
+        if db.in_transaction:
+            return False  # inside a caller's transaction (the bench's filler): after it, then
+        (deleted,) = db.execute("SELECT deleted FROM scrub_state WHERE id = 1").fetchone()
+        (patience,) = db.execute("PRAGMA busy_timeout").fetchone()
+        db.execute(f"PRAGMA busy_timeout = {SCRUB_WAIT_MS}")
+        try:
+            return self._scrub_steps(db, deleted)
+        except sqlcipher3.Error:  # busy, locked, or no room for the zeros: the janitor retries
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            return False
+        finally:
+            db.execute(f"PRAGMA busy_timeout = {int(patience)}")
+
+    def _scrub_steps(self, db: sqlite3.Connection, deleted: int) -> bool:
+        if _checkpoint(db, "RESTART"):
+            self._overwrite_log(db)
+            if _checkpoint(db, "TRUNCATE"):
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(
+                    "UPDATE scrub_state SET scrubbed = ? WHERE id = 1 AND scrubbed < ?",
+                    (deleted, deleted),
+                )
+                db.execute("COMMIT")
+                _checkpoint(db, "TRUNCATE")  # the line just written: an empty log again
+                return True
+        return False
+
+    def _overwrite_log(self, db: sqlite3.Connection) -> None:
+        """Write at least as many frames as the log file holds, all zeros, from its start
+        (where the next write goes after a ``RESTART`` checkpoint)."""
+        log = self._path.with_name(self._path.name + "-wal")
+        try:
+            size = log.stat().st_size
+        except FileNotFoundError:
+            return
+        page = int(db.execute("PRAGMA page_size").fetchone()[0])
+        frames = -(-max(0, size - WAL_HEADER_BYTES) // (page + WAL_FRAME_HEADER_BYTES))
+        if not frames:
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            # A page holds less than ``page`` bytes of a row: this spans ``frames`` pages or more.
+            db.execute("INSERT INTO scrub_filler (zeros) VALUES (zeroblob(?))", (frames * page,))
+            db.execute("DELETE FROM scrub_filler")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
     # --- pickup: what the workstation has not acknowledged, and what it sends back ----------
 
     def undelivered(self) -> list[PendingItem]:
@@ -613,7 +834,7 @@ class Index:
             " FROM items AS i JOIN reports AS r ON r.id = i.report_id"
             " JOIN sources AS s ON s.id = r.source_id"
             " WHERE i.delivered_day IS NULL AND i.kind IN ('fields', 'file', 'message')"
-            " ORDER BY r.rowid, i.seq"
+            " ORDER BY r.day, r.id, i.seq"
         ).fetchall()
         return [PendingItem(*row) for row in rows]
 
@@ -803,14 +1024,16 @@ class Index:
     def _evict_drafts(
         db: sqlite3.Connection, keep: bytes, max_total_bytes: int
     ) -> tuple[bool, list[str]]:
-        """Drop whole drafts, least recently added to first, until all fit in
-        ``max_total_bytes``; ``(keep survived, blob names dropped)``."""
+        """Drop whole drafts, the soonest to expire first (the least recently added to, to
+        the grain of their expiry), until all fit in ``max_total_bytes``; ``(keep survived, blob
+        names dropped)``."""
         (total,) = db.execute("SELECT coalesce(sum(size), 0) FROM drafts").fetchone()
         dropped: list[str] = []
         kept = True
         while total > max_total_bytes:
             row = db.execute(
-                "SELECT token_hash FROM drafts ORDER BY token_hash = ?, expires, rowid LIMIT 1",
+                "SELECT token_hash FROM drafts ORDER BY token_hash = ?, expires, token_hash"
+                " LIMIT 1",
                 (keep,),
             ).fetchone()
             if row is None:
@@ -840,11 +1063,11 @@ class Index:
         rows = self._db.execute(
             "SELECT g.generation, g.deletions, p.* FROM pickup_state AS g LEFT JOIN ("
             " SELECT i.id, i.report_id, r.source_id, i.kind, i.blob, i.size, i.sha256, i.day,"
-            " i.seq, r.day AS report_day, s.public_key, r.rowid AS report_row"
+            " i.seq, r.day AS report_day, s.public_key"
             " FROM items AS i JOIN reports AS r ON r.id = i.report_id"
             " JOIN sources AS s ON s.id = r.source_id"
             " WHERE i.delivered_day IS NULL AND i.kind IN ('fields', 'file', 'message')"
-            ") AS p WHERE g.id = 1 ORDER BY p.report_row, p.seq"
+            ") AS p WHERE g.id = 1 ORDER BY p.report_day, p.report_id, p.seq"
         ).fetchall()
         generation, deletions = rows[0][0], rows[0][1]
         if rows[0][2] is None:
@@ -862,6 +1085,12 @@ class Index:
                 (generation, context, key, items, generation),
             )
         return cursor.rowcount > 0
+
+
+def _checkpoint(db: sqlite3.Connection, mode: str) -> bool:
+    """A WAL checkpoint of ``mode``; False if other connections kept it from completing."""
+    busy, _, _ = db.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+    return not busy
 
 
 @dataclass(frozen=True)

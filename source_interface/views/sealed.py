@@ -185,11 +185,15 @@ class _Files:
         return self.kept + self.linked
 
     def done(self) -> None:
-        """The items are recorded: the uploads are blobs now, forget them as uploads."""
+        """The items are recorded: the uploads are blobs now, forget them as uploads, and give
+        the blobs the day's start as their times (an upload's last piece set them)."""
         folder = upload_folder()
         for upload_id in self.upload_ids:
             with contextlib.suppress(UploadError, OSError):
                 folder.delete(upload_id)
+        for ref in self.linked:
+            with contextlib.suppress(OSError):
+                self.svc.store.blobs.stamp(ref.name)
 
     def undo(self) -> None:
         for ref in self.linked:
