@@ -11,7 +11,7 @@ from crypto import codename
 from crypto.codename import login_verifier
 from source_interface.categories import CATEGORIES
 from source_interface.diskspace import NoSpace, is_no_space
-from source_interface.forms import ReportForm
+from source_interface.forms import ReportForm, month_names
 from source_interface.sealing import files_refused
 from source_interface.services import services
 from source_interface.sessions import form_token_valid
@@ -38,6 +38,7 @@ def _form_page(report: ReportForm, draft: str, kept: list[str], status: int = 20
         draft=draft,
         kept_files=kept,
         limits=services().config.source_interface,
+        month_names=month_names(),
     )
     return make_response(page, status)
 

@@ -356,12 +356,17 @@ function enhanceReport(context) {
   });
 }
 
-function readReport(form) {
-  const value = (name) => (form.elements[name] ? form.elements[name].value.trim() : "");
-  const phone = Array.from(value("phone"), (c) => {
+/** Arabic-Indic and Persian digits as ASCII ones, as the server reads them. */
+function localDigits(text) {
+  return Array.from(text, (c) => {
     const at = LOCAL_DIGITS.indexOf(c);
     return at < 0 ? c : String(at % 10);
   }).join("");
+}
+
+function readReport(form) {
+  const value = (name) => (form.elements[name] ? form.elements[name].value.trim() : "");
+  const phone = localDigits(value("phone"));
   const identity = { name: value("name"), phone, email: value("email") };
   const files = Array.from(form.elements.files.files);
   const kept = Array.from(form.querySelectorAll('input[name="kept_file"]'), (input) => input.value);
@@ -374,7 +379,7 @@ function readReport(form) {
       .map((line) => line.trim())
       .filter((line) => line.length > 0),
     platform: value("platform"),
-    seenOn: value("seen_on"),
+    seenOn: { day: localDigits(value("seen_day")), month: value("seen_month"), year: localDigits(value("seen_year")) },
     identity,
     files,
     kept,
@@ -392,9 +397,12 @@ function checkReport(report, text) {
     errors.set("links", text.links);
   }
   if (codePoints(report.platform) > 200) errors.set("platform", text.platform);
-  if (report.seenOn) {
-    const day = parseDay(report.seenOn);
-    if (day === null) errors.set("seen_on", text.seenOn);
+  const seen = report.seenOn;
+  if (seen.day || seen.month || seen.year) {
+    const day = parseDay(seen);
+    if (!seen.day || !seen.month || !/^\d+$/.test(seen.day) || !/^\d{4}$/.test(seen.year)) {
+      errors.set("seen_on", text.seenOn);
+    } else if (day === null) errors.set("seen_on", text.seenOnInvalid);
     else if (day > Date.now() + 86400000) errors.set("seen_on", text.seenOnFuture);
   }
   const { name, phone, email } = report.identity;
@@ -420,17 +428,22 @@ function trimAt(text) {
   return text.replace(/^@+|@+$/g, "");
 }
 
-/** Midnight UTC of a YYYY-MM-DD day, or null if it is not a real day. */
-function parseDay(text) {
-  const match = /^(\d{4})-(\d{2})-(\d{2})$/.exec(text);
-  if (!match) return null;
-  const [year, month, day] = match.slice(1).map(Number);
-  const time = Date.UTC(year, month - 1, day);
+/** Midnight UTC of a day given as its three parts (as typed), or null if it is not a real day. */
+function parseDay({ day, month, year }) {
+  if (!/^\d{1,2}$/.test(day) || !/^\d{1,2}$/.test(month) || !/^\d{4}$/.test(year)) return null;
+  const [d, m, y] = [day, month, year].map(Number);
+  const time = Date.UTC(y, m - 1, d);
   const date = new Date(time);
-  if (date.getUTCFullYear() !== year || date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day) {
+  if (date.getUTCFullYear() !== y || date.getUTCMonth() !== m - 1 || date.getUTCDate() !== d) {
     return null;
   }
   return time;
+}
+
+/** A day's three parts as year-month-day (checked beforehand), or null when none was given. */
+function isoDay(seen) {
+  const time = seen.day ? parseDay(seen) : null;
+  return time === null ? null : new Date(time).toISOString().slice(0, 10);
 }
 
 function showReportErrors(form, errors, text, marks) {
@@ -444,6 +457,11 @@ function showReportErrors(form, errors, text, marks) {
       anchor = fieldset.querySelector("legend").nextElementSibling;
       field = null;
       first = first || fieldset.querySelector('input[name="category"]');
+    } else if (name === "seen_on") {
+      const fieldset = document.getElementById("seen_on");
+      anchor = fieldset.querySelector("legend").nextElementSibling;
+      field = document.getElementById("seen_day");
+      first = first || field;
     } else {
       field = document.getElementById(name);
       anchor = field;
@@ -480,7 +498,7 @@ async function sendReport(context, form, text, progress, marks, uploaded) {
     description: report.description,
     links: report.links,
     platform: report.platform,
-    seen_on: report.seenOn || null,
+    seen_on: isoDay(report.seenOn),
     identity: Object.values(report.identity).some((v) => v) ? report.identity : null,
     attachments: [...report.kept, ...report.files.map((file) => sealing.attachmentName(file.name))],
   };

@@ -1,0 +1,136 @@
+"""The reporter's main scenarios in both engines: Chromium (Playwright) and Firefox ESR, Tor
+Browser's engine (Marionette), each with JavaScript off and on, against ``blagh serve``.
+
+A scenario is written once against :class:`browser_helpers.Tab`; the ``tab`` fixture gives it
+one engine at a time.  Firefox is started only by the tests that ask for it, once per module
+and JavaScript setting (a start takes a few seconds).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from browser_helpers import (
+    ChromiumTab,
+    Server,
+    Site,
+    Tab,
+    launch,
+    make_data_dir,
+    missing_requirements,
+)
+from firefox_helpers import Firefox, missing_firefox
+from playwright.sync_api import Browser, Playwright, sync_playwright
+from report_scenarios import (
+    BROWSER_SEALS,
+    SERVER_SEALS,
+    check_arrived,
+    check_source_keys,
+    fill_report,
+    marker,
+    report_files,
+    submit_report,
+    type_back_in_the_page,
+    wait_for_sealing,
+)
+
+from crypto.keys import generate_analyst_key
+
+ENGINES = ["chromium", "firefox"]
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[Site]:
+    problem = missing_requirements() or missing_firefox()
+    if problem:
+        pytest.fail(problem)
+    analyst = generate_analyst_key()
+    with tempfile.TemporaryDirectory(prefix="blagh-engines-") as work:
+        data_dir = make_data_dir(Path(work) / "data", analyst)
+        server = Server(data_dir, Path(work))
+        server.start()
+        try:
+            yield Site(data_dir, analyst, server)
+        finally:
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    with sync_playwright() as driver:
+        playwright: Playwright = driver
+        browser = launch(playwright)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def firefoxes() -> Iterator[dict[bool, Firefox]]:
+    """Firefox with JavaScript on (True) and off (False), each started when first asked for."""
+    started: dict[bool, Firefox] = {}
+    yield started
+    for browser in started.values():
+        browser.close()
+
+
+TabMaker = Callable[[str, bool], Tab]
+
+
+@pytest.fixture
+def open_tab(site: Site, chromium: Browser, firefoxes: dict[bool, Firefox]) -> Iterator[TabMaker]:
+    """``open_tab(engine, javascript)``: a fresh tab, with no cookie, in that engine."""
+    contexts = []
+
+    def make(engine: str, javascript: bool) -> Tab:
+        if engine == "chromium":
+            context = chromium.new_context(base_url=site.url, java_script_enabled=javascript)
+            contexts.append(context)
+            return ChromiumTab(context.new_page(), javascript)
+        if javascript not in firefoxes:
+            firefoxes[javascript] = Firefox(javascript).start()
+        browser = firefoxes[javascript]
+        browser.clear_cookies()
+        return browser.tab(site.url)
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_report_without_javascript(open_tab: TabMaker, site: Site, engine: str) -> None:
+    """JavaScript off (Tor Browser's Safest): the form posts, the server seals on arrival."""
+    tab = open_tab(engine, False)
+    assert not tab.javascript
+    tab.goto("/report")
+    assert tab.text("#protection") == SERVER_SEALS
+    assert tab.count("html[data-blagh]") == 0
+    mark = marker()
+    files = report_files(mark, big=600_000)
+    before = site.report_ids()
+    fill_report(tab, mark, files, keep_codename=False)
+    submit_report(tab)
+    tab.wait_for_url("**/report/received")
+    check_arrived(site, before, mark, files)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_report_sealed_in_the_page(open_tab: TabMaker, site: Site, engine: str) -> None:
+    """JavaScript on: the page seals, makes the codename, has it typed back, opens the report."""
+    tab = open_tab(engine, True)
+    tab.goto("/report")
+    wait_for_sealing(tab)
+    assert tab.text("#protection") == BROWSER_SEALS
+    mark = marker()
+    files = report_files(mark, big=1_500_000)
+    before = site.report_ids()
+    fill_report(tab, mark, files, keep_codename=True)
+    submit_report(tab)
+    shown = type_back_in_the_page(tab)
+    tab.wait_visible("section.report p.danger")
+    assert "Online harassment or threats" in tab.text("section.report h2")
+    opened = check_arrived(site, before, mark, files)
+    check_source_keys(site, opened, shown)
