@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gunicorn_helpers import free_port
+from playwright.sync_api import Error as PlaywrightError
 
 from blagh.datadir import DataDir
 from blagh.payloads import decode_document, split_attachment
@@ -257,6 +258,7 @@ class Tab(Protocol):
     def check(self, css: str) -> None: ...
     def select(self, css: str, value: str) -> None: ...
     def click(self, css: str) -> None: ...
+    def press(self, css: str) -> None: ...
     def set_files(self, css: str, files: Sequence[dict[str, Any]]) -> None: ...
     def wait_for_url(self, pattern: str, timeout: float = 60.0) -> None: ...
     def wait_visible(self, css: str, timeout: float = 60.0) -> None: ...
@@ -277,6 +279,7 @@ class ChromiumTab:
     def __init__(self, page: Any, javascript: bool = True) -> None:
         self.page = page
         self._javascript = javascript
+        self._pressed_at: dict[str, tuple[float, float]] = {}
 
     @property
     def javascript(self) -> bool:
@@ -301,11 +304,34 @@ class ChromiumTab:
     def click(self, css: str) -> None:
         self.page.click(css)
 
+    def press(self, css: str) -> None:
+        """A click that waits for nothing: the mouse, pressed over the element.  (Playwright's
+        own click waits for a navigation under way to finish first, and so does finding an
+        element: where it was is remembered from the first press.)"""
+        if css not in self._pressed_at:
+            element = self.page.locator(css).first
+            element.scroll_into_view_if_needed()
+            box = element.bounding_box()
+            assert box is not None, css
+            self._pressed_at[css] = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        self.page.mouse.click(*self._pressed_at[css])
+
     def set_files(self, css: str, files: Sequence[dict[str, Any]]) -> None:
         self.page.set_input_files(css, list(files))
 
     def wait_for_url(self, pattern: str, timeout: float = 60.0) -> None:
-        self.page.wait_for_url(pattern, timeout=timeout * 1000)
+        """Playwright's wait, which gives up on a navigation the page dropped for another
+        (a form sent again): the wait then goes on for the one that replaced it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.page.wait_for_url(
+                    pattern, timeout=max(1.0, deadline - time.monotonic()) * 1000
+                )
+                return
+            except PlaywrightError as error:
+                if "ERR_ABORTED" not in str(error) or time.monotonic() > deadline:
+                    raise
 
     def wait_visible(self, css: str, timeout: float = 60.0) -> None:
         self.page.locator(css).first.wait_for(state="visible", timeout=timeout * 1000)

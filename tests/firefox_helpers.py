@@ -213,6 +213,16 @@ class FirefoxTab:
     def click(self, css: str) -> None:
         self._element(css).click()
 
+    def press(self, css: str) -> None:
+        """A mouse click that waits for nothing it starts (a form still sending, say)."""
+        element = self._element(css)
+        self.client.execute_script(
+            "arguments[0].scrollIntoView({block: 'center'})", script_args=[element], sandbox=None
+        )
+        mouse = self.client.actions.sequence("pointer", "mouse", {"pointerType": "mouse"})
+        mouse.click(element).perform()
+        self.client.actions.release()
+
     def set_files(self, css: str, files: Sequence[dict[str, Any]]) -> None:
         """Playwright's file descriptions (name, mimeType, buffer), written to disk and
         chosen; Firefox takes each file's type from its name, as for a reporter's files."""

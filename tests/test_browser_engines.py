@@ -26,6 +26,7 @@ from firefox_helpers import Firefox, missing_firefox
 from playwright.sync_api import Browser, Playwright, sync_playwright
 from report_scenarios import (
     BROWSER_SEALS,
+    MIB,
     SERVER_SEALS,
     check_arrived,
     check_source_keys,
@@ -36,6 +37,7 @@ from report_scenarios import (
     type_back_in_the_page,
     wait_for_sealing,
 )
+from tor_like_relay import BufferingRelay
 
 from crypto.keys import generate_analyst_key
 
@@ -76,24 +78,25 @@ def firefoxes() -> Iterator[dict[bool, Firefox]]:
         browser.close()
 
 
-TabMaker = Callable[[str, bool], Tab]
+TabMaker = Callable[..., Tab]
 
 
 @pytest.fixture
 def open_tab(site: Site, chromium: Browser, firefoxes: dict[bool, Firefox]) -> Iterator[TabMaker]:
-    """``open_tab(engine, javascript)``: a fresh tab, with no cookie, in that engine."""
+    """``open_tab(engine, javascript)``: a fresh tab, with no cookie, in that engine (on the
+    site's own address, or ``url``)."""
     contexts = []
 
-    def make(engine: str, javascript: bool) -> Tab:
+    def make(engine: str, javascript: bool, url: str = "") -> Tab:
         if engine == "chromium":
-            context = chromium.new_context(base_url=site.url, java_script_enabled=javascript)
+            context = chromium.new_context(base_url=url or site.url, java_script_enabled=javascript)
             contexts.append(context)
             return ChromiumTab(context.new_page(), javascript)
         if javascript not in firefoxes:
             firefoxes[javascript] = Firefox(javascript).start()
         browser = firefoxes[javascript]
         browser.clear_cookies()
-        return browser.tab(site.url)
+        return browser.tab(url or site.url)
 
     yield make
     for context in contexts:
@@ -134,3 +137,59 @@ def test_report_sealed_in_the_page(open_tab: TabMaker, site: Site, engine: str) 
     assert "Online harassment or threats" in tab.text("section.report h2")
     opened = check_arrived(site, before, mark, files)
     check_source_keys(site, opened, shown)
+
+
+@pytest.fixture
+def relay(site: Site) -> Iterator[BufferingRelay]:
+    """The site behind a relay that buffers like a Tor circuit, at 4 MB/s."""
+    relay = BufferingRelay(site.server.port, rate=4 * MIB)
+    yield relay
+    relay.close()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_send_clicked_again_stores_one_report(
+    open_tab: TabMaker, site: Site, relay: BufferingRelay, engine: str
+) -> None:
+    """Issue 14: JavaScript off, a large file, Send clicked again while it went: 9 reports
+    became 11.  The second click comes once the first upload has left the browser (over Tor,
+    into the circuit): the browser drops the first request, but the server gets it whole and
+    stores it, then gets the second.  One report; the reporter lands where the first led."""
+    tab = open_tab(engine, False, relay.url)
+    tab.goto("/report")
+    assert tab.text("#send-hint").startswith("Press the button once.")
+    mark = marker()
+    files = report_files(mark, big=8 * MIB)
+    before = site.report_ids()
+    fill_report(tab, mark, files, keep_codename=False)
+    tab.press("#report-form button[type=submit]")
+    relay.wait_for_requests("POST /report", 1)
+    tab.press("#report-form button[type=submit]")
+    tab.wait_for_url("**/report/received", timeout=120)
+    relay.wait_for_requests("POST /report", 2)
+    relay.wait_until_settled()
+    check_arrived(site, before, mark, files)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_kept_file_can_be_removed(open_tab: TabMaker, site: Site, engine: str) -> None:
+    """Issue 14: JavaScript off, a form error, and the wrong (identifying) photo stays kept.
+    Its "remove" box takes it out: the report arrives without it."""
+    tab = open_tab(engine, False)
+    tab.goto("/report")
+    mark = marker()
+    files = report_files(mark, big=200_000)
+    tab.fill("#description", f"{mark} writes to me every night. تهديد")
+    tab.set_files("#files", files)
+    tab.check("input[name=keep_codename][value=no]")
+    submit_report(tab)
+    tab.wait_visible("#category-error")
+    assert tab.count("input[name=remove_file]") == 2
+    tab.check("input[name=remove_file][value='0']")
+    tab.check("input[name=category][value=harassment]")
+    before = site.report_ids()
+    submit_report(tab)
+    tab.wait_for_url("**/report/received")
+    opened = site.open_report(site.new_report(before))
+    assert opened.fields["attachments"] == [files[1]["name"]]
+    assert opened.files == {files[1]["name"]: (files[1]["mimeType"], files[1]["buffer"])}

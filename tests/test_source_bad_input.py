@@ -8,6 +8,7 @@ does not upload them again: those are counted separately.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -957,4 +958,51 @@ def test_a_failure_while_storing_leaves_no_source_behind(
     assert again.status_code == 303
     [report] = analyst_reports(site)
     assert [(f.name, f.content) for f in report.files] == [("kept.txt", b"kept")]
+    assert_consistent(site)
+
+
+def test_a_kept_file_can_be_removed(site: Site) -> None:
+    """Issue 14: the wrong photo, an identifying one, kept in the draft after a form error,
+    could not be taken out.  Each kept file has a "remove" box: ticked, the file is not sent
+    and its envelope is deleted from the server, whether the form is sent or comes back."""
+    client = site.client()
+    photo = (b"\xff\xd8\xff" + b"jpeg" * 5000, "me.jpg", "image/jpeg")
+    video = (b"\x00\x00\x00\x18ftypmp42" * 3000, "clip.mp4", "video/mp4")
+    shot = (b"PNG" * 4000, "screen.png", "image/png")
+    first = post_report(
+        client, fresh_token(client), [photo, video, shot], **{**TYPED, "category": ""}
+    )
+    state = form_state(first)
+    boxes = re.findall(r'name="remove_file" value="(\d+)"', first.get_data(as_text=True))
+    assert boxes == ["0", "1", "2"]  # one box per kept file
+    assert counts(site) == {**NOTHING, "drafts": 3, "blobs": 3}
+
+    # Removed while the form still has an error: gone from the draft and the disk at once.
+    second = post_report(
+        client,
+        state.value("form_token"),
+        draft=state.value("draft"),
+        kept_file=state.values["kept_file"],
+        remove_file="0",
+        **{**TYPED, "description": ""},
+    )
+    assert_form_error(second, "description", "Describe what happened")
+    state = form_state(second)
+    assert state.values["kept_file"] == ["clip.mp4", "screen.png"]
+    assert counts(site) == {**NOTHING, "drafts": 2, "blobs": 2}
+
+    # Removed as the form is sent: the report holds only what stays.
+    third = post_report(
+        client,
+        state.value("form_token"),
+        draft=state.value("draft"),
+        kept_file=state.values["kept_file"],
+        remove_file="1",
+        **TYPED,
+    )
+    assert third.status_code == 303
+    [report] = analyst_reports(site)
+    assert report.fields["attachments"] == ["clip.mp4"]
+    assert [f.content for f in report.files] == [video[0]]
+    assert counts(site) == {**NOTHING, "sources": 1, "reports": 1, "items": 2, "blobs": 2}
     assert_consistent(site)

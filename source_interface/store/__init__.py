@@ -86,9 +86,10 @@ class Store:
         return self.blobs.sweep(self.index.blob_names(), min_age)
 
     def housekeeping(self) -> None:
-        """Forget expired drafts and sessions: cheap indexed deletes, once a minute."""
+        """Forget expired drafts, sessions and submissions: cheap indexed deletes, once a minute."""
         self.expire_drafts()
         self.index.expire_sessions()
+        self.index.expire_submissions()
 
     def expire_drafts(self) -> None:
         """Delete the files of drafts nobody came back to (rows first, then blobs)."""

@@ -30,6 +30,7 @@ from source_interface.submissions import (
     draft_lost_message,
     keep_as_draft,
     no_space_message,
+    remove_kept,
     seal_document,
     uploaded_files,
 )
@@ -220,6 +221,9 @@ def add_message(report_id: str) -> ResponseReturnValue:
     draft_token = request.form.get("draft", "")
     draft_hash, kept = draft_files(svc, draft_token)
     kept_names = request.form.getlist("kept_file")[: len(kept)]
+    lost = draft_lost(request.form, kept)
+    if form_token_valid(request):
+        kept, kept_names = remove_kept(svc, request.form, draft_hash, kept, kept_names)
     if not form_token_valid(request):
         errors["form"] = _("This form had expired. Your message is below: send it again.")
     if not text and not uploads and not kept and not no_space:
@@ -228,7 +232,7 @@ def add_message(report_id: str) -> ResponseReturnValue:
     if len(kept) + len(uploads) > limit:
         errors["files"] = _("A message can carry at most %(limit)d files.", limit=limit)
         uploads = []
-    if draft_lost(request.form, kept):
+    if lost:
         errors["files"] = draft_lost_message()
     if no_space:
         errors["files"] = no_space_message()

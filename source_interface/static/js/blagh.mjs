@@ -336,13 +336,16 @@ function enhanceReport(context) {
   const progress = new Progress(document.getElementById("progress"));
   const marks = new ErrorMarks();
   const uploaded = new Map(); // File -> upload id, kept across attempts
+  // The codename is made once per form: an attempt whose answer was lost may have stored the
+  // report, and the server answers the next attempt (same submission id) with that one.
+  const made = { codename: null, keys: null };
   let busy = false;
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     if (busy) return;
     busy = true;
     setBusy(form, true);
-    sendReport(context, form, text, progress, marks, uploaded)
+    sendReport(context, form, text, progress, marks, uploaded, made)
       .catch((error) => {
         console.warn("blagh:", error);
         if (handleRefusal(form, error, progress, marks, text)) return;
@@ -364,12 +367,29 @@ function localDigits(text) {
   }).join("");
 }
 
+/**
+ * The files kept from an earlier attempt: all the names the page lists (the server checks it
+ * still has them all), those that stay, and the positions of those whose "remove" box is ticked.
+ */
+function keptFiles(form) {
+  const listed = [];
+  const kept = [];
+  const removed = [];
+  for (const input of form.querySelectorAll('input[name="kept_file"]')) {
+    const box = input.parentElement.querySelector('input[name="remove_file"]');
+    if (box && box.checked) removed.push(box.value);
+    else kept.push(input.value);
+    listed.push(input.value);
+  }
+  return { listed, kept, removed };
+}
+
 function readReport(form) {
   const value = (name) => (form.elements[name] ? form.elements[name].value.trim() : "");
   const phone = localDigits(value("phone"));
   const identity = { name: value("name"), phone, email: value("email") };
   const files = Array.from(form.elements.files.files);
-  const kept = Array.from(form.querySelectorAll('input[name="kept_file"]'), (input) => input.value);
+  const { kept, listed, removed } = keptFiles(form);
   return {
     category: value("category"),
     danger: form.elements.danger.checked,
@@ -383,6 +403,8 @@ function readReport(form) {
     identity,
     files,
     kept,
+    listed,
+    removed,
     keepCodename: form.elements.keep_codename.value !== "no",
     categories: Array.from(form.querySelectorAll('input[name="category"]'), (input) => input.value),
   };
@@ -472,7 +494,7 @@ function showReportErrors(form, errors, text, marks) {
   if (first) first.focus();
 }
 
-async function sendReport(context, form, text, progress, marks, uploaded) {
+async function sendReport(context, form, text, progress, marks, uploaded, made) {
   const { sealing } = context;
   marks.clear();
   const report = readReport(form);
@@ -481,14 +503,14 @@ async function sendReport(context, form, text, progress, marks, uploaded) {
     showReportErrors(form, errors, text, marks);
     return;
   }
-  let codename = null;
-  let keys = null;
-  if (report.keepCodename) {
+  if (report.keepCodename && made.codename === null) {
     progress.say(text.makingCodename);
     await nextPaint();
-    codename = sealing.generateCodename(await wordList());
-    keys = sealing.deriveSourceKeys(codename, context.salt);
+    made.codename = sealing.generateCodename(await wordList());
+    made.keys = sealing.deriveSourceKeys(made.codename, context.salt);
   }
+  const codename = report.keepCodename ? made.codename : null;
+  const keys = report.keepCodename ? made.keys : null;
   const uploadIds = await uploadAll(context, report.files, progress, text, uploaded);
 
   progress.say(text.sendingReport);
@@ -505,10 +527,12 @@ async function sendReport(context, form, text, progress, marks, uploaded) {
   const recipients = keys ? [...context.analysts, keys.publicKey] : context.analysts;
   const body = new FormData();
   body.append("form_token", formToken());
+  if (form.elements.submission) body.append("submission", form.elements.submission.value);
   body.append("sealed_fields", sealing.toBase64(sealing.sealBytes(sealing.encodeDocument("report", fields), recipients)));
   for (const id of uploadIds) body.append("upload", id);
   if (form.elements.draft) body.append("draft", form.elements.draft.value);
-  for (const name of report.kept) body.append("kept_file", name);
+  for (const name of report.listed) body.append("kept_file", name);
+  for (const position of report.removed) body.append("remove_file", position);
   if (keys) {
     body.append("source_key", sealing.toBase64(keys.publicKey));
     body.append("login_secret", sealing.toBase64(keys.loginSecret));
@@ -758,7 +782,7 @@ async function sendMessage(context, form, text, sourceKey, progress, marks, uplo
   marks.clear();
   const message = form.elements.message.value.trim();
   const files = Array.from(form.elements.files.files);
-  const kept = Array.from(form.querySelectorAll('input[name="kept_file"]'), (input) => input.value);
+  const { kept, listed, removed } = keptFiles(form);
   const errors = new Map();
   if (!message && files.length === 0 && kept.length === 0) errors.set("message", text.message);
   checkFiles(files, kept.length, text, errors);
@@ -784,7 +808,8 @@ async function sendMessage(context, form, text, sourceKey, progress, marks, uplo
   );
   for (const id of uploadIds) body.append("upload", id);
   if (form.elements.draft) body.append("draft", form.elements.draft.value);
-  for (const name of kept) body.append("kept_file", name);
+  for (const name of listed) body.append("kept_file", name);
+  for (const position of removed) body.append("remove_file", position);
   const answer = await post(form.action, body, text.failed);
   if (answer.error) {
     forgetLost(form, answer, uploaded);
