@@ -193,3 +193,41 @@ def test_a_kept_file_can_be_removed(open_tab: TabMaker, site: Site, engine: str)
     opened = site.open_report(site.new_report(before))
     assert opened.fields["attachments"] == [files[1]["name"]]
     assert opened.files == {files[1]["name"]: (files[1]["mimeType"], files[1]["buffer"])}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_refused_codename_keeps_what_was_typed_and_back_still_works(
+    open_tab: TabMaker, site: Site, engine: str
+) -> None:
+    """Issue 14, JavaScript off: a failed login emptied the seven-word field, and Back after a
+    codename typed back wrong showed "Document Expired" (a page that answered a POST).  Both
+    are redirected after their POST now, and the page after it keeps what was typed."""
+    tab = open_tab(engine, False)
+    tab.goto("/report")
+    tab.check("input[name=category][value=fraud]")
+    tab.fill("#description", "Fake tickets")
+    submit_report(tab)
+    tab.wait_for_url("**/report/codename")
+    shown = tab.text("p.codename")
+    wrong = " ".join(reversed(shown.split()))
+    tab.fill("#codename", wrong)
+    tab.click("main button[type=submit]")
+    tab.wait_visible("#codename-error")
+    assert "Check word" in tab.text("#codename-error")
+    assert tab.value("#codename") == wrong
+    assert tab.url.endswith("/report/codename")
+    tab.fill("#codename", shown)
+    tab.click("main button[type=submit]")
+    tab.wait_for_url("**/followup?saved=1")
+    tab.back()  # to the codename page, which now sends the source on: no "Document Expired"
+    tab.wait_attached("main#main", timeout=10)
+
+    tab.goto("/login")
+    tab.fill("#codename", wrong)
+    tab.click("#login-form button[type=submit]")
+    tab.wait_visible("#codename-error")
+    assert "No report matches this codename" in tab.text("#codename-error")
+    assert tab.value("#codename") == wrong
+    tab.goto("/")
+    tab.back()
+    tab.wait_attached("#login-form", timeout=10)

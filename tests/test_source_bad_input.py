@@ -646,6 +646,8 @@ def test_login_without_form_token_is_refused_before_derivation(
     client = site.client()
     fresh_token(client, "/login")
     response = client.post("/login", data={"codename": " ".join(site.services.wordlist[:7])})
+    assert (response.status_code, response.headers["Location"]) == (303, "/login")
+    response = client.get("/login")
     assert response.status_code == 400
     assert "This form had expired" in page_text(response)
 

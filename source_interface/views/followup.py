@@ -17,6 +17,7 @@ from blagh.payloads import PayloadError, decode_document
 from crypto import codename
 from crypto.envelope import open_envelope
 from crypto.errors import CryptoError, InvalidCodename
+from source_interface import flash
 from source_interface.categories import CATEGORIES
 from source_interface.diskspace import NoSpace, is_no_space
 from source_interface.forms import read_message
@@ -66,21 +67,30 @@ class ReportView:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> ResponseReturnValue:
+    """The codename login.  A refused one is answered with a redirect back here (never a page
+    of its own: going back to it would show "Document Expired", reloading it would send the
+    codename again); the page after it shows the error and what was typed (source_interface/
+    flash.py), so a typo costs one word, not seven."""
     svc = services()
     if request.method == "GET":
-        return make_response(render_template("followup/login.html", error=None))
+        response = make_response()
+        kept = flash.take(request, response, svc.login_hash_key, "login") or {}
+        error, status = _login_message(kept)
+        page = render_template("followup/login.html", error=error, typed=kept.get("typed", ""))
+        response.set_data(page)
+        response.status_code = status
+        return response
     if sealed.is_sealed_login(request.form):
         return sealed.login()  # the codename stayed in the browser (the JavaScript path)
     typed = request.form.get("codename", "")
-    error = _login_error(svc, typed)
-    if error is None and svc.login_failures.exceeded():
-        page = render_template("followup/login.html", error=too_many_logins())
-        return make_response(page, 429)
-    if error is None:
+    refused = _login_refusal(svc, typed)
+    if refused is None and svc.login_failures.exceeded():
+        refused = {"error": "too-many"}
+    if refused is None:
         try:
             keys = svc.derive(typed)
         except InvalidCodename:
-            error = _("A codename is seven words separated by spaces.")
+            refused = {"error": "word-count"}
         else:
             verifier = codename.login_verifier(keys.login_secret, svc.login_hash_key)
             source = svc.store.index.source_by_verifier(verifier)
@@ -89,27 +99,48 @@ def login() -> ResponseReturnValue:
                 svc.sessions.start(request, response, source.id, keys.secret_key)
                 return response
             svc.login_failures.record_failure()
-            error = _("No report matches this codename. Check each word, in order, and try again.")
-    return make_response(render_template("followup/login.html", error=error), 400)
+            refused = {"error": "no-match"}
+    response = redirect(url_for("followup.login"), 303)
+    kept = {**refused, "typed": typed[: codename.MAX_INPUT_CHARS]}
+    flash.keep(request, response, svc.login_hash_key, "login", kept)
+    return response
 
 
-def _login_error(svc: Services, typed: str) -> str | None:
-    """A friendly error for input that cannot be a codename, found before any derivation."""
+def _login_refusal(svc: Services, typed: str) -> dict[str, Any] | None:
+    """Why input that cannot be a codename is refused, found before any derivation."""
     if not form_token_valid(request):
-        return str(_("This form had expired. Type your codename again."))
+        return {"error": "expired"}
     if len(typed) > codename.MAX_INPUT_CHARS:
-        return str(_("This is too long to be a codename: it is seven short words."))
+        return {"error": "too-long"}
     unknown = codename.check_words(typed, svc.wordlist)
     if unknown:
-        return str(
-            _(
-                "These words are not codename words: %(words)s. Check their spelling.",
-                words=", ".join(unknown[:7]),
-            )
-        )
+        return {"error": "unknown-words", "words": unknown[:7]}
     if len(typed.split()) != codename.WORD_COUNT:
-        return str(_("A codename is seven words separated by spaces."))
+        return {"error": "word-count"}
     return None
+
+
+def _login_message(kept: dict[str, Any]) -> tuple[str | None, int]:
+    """The login page's error, in the page's language, and its status."""
+    code = kept.get("error")
+    if code == "too-many":
+        return too_many_logins(), 429
+    if code == "expired":
+        return _("This form had expired. Type your codename again."), 400
+    if code == "too-long":
+        return _("This is too long to be a codename: it is seven short words."), 400
+    if code == "unknown-words":
+        words = ", ".join(str(word) for word in kept.get("words", [])[:7])
+        return (
+            _("These words are not codename words: %(words)s. Check their spelling.", words=words),
+            400,
+        )
+    if code == "word-count":
+        return _("A codename is seven words separated by spaces."), 400
+    if code == "no-match":
+        message = _("No report matches this codename. Check each word, in order, and try again.")
+        return message, 400
+    return None, 200
 
 
 def _session_or_login() -> SourceSession | Response:

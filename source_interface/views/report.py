@@ -10,6 +10,7 @@ from werkzeug.wrappers import Response
 
 from crypto import codename
 from crypto.codename import login_verifier
+from source_interface import flash
 from source_interface.categories import CATEGORIES
 from source_interface.diskspace import NoSpace, is_no_space
 from source_interface.forms import ReportForm, month_names
@@ -172,29 +173,46 @@ def received() -> str:
 
 @bp.route("/codename", methods=["GET", "POST"])
 def codename_check() -> ResponseReturnValue:
-    """Show the new codename once, and ask for it back so we know it was written down."""
+    """Show the new codename once, and ask for it back so we know it was written down.
+
+    A wrong one is answered with a redirect back here, its error and what was typed carried
+    by the encrypted flash cookie (source_interface/flash.py): going back to a page that
+    answered a POST shows "Document Expired" in Firefox."""
     svc = services()
     session = svc.sessions.load(request)
     if session is None or session.pending_codename is None:
         return redirect(url_for("followup.home"), 303)
     words = session.pending_codename.split()
-    error = None
-    typed = ""
     if request.method == "POST":
         typed = request.form.get("codename", "")[: codename.MAX_INPUT_CHARS]
         if not form_token_valid(request):
-            error = _("This form had expired. Type your codename again.")
+            refused: dict[str, object] = {"error": "expired"}
         else:
             wrong = _wrong_positions(typed, words)
             if not wrong:
                 svc.sessions.forget_codename(session)
                 return redirect(url_for("followup.home", saved=1), 303)
-            error = _(
-                "This does not match. Check word %(positions)s and type the codename again.",
-                positions=", ".join(str(p) for p in wrong),
-            )
-    page = render_template("report/codename.html", words=words, error=error, typed=typed)
-    return make_response(page, 400 if error else 200)
+            refused = {"error": "mismatch", "positions": wrong}
+        response = redirect(url_for("report.codename_check"), 303)
+        flash.keep(request, response, svc.login_hash_key, "codename", {**refused, "typed": typed})
+        return response
+    response = make_response()
+    kept = flash.take(request, response, svc.login_hash_key, "codename") or {}
+    error = None
+    if kept.get("error") == "expired":
+        error = _("This form had expired. Type your codename again.")
+    elif kept.get("error") == "mismatch":
+        positions = [int(p) for p in kept.get("positions", []) if isinstance(p, int)]
+        error = _(
+            "This does not match. Check word %(positions)s and type the codename again.",
+            positions=", ".join(str(p) for p in positions),
+        )
+    typed = str(kept.get("typed", ""))
+    response.set_data(
+        render_template("report/codename.html", words=words, error=error, typed=typed)
+    )
+    response.status_code = 400 if error else 200
+    return response
 
 
 def _wrong_positions(typed: str, words: list[str]) -> list[int]:
