@@ -627,3 +627,31 @@ def test_codename_keys_match_python_and_the_spec_vector(page: Page) -> None:
     )
     assert refused == "unknown-words:straße"
     assert json.dumps(words[:1]) == '["abacus"]'
+
+
+def test_closing_the_tab_before_the_codename_is_typed_back_warns(
+    context: BrowserContext, site: Site
+) -> None:
+    """The last resort (issue 14): closing the tab on the codename panel brings the browser's
+    "leave this page?" question; once typed back, nothing asks."""
+    page = context.new_page()
+    page.goto("/report")
+    wait_for_sealing(page)
+    page.check("input[name=category][value=fraud]")
+    page.fill("#description", "Fake tickets")
+    submit_report(page)
+    words = page.locator("#js-codename-words")
+    words.wait_for(state="visible", timeout=60_000)
+    with page.expect_event("dialog") as shown:
+        page.close(run_before_unload=True)
+    assert shown.value.type == "beforeunload"
+    shown.value.dismiss()
+    assert not page.is_closed()
+    page.fill("#js-codename-typed", words.inner_text())
+    page.click("#js-codename-check button")
+    page.wait_for_url("**/followup?saved=1")
+    asked: list[str] = []
+    page.on("dialog", lambda dialog: asked.append(dialog.type))
+    with page.expect_event("close"):
+        page.close(run_before_unload=True)
+    assert asked == []

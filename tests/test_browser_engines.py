@@ -231,3 +231,39 @@ def test_a_refused_codename_keeps_what_was_typed_and_back_still_works(
     tab.goto("/")
     tab.back()
     tab.wait_attached("#login-form", timeout=10)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_codename_survives_a_language_switch_and_links_ask_first(
+    open_tab: TabMaker, site: Site, engine: str
+) -> None:
+    """Issue 14, JavaScript on: the codename lives only in the page until it is typed back,
+    and a click on a language link (or the site's name) on its panel left the page, losing it
+    while the report was stored.  The language link keeps it; the site's name asks first."""
+    tab = open_tab(engine, True)
+    tab.goto("/report")
+    wait_for_sealing(tab)
+    tab.check("input[name=category][value=fraud]")
+    tab.fill("#description", "Fake tickets")
+    submit_report(tab)
+    tab.wait_visible("#js-codename-words", timeout=90)
+    shown = tab.text("#js-codename-words")
+
+    tab.click("nav.languages a[hreflang=fr]")
+    tab.wait_for_url("**/report?lang=fr")
+    tab.wait_visible("#js-codename-words", timeout=90)
+    assert tab.text("#js-codename-words") == shown
+    assert tab.text("#js-codename h1") == "Votre signalement a bien été reçu"
+
+    tab.click("a.site-name")
+    tab.wait_visible("#js-codename-leave")
+    assert tab.url.endswith("/report?lang=fr")
+    tab.click("#js-codename-leave button[data-stay]")
+    assert not tab.is_visible("#js-codename-leave")
+
+    tab.fill("#js-codename-typed", shown)
+    tab.click("#js-codename-check button")
+    tab.wait_for_url("**/followup?saved=1")
+    tab.goto("/report")  # typed back: a new form, not the codename again
+    wait_for_sealing(tab)
+    assert tab.is_visible("#report-form") and not tab.is_visible("#js-codename")

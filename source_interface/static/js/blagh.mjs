@@ -333,6 +333,13 @@ const LINE_BREAKS = /\r\n|[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]/; // Python's s
 function enhanceReport(context) {
   const form = document.getElementById("report-form");
   const text = texts("blagh-text");
+  const pending = loadPending(context.sealing);
+  if (pending) {
+    // A codename shown here and not yet typed back (the page was left: another language, a
+    // reload): its report is stored, so show the codename again rather than a new form.
+    showCodename(context, pending.codename, pending.keys, pending.next, text);
+    return;
+  }
   const progress = new Progress(document.getElementById("progress"));
   const marks = new ErrorMarks();
   const uploaded = new Map(); // File -> upload id, kept across attempts
@@ -549,14 +556,52 @@ async function sendReport(context, form, text, progress, marks, uploaded, made) 
   else location.assign(answer.next);
 }
 
+// The codename lives only in this page until it is typed back (the server never sees it):
+// leaving the page would lose it, while the report is stored (issue 14).  So, until then, it
+// is also kept in this tab's sessionStorage (gone when the tab closes, removed once typed
+// back), the report page shows it again when it loads (after a language switch, a reload, Back
+// and Forward), links that leave ask first, and closing the tab brings the browser's warning.
+const PENDING_STORAGE = "blagh.pending-codename";
+
+function keepPending(sealing, codename, keys, next) {
+  try {
+    const pending = { codename, next, secretKey: sealing.toBase64(keys.secretKey) };
+    sessionStorage.setItem(PENDING_STORAGE, JSON.stringify(pending));
+  } catch {
+    // no storage here: the panel's questions and the browser's warning still guard it
+  }
+}
+
+function loadPending(sealing) {
+  try {
+    const pending = JSON.parse(sessionStorage.getItem(PENDING_STORAGE) || "null");
+    if (!pending || typeof pending.codename !== "string" || typeof pending.next !== "string") {
+      return null;
+    }
+    return { ...pending, keys: { secretKey: sealing.fromBase64(pending.secretKey) } };
+  } catch {
+    return null;
+  }
+}
+
+function forgetPending() {
+  try {
+    sessionStorage.removeItem(PENDING_STORAGE);
+  } catch {
+    // nothing was kept
+  }
+}
+
 /** The codename, shown once, typed back to show it was written down; then the follow-up page. */
 function showCodename(context, codename, keys, next, text) {
+  keepPending(context.sealing, codename, keys, next);
   const panel = document.getElementById("js-codename");
   const main = document.getElementById("main");
   for (const child of main.children) if (child !== panel && child !== script) child.hidden = true;
   panel.hidden = false;
   document.getElementById("js-codename-words").textContent = codename;
   panel.querySelector("h1").focus();
+  const guard = guardCodename(text);
   const words = codename.split(" ");
   const check = document.getElementById("js-codename-check");
   const typed = document.getElementById("js-codename-typed");
@@ -582,9 +627,62 @@ function showCodename(context, codename, keys, next, text) {
       typed.focus();
       return;
     }
+    guard.release();
+    forgetPending();
     storeKey(context.sealing, keys.secretKey);
     location.assign(next);
   });
+}
+
+/**
+ * Until the codename is typed back: a language link keeps it (the page in the other language
+ * shows it again), a link that leaves (the site's name) asks first in the panel, a call to an
+ * emergency number goes through at once (it does not leave the page), and anything else that
+ * unloads the page (closing the tab, a typed address) gets the browser's own warning.
+ */
+function guardCodename(text) {
+  const leave = document.getElementById("js-codename-leave");
+  let allowed = false;
+  let target = null;
+  const warn = (event) => {
+    if (allowed) return;
+    event.preventDefault();
+    event.returnValue = "";
+  };
+  const clicked = (event) => {
+    const link = event.target.closest ? event.target.closest("a[href]") : null;
+    if (!link || allowed || link.closest("#js-codename")) return;
+    const url = new URL(link.href, location.href);
+    if (url.protocol !== "http:" && url.protocol !== "https:") return; // tel: and the like
+    if (url.origin === location.origin && url.pathname === location.pathname && url.hash) return;
+    if (link.closest("nav.languages")) {
+      allowed = true; // the pending codename is kept: the next page shows it again
+      return;
+    }
+    event.preventDefault();
+    target = url.href;
+    leave.hidden = false;
+    leave.querySelector("button[data-stay]").focus();
+  };
+  leave.querySelector("button[data-stay]").addEventListener("click", () => {
+    leave.hidden = true;
+    target = null;
+    document.getElementById("js-codename-typed").focus();
+  });
+  leave.querySelector("button[data-leave]").addEventListener("click", () => {
+    allowed = true;
+    forgetPending();
+    if (target) location.assign(target);
+  });
+  window.addEventListener("beforeunload", warn);
+  document.addEventListener("click", clicked, true);
+  return {
+    release() {
+      allowed = true;
+      window.removeEventListener("beforeunload", warn);
+      document.removeEventListener("click", clicked, true);
+    },
+  };
 }
 
 // --- Codename checks (login, unlocking the follow-up page) -----------------------------------
