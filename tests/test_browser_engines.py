@@ -30,6 +30,7 @@ from report_scenarios import (
     SERVER_SEALS,
     check_arrived,
     check_source_keys,
+    fill_day,
     fill_report,
     marker,
     report_files,
@@ -267,3 +268,26 @@ def test_the_codename_survives_a_language_switch_and_links_ask_first(
     tab.goto("/report")  # typed back: a new form, not the codename again
     wait_for_sealing(tab)
     assert tab.is_visible("#report-form") and not tab.is_visible("#js-codename")
+
+
+@pytest.mark.parametrize("javascript", [False, True], ids=["no-js", "js"])
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_day_is_asked_in_the_pages_language(
+    open_tab: TabMaker, engine: str, javascript: bool
+) -> None:
+    """Issue 14: a date field showed mm/dd/yyyy on an Arabic page (the browser's en-US).  Day,
+    month and year now have their own fields, named in Arabic; a day that does not exist gets
+    the same Arabic message from the page's script as from the server."""
+    tab = open_tab(engine, javascript)
+    tab.goto("/report?lang=ar")
+    if javascript:
+        wait_for_sealing(tab)
+    assert tab.count("input[type=date]") == 0
+    assert tab.text("label:has(#seen_day)") == "اليوم"
+    tab.check("input[name=category][value=fraud]")
+    tab.fill("#description", "احتيال")
+    tab.check("input[name=keep_codename][value=no]")
+    fill_day(tab, "30", "2", "2025")
+    submit_report(tab)
+    tab.wait_visible("#seen_on-error")
+    assert tab.text("#seen_on-error") == "هذا التاريخ غير موجود: تحقّق من اليوم والشهر."

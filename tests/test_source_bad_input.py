@@ -8,6 +8,7 @@ does not upload them again: those are counted separately.
 
 from __future__ import annotations
 
+import base64
 import re
 import threading
 import time
@@ -1008,3 +1009,34 @@ def test_a_kept_file_can_be_removed(site: Site) -> None:
     assert [f.content for f in report.files] == [video[0]]
     assert counts(site) == {**NOTHING, "sources": 1, "reports": 1, "items": 2, "blobs": 2}
     assert_consistent(site)
+
+
+def test_a_failed_login_is_redirected_and_keeps_what_was_typed(site: Site) -> None:
+    """Issue 14: the field came back empty, on a page that answered the POST.  Now: a redirect
+    to /login (nothing in the URL), and what was typed comes back in the field, carried by an
+    encrypted cookie that holds no readable word and is gone once read."""
+    client = site.client()
+    typed = " ".join(site.services.wordlist[10:17])
+    response = client.post(
+        "/login", data={"form_token": fresh_token(client, "/login"), "codename": typed}
+    )
+    assert (response.status_code, response.headers["Location"]) == (303, "/login")
+    [cookie] = [c for c in response.headers.getlist("Set-Cookie") if c.startswith("blagh_flash=")]
+    attributes = cookie.lower()
+    assert "httponly" in attributes and "samesite=strict" in attributes
+    assert "max-age=600" in attributes
+    value = cookie.split(";")[0].removeprefix("blagh_flash=")
+    raw = base64.urlsafe_b64decode(value)
+    for word in typed.split():
+        assert word.encode() not in raw and word not in value
+    page = client.get("/login")
+    assert page.status_code == 400
+    assert form_state(page).value("codename") == typed
+    assert "No report matches this codename" in page_text(page)
+    assert client.get_cookie("blagh_flash") is None
+    assert client.get("/login").status_code == 200  # read once
+
+    # A cookie changed by a byte says nothing.
+    client.set_cookie("blagh_flash", value[:-2] + ("A" if value[-2] != "A" else "B") + value[-1])
+    forged = client.get("/login")
+    assert forged.status_code == 200 and form_state(forged).value("codename") == ""
