@@ -52,13 +52,16 @@ class ReportForm:
         def text(name: str) -> str:
             return form.get(name, "").strip()
 
+        day, month, year = _day_parts(form)
         report = cls(
             category=text("category"),
             danger=form.get("danger") == "yes",
             description=text("description"),
             links=text("links"),
             platform=text("platform"),
-            **_day_parts(form),
+            seen_day=day,
+            seen_month=month,
+            seen_year=year,
             name=text("name"),
             phone=text("phone").translate(_LOCAL_DIGITS),
             email=text("email"),
@@ -136,20 +139,21 @@ def month_names() -> list[tuple[int, str]]:
     return [(number, str(names[number])) for number in range(1, 13)]
 
 
-def _day_parts(form: MultiDict[str, str]) -> dict[str, str]:
+def _day_parts(form: MultiDict[str, str]) -> tuple[str, str, str]:
     """The day, month and year as typed in their three fields.
 
     A form made before the three fields (a page left open across an upgrade) sends one
     ``seen_on`` field as year-month-day: it is read into the same three parts.
     """
-    names = ("seen_day", "seen_month", "seen_year")
-    parts = {name: form.get(name, "").strip().translate(_LOCAL_DIGITS) for name in names}
+    day, month, year = (
+        form.get(name, "").strip().translate(_LOCAL_DIGITS)
+        for name in ("seen_day", "seen_month", "seen_year")
+    )
     legacy = form.get("seen_on", "").strip()
-    if legacy and not any(parts.values()):
+    if legacy and not (day or month or year):
         year, _dash, rest = legacy.partition("-")
         month, _dash, day = rest.partition("-")
-        parts = {"seen_day": day, "seen_month": month, "seen_year": year}
-    return parts
+    return day, month, year
 
 
 def _day(day: str, month: str, year: str) -> date | None:

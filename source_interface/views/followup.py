@@ -95,15 +95,15 @@ def login() -> ResponseReturnValue:
             verifier = codename.login_verifier(keys.login_secret, svc.login_hash_key)
             source = svc.store.index.source_by_verifier(verifier)
             if source is not None:
-                response = redirect(url_for("followup.home"), 303)
-                svc.sessions.start(request, response, source.id, keys.secret_key)
-                return response
+                welcome = redirect(url_for("followup.home"), 303)
+                svc.sessions.start(request, welcome, source.id, keys.secret_key)
+                return welcome
             svc.login_failures.record_failure()
             refused = {"error": "no-match"}
-    response = redirect(url_for("followup.login"), 303)
+    again = redirect(url_for("followup.login"), 303)
     kept = {**refused, "typed": typed[: codename.MAX_INPUT_CHARS]}
-    flash.keep(request, response, svc.login_hash_key, "login", kept)
-    return response
+    flash.keep(request, again, svc.login_hash_key, "login", kept)
+    return again
 
 
 def _login_refusal(svc: Services, typed: str) -> dict[str, Any] | None:
