@@ -254,8 +254,9 @@ def add_message(report_id: str) -> ResponseReturnValue:
     kept_names = request.form.getlist("kept_file")[: len(kept)]
     lost = draft_lost(request.form, kept)
     if form_token_valid(request):
+        # Kept files the reporter removed (their boxes ticked) go before anything else.
         kept, kept_names = remove_kept(svc, request.form, draft_hash, kept, kept_names)
-    if not form_token_valid(request):
+    else:
         errors["form"] = _("This form had expired. Your message is below: send it again.")
     if not text and not uploads and not kept and not no_space:
         errors["message"] = _("Write a message or attach a file.")

@@ -92,8 +92,9 @@ def submit() -> ResponseReturnValue:
     kept_names = request.form.getlist("kept_file")[: len(kept)]
     lost = draft_lost(request.form, kept)
     if form_token_valid(request):
+        # Kept files the reporter removed (their boxes ticked) go before anything else.
         kept, kept_names = remove_kept(svc, request.form, draft_hash, kept, kept_names)
-    if not form_token_valid(request):
+    else:
         report.errors["form"] = _(
             "This form had expired or came from another page. Everything you typed is below: "
             "check it and send it again."
