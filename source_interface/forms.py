@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from babel.dates import get_month_names
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from werkzeug.datastructures import MultiDict
 
@@ -36,7 +38,9 @@ class ReportForm:
     description: str = ""
     links: str = ""
     platform: str = ""
-    seen_on: str = ""
+    seen_day: str = ""
+    seen_month: str = ""
+    seen_year: str = ""
     name: str = ""
     phone: str = ""
     email: str = ""
@@ -48,13 +52,16 @@ class ReportForm:
         def text(name: str) -> str:
             return form.get(name, "").strip()
 
+        day, month, year = _day_parts(form)
         report = cls(
             category=text("category"),
             danger=form.get("danger") == "yes",
             description=text("description"),
             links=text("links"),
             platform=text("platform"),
-            seen_on=text("seen_on"),
+            seen_day=day,
+            seen_month=month,
+            seen_year=year,
             name=text("name"),
             phone=text("phone").translate(_LOCAL_DIGITS),
             email=text("email"),
@@ -62,6 +69,11 @@ class ReportForm:
         )
         report.errors = report._check()
         return report
+
+    def seen_on(self) -> str | None:
+        """The day the content was seen, as year-month-day, or None (checked beforehand)."""
+        day = _day(self.seen_day, self.seen_month, self.seen_year)
+        return day.isoformat() if day else None
 
     def link_list(self) -> list[str]:
         return [line.strip() for line in self.links.splitlines() if line.strip()]
@@ -88,8 +100,8 @@ class ReportForm:
             )
         if len(self.platform) > MAX_PLATFORM:
             errors["platform"] = _("The platform name is too long.")
-        if self.seen_on:
-            errors.update(_check_day(self.seen_on))
+        if self.seen_day or self.seen_month or self.seen_year:
+            errors.update(_check_day(self.seen_day, self.seen_month, self.seen_year))
         if len(self.name) > MAX_NAME:
             errors["name"] = _("The name is too long.")
         if self.phone and (len(self.phone) > MAX_PHONE or set(self.phone) - _PHONE_CHARACTERS):
@@ -114,20 +126,62 @@ class ReportForm:
             "description": self.description,
             "links": self.link_list(),
             "platform": self.platform,
-            # Python also reads 20260331 and 2026-W14-2 as days: seal the one form the
-            # workstation expects (docs/payloads.md), whatever was typed.
-            "seen_on": date.fromisoformat(self.seen_on).isoformat() if self.seen_on else None,
+            # The one form the workstation expects (docs/payloads.md), whatever was typed.
+            "seen_on": self.seen_on(),
             "identity": identity if any(identity.values()) else None,
             "attachments": attachments,
         }
 
 
-def _check_day(text: str) -> Errors:
+def month_names() -> list[tuple[int, str]]:
+    """The months, numbered from 1, named in the page's language (Babel's CLDR data)."""
+    names = get_month_names("wide", context="stand-alone", locale=get_locale())
+    return [(number, str(names[number])) for number in range(1, 13)]
+
+
+def _day_parts(form: MultiDict[str, str]) -> tuple[str, str, str]:
+    """The day, month and year as typed in their three fields.
+
+    A form made before the three fields (a page left open across an upgrade) sends one
+    ``seen_on`` field as year-month-day: it is read into the same three parts.
+    """
+    day, month, year = (
+        form.get(name, "").strip().translate(_LOCAL_DIGITS)
+        for name in ("seen_day", "seen_month", "seen_year")
+    )
+    legacy = form.get("seen_on", "").strip()
+    if legacy and not (day or month or year):
+        year, _dash, rest = legacy.partition("-")
+        month, _dash, day = rest.partition("-")
+    return day, month, year
+
+
+def _day(day: str, month: str, year: str) -> date | None:
+    """The date the three parts name, or None if they do not name one."""
+    if not (day.isdigit() and month.isdigit() and year.isdigit() and len(year) == 4):
+        return None
+    if len(day) > 2 or len(month) > 2:
+        return None
     try:
-        day = date.fromisoformat(text)
+        return date(int(year), int(month), int(day))
     except ValueError:
-        return {"seen_on": _("Give the day as year-month-day, for example 2026-03-31.")}
-    if day > datetime.now(UTC).date() + timedelta(days=1):
+        return None
+
+
+def _check_day(day: str, month: str, year: str) -> Errors:
+    """The messages name the three fields the page shows (day, month, year), in its language:
+    not a format such as mm/dd/yyyy that the browser may show in another one."""
+    if not (day and month and year) or not (day.isdigit() and year.isdigit() and len(year) == 4):
+        return {
+            "seen_on": _(
+                "Give the day (a number from 1 to 31), choose the month, and give the year in "
+                "four digits, or leave all three empty."
+            )
+        }
+    found = _day(day, month, year)
+    if found is None:
+        return {"seen_on": _("This date does not exist: check the day and the month.")}
+    if found > datetime.now(UTC).date() + timedelta(days=1):
         return {"seen_on": _("This day is in the future: check it.")}
     return {}
 

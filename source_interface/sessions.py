@@ -18,7 +18,11 @@ from werkzeug.wrappers import Response
 from crypto import wrap
 from crypto.errors import DecryptionError
 from source_interface.store import Store
+from source_interface.store.index import NewSession
 
+SUBMISSION_FIELD = "submission"
+"""The report form's one-time submission id (a hidden field): the same form sent twice stores
+one report, and the second request is answered with the first's outcome (views/report.py)."""
 SESSION_COOKIE = "blagh_session"
 CSRF_COOKIE = "blagh_form"
 CSRF_FIELD = "form_token"
@@ -39,6 +43,41 @@ def _hash(token: bytes) -> bytes:
     return hashlib.sha256(token).digest()
 
 
+def new_submission_id() -> str:
+    """A fresh submission id for one rendering of the report form: 32 random bytes."""
+    return secrets.token_urlsafe(_TOKEN_BYTES)
+
+
+def submission_seed(value: str) -> bytes | None:
+    """The 32 bytes behind a submission id as the form sent it, or None if it is not one."""
+    if len(value) != 43:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(value.encode("ascii") + b"=")
+    except (ValueError, UnicodeEncodeError):
+        return None
+    return raw if len(raw) == _TOKEN_BYTES else None
+
+
+def _derive(seed: bytes, label: bytes) -> bytes:
+    return hmac.new(seed, b"blagh " + label, hashlib.sha256).digest()
+
+
+def submission_key(seed: bytes) -> bytes:
+    """What the store keeps of a submission id: a hash that gives back neither the id nor the
+    session made from it."""
+    return _derive(seed, b"submission")
+
+
+@dataclass(frozen=True)
+class PreparedSession:
+    """A session to record with a report (:class:`~source_interface.store.index.NewSession`)
+    and the cookie that opens it."""
+
+    row: NewSession
+    cookie: str
+
+
 def _cookie_args(request: Request) -> dict[str, object]:
     return {"httponly": True, "samesite": "Strict", "secure": request.is_secure, "path": "/"}
 
@@ -49,6 +88,33 @@ class Sessions:
     def __init__(self, store: Store, idle_seconds: int) -> None:
         self._store = store
         self._idle = idle_seconds
+
+    def prepare(
+        self, secret_key: bytes, pending_codename: str | None, seed: bytes
+    ) -> PreparedSession:
+        """A new source's session, to be recorded in the transaction that stores its report.
+
+        Its token and wrapping key are derived from the form's submission id (``seed``), which
+        only the reporter's page holds: when the same form arrives twice, the second request
+        can hand its browser the first one's session (:meth:`resume`), codename and all.
+        """
+        token, wrap_key = _derive(seed, b"session token"), _derive(seed, b"session wrap key")
+        sealed = wrap.wrap(wrap_key, self._plain(secret_key, pending_codename))
+        value = base64.urlsafe_b64encode(token + wrap_key).decode("ascii")
+        return PreparedSession(NewSession(_hash(token), sealed, self._idle), value)
+
+    def resume(self, request: Request, response: Response, seed: bytes) -> bool:
+        """Give this browser the session a report from the same form started, if it is still
+        open (not ended, not idle past its lifetime); whether it was."""
+        token, wrap_key = _derive(seed, b"session token"), _derive(seed, b"session wrap key")
+        if self._store.index.session(_hash(token), self._idle) is None:
+            return False
+        self.set_cookie(request, response, base64.urlsafe_b64encode(token + wrap_key).decode())
+        return True
+
+    @staticmethod
+    def set_cookie(request: Request, response: Response, value: str) -> None:
+        response.set_cookie(SESSION_COOKIE, value, **_cookie_args(request))  # type: ignore[arg-type]
 
     def start(
         self,

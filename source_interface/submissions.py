@@ -96,6 +96,31 @@ def draft_files(services: Services, token: str) -> tuple[bytes | None, list[Blob
     return token_hash, services.store.index.draft(token_hash)
 
 
+def remove_kept(
+    services: Services,
+    form: MultiDict[str, str],
+    draft_hash: bytes | None,
+    kept: list[BlobRef],
+    kept_names: list[str],
+) -> tuple[list[BlobRef], list[str]]:
+    """Drop the kept files whose "remove" box is ticked (``remove_file``: their positions in
+    the list) from the draft and from the disk; the files and names that stay.
+
+    A file kept from an earlier attempt may be the wrong one, an identifying photo: the
+    reporter can take it out before anything is sent (issue 14)."""
+    positions = {int(v) for v in form.getlist("remove_file") if v.isdigit() and len(v) < 4}
+    positions &= set(range(min(len(kept), len(kept_names))))
+    if draft_hash is None or not positions:
+        return kept, kept_names
+    names = [kept[i].name for i in sorted(positions)]
+    for name in services.store.index.remove_from_draft(draft_hash, names):
+        services.store.blobs.delete(name)
+    return (
+        [ref for i, ref in enumerate(kept) if i not in positions],
+        [name for i, name in enumerate(kept_names) if i not in positions],
+    )
+
+
 @dataclass(frozen=True)
 class KeptDraft:
     """A draft after :func:`keep_as_draft`: its token, the names of all the files it keeps, and

@@ -20,9 +20,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from http.client import HTTPConnection
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from gunicorn_helpers import free_port
+from playwright.sync_api import Error as PlaywrightError
 
 from blagh.datadir import DataDir
 from blagh.payloads import decode_document, split_attachment
@@ -240,3 +241,119 @@ def screenshot(page: Any, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+class Tab(Protocol):
+    """What a scenario does in a page, the same in Chromium (:class:`ChromiumTab`) and in
+    Firefox (firefox_helpers.FirefoxTab): CSS selectors, paths relative to the site."""
+
+    name: str
+
+    @property
+    def javascript(self) -> bool: ...
+    @property
+    def url(self) -> str: ...
+    def goto(self, path: str) -> None: ...
+    def fill(self, css: str, text: str) -> None: ...
+    def check(self, css: str) -> None: ...
+    def select(self, css: str, value: str) -> None: ...
+    def click(self, css: str) -> None: ...
+    def press(self, css: str) -> None: ...
+    def set_files(self, css: str, files: Sequence[dict[str, Any]]) -> None: ...
+    def wait_for_url(self, pattern: str, timeout: float = 60.0) -> None: ...
+    def wait_visible(self, css: str, timeout: float = 60.0) -> None: ...
+    def wait_attached(self, css: str, timeout: float = 60.0) -> None: ...
+    def count(self, css: str) -> int: ...
+    def text(self, css: str) -> str: ...
+    def value(self, css: str) -> str: ...
+    def attribute(self, css: str, name: str) -> str | None: ...
+    def is_visible(self, css: str) -> bool: ...
+    def back(self) -> None: ...
+
+
+class ChromiumTab:
+    """:class:`Tab` over a Playwright page (its context made with the site's ``base_url``)."""
+
+    name = "chromium"
+
+    def __init__(self, page: Any, javascript: bool = True) -> None:
+        self.page = page
+        self._javascript = javascript
+        self._pressed_at: dict[str, tuple[float, float]] = {}
+
+    @property
+    def javascript(self) -> bool:
+        return self._javascript
+
+    @property
+    def url(self) -> str:
+        return str(self.page.url)
+
+    def goto(self, path: str) -> None:
+        self.page.goto(path)
+
+    def fill(self, css: str, text: str) -> None:
+        self.page.fill(css, text)
+
+    def check(self, css: str) -> None:
+        self.page.check(css)
+
+    def select(self, css: str, value: str) -> None:
+        self.page.select_option(css, value)
+
+    def click(self, css: str) -> None:
+        self.page.click(css)
+
+    def press(self, css: str) -> None:
+        """A click that waits for nothing: the mouse, pressed over the element.  (Playwright's
+        own click waits for a navigation under way to finish first, and so does finding an
+        element: where it was is remembered from the first press.)"""
+        if css not in self._pressed_at:
+            element = self.page.locator(css).first
+            element.scroll_into_view_if_needed()
+            box = element.bounding_box()
+            assert box is not None, css
+            self._pressed_at[css] = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        self.page.mouse.click(*self._pressed_at[css])
+
+    def set_files(self, css: str, files: Sequence[dict[str, Any]]) -> None:
+        self.page.set_input_files(css, list(files))
+
+    def wait_for_url(self, pattern: str, timeout: float = 60.0) -> None:
+        """Playwright's wait, which gives up on a navigation the page dropped for another
+        (a form sent again): the wait then goes on for the one that replaced it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.page.wait_for_url(
+                    pattern, timeout=max(1.0, deadline - time.monotonic()) * 1000
+                )
+                return
+            except PlaywrightError as error:
+                if "ERR_ABORTED" not in str(error) or time.monotonic() > deadline:
+                    raise
+
+    def wait_visible(self, css: str, timeout: float = 60.0) -> None:
+        self.page.locator(css).first.wait_for(state="visible", timeout=timeout * 1000)
+
+    def wait_attached(self, css: str, timeout: float = 60.0) -> None:
+        self.page.locator(css).first.wait_for(state="attached", timeout=timeout * 1000)
+
+    def count(self, css: str) -> int:
+        return int(self.page.locator(css).count())
+
+    def text(self, css: str) -> str:
+        return str(self.page.locator(css).first.inner_text()).strip()
+
+    def value(self, css: str) -> str:
+        return str(self.page.locator(css).first.input_value())
+
+    def attribute(self, css: str, name: str) -> str | None:
+        found = self.page.locator(css).first.get_attribute(name)
+        return None if found is None else str(found)
+
+    def is_visible(self, css: str) -> bool:
+        return bool(self.page.locator(css).first.is_visible())
+
+    def back(self) -> None:
+        self.page.go_back()

@@ -131,13 +131,14 @@ class FormState(HTMLParser):
         self.errors: dict[str, str] = {}
         self.invalid: set[str] = set()
         self._textarea: str | None = None
+        self._select: str | None = None
         self._error: str | None = None
         self._text: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: v or "" for k, v in attrs}
         name = a.get("name", "")
-        if tag in ("input", "textarea") and a.get("aria-invalid") == "true":
+        if tag in ("input", "textarea", "select") and a.get("aria-invalid") == "true":
             self.invalid.add(name)
         if tag == "input":
             kind = a.get("type", "text")
@@ -148,6 +149,11 @@ class FormState(HTMLParser):
                 self.values.setdefault(name, []).append(a.get("value", ""))
         elif tag == "textarea":
             self._textarea, self._text = name, []
+        elif tag == "select":
+            self._select = name
+            self.values.setdefault(name, [])
+        elif tag == "option" and self._select is not None and "selected" in a:
+            self.values[self._select].append(a.get("value", ""))
         elif tag == "p" and "error" in a.get("class", "").split() and a.get("id"):
             self._error, self._text = a["id"].removesuffix("-error"), []
 
@@ -159,13 +165,15 @@ class FormState(HTMLParser):
         if tag == "textarea" and self._textarea is not None:
             self.values.setdefault(self._textarea, []).append("".join(self._text))
             self._textarea = None
+        elif tag == "select":
+            self._select = None
         elif tag == "p" and self._error is not None:
             self.errors[self._error] = "".join(self._text).strip()
             self._error = None
 
     def value(self, name: str) -> str:
         """The first value of field ``name`` ("" if absent)."""
-        return self.values.get(name, [""])[0]
+        return (self.values.get(name) or [""])[0]
 
 
 def form_state(response: TestResponse) -> FormState:
@@ -241,15 +249,28 @@ def submit_for_codename(
 
 
 def confirm_codename(client: FlaskClient, words: str) -> TestResponse:
+    """Type the codename back; a refusal is the page after its redirect (what a browser
+    shows), a success the redirect to the follow-up page."""
     token = client.get_cookie(CSRF_COOKIE)
     assert token is not None
-    return client.post("/report/codename", data={"form_token": token.value, "codename": words})
+    response = client.post("/report/codename", data={"form_token": token.value, "codename": words})
+    return after_refusal(client, response, "/report/codename")
 
 
 def login(client: FlaskClient, words: str) -> TestResponse:
-    return client.post(
+    """Log in without JavaScript; a refusal is the login page after its redirect."""
+    response = client.post(
         "/login", data={"form_token": fresh_token(client, "/login"), "codename": words}
     )
+    return after_refusal(client, response, "/login")
+
+
+def after_refusal(client: FlaskClient, response: TestResponse, page: str) -> TestResponse:
+    """A refused codename is redirected back to its own page (no page answers the POST, so
+    going back never shows "Document Expired"): follow that one redirect."""
+    if response.status_code == 303 and response.headers["Location"] == page:
+        return client.get(page)
+    return response
 
 
 def session_cookie(client: FlaskClient) -> str | None:

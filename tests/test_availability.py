@@ -183,6 +183,7 @@ def _bad_token_login(browser: Browser) -> object:
 
 
 def _argon2_login(browser: Browser) -> object:
+    browser.cookies.pop("blagh_flash", None)  # the last refusal's message, for a fresh form
     token = browser.token("/login")
     words = " ".join(["abacus"] * 7)
     return browser.post("/login", [("form_token", token), ("codename", words)])

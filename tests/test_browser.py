@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import report_scenarios as scenarios
 from browser_helpers import (
     AXE,
     NO_WASM,
+    ChromiumTab,
     RequestLog,
     Server,
     Site,
@@ -38,6 +40,15 @@ from browser_helpers import (
     screenshot,
 )
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Route, sync_playwright
+from report_scenarios import (
+    MIB,
+    SERVER_SEALS,
+    check_arrived,
+    check_source_keys,
+    file_bytes,
+    marker,
+    report_files,
+)
 
 from blagh.payloads import encode_document
 from crypto import codename
@@ -48,7 +59,6 @@ from source_interface.presealed import UploadFolder
 from source_interface.services import load_wordlist
 from source_interface.store.index import NewSource, new_id
 
-MIB = 1024 * 1024
 PIECE = MIB  # source_interface.presealed.CHUNK_BYTES
 
 
@@ -98,58 +108,11 @@ def page(context: BrowserContext) -> Page:
     return page
 
 
-# --- a report, as a reporter types it --------------------------------------------------------
-
-
-def marker() -> str:
-    """A word that appears in everything the reporter types and in every file."""
-    return "PLAIN" + secrets.token_hex(6).upper()
-
-
-def file_bytes(mark: str, size: int) -> bytes:
-    """Random bytes with the marker every 64 KiB, so any piece of the file would show it."""
-    data = bytearray(os.urandom(size))
-    for at in range(0, size - len(mark), 65536):
-        data[at : at + len(mark)] = mark.encode()
-    return bytes(data)
-
-
-def report_files(mark: str, big: int = 3 * MIB + 12345) -> list[dict[str, Any]]:
-    return [
-        {"name": f"{mark}-photo.jpg", "mimeType": "image/jpeg", "buffer": file_bytes(mark, 70_000)},
-        {"name": f"{mark}-video.mp4", "mimeType": "video/mp4", "buffer": file_bytes(mark, big)},
-    ]
-
-
-def expected_fields(mark: str, files: list[dict[str, Any]]) -> dict[str, Any]:
-    """The fields document the workstation should read, whichever path the report took."""
-    return {
-        "v": 1,
-        "kind": "report",
-        "category": "harassment",
-        "danger": True,
-        "description": f"{mark} writes to me every night. تهديد",
-        "links": [f"https://example.org/{mark}", f"@{mark}_account"],
-        "platform": f"{mark}Gram",
-        "seen_on": "2026-01-15",
-        "identity": {"name": f"{mark} Name", "phone": "+33 1 23 45 67", "email": f"{mark}@x.org"},
-        "attachments": [f["name"] for f in files],
-    }
+# --- a report, as a reporter types it (tests/report_scenarios.py) ---------------------------
 
 
 def fill_report(page: Page, mark: str, files: list[dict[str, Any]], keep_codename: bool) -> None:
-    page.check("input[name=category][value=harassment]")
-    page.check("input[name=danger]")
-    page.fill("#description", f"{mark} writes to me every night. تهديد")
-    page.fill("#links", f"https://example.org/{mark}\n\n  @{mark}_account  ")
-    page.fill("#platform", f"{mark}Gram")
-    page.fill("#seen_on", "2026-01-15")
-    page.fill("#name", f"{mark} Name")
-    page.fill("#phone", "+33 1 23 45 67")
-    page.fill("#email", f"{mark}@x.org")
-    if files:
-        page.set_input_files("#files", files)
-    page.check(f"input[name=keep_codename][value={'yes' if keep_codename else 'no'}]")
+    scenarios.fill_report(ChromiumTab(page), mark, files, keep_codename)
 
 
 def wait_for_sealing(page: Page) -> None:
@@ -163,14 +126,6 @@ def protection(page: Page) -> str:
 
 def submit_report(page: Page) -> None:
     page.click("#report-form button[type=submit]")
-
-
-def check_arrived(site: Site, before: set[str], mark: str, files: list[dict[str, Any]]) -> Any:
-    """The one new report opens with the analyst's key, with every field and file intact."""
-    opened = site.open_report(site.new_report(before))
-    assert opened.fields == expected_fields(mark, files)
-    assert opened.files == {f["name"]: (f["mimeType"], f["buffer"]) for f in files}
-    return opened
 
 
 # --- the JavaScript path ----------------------------------------------------------------------
@@ -214,14 +169,7 @@ def test_report_is_sealed_in_the_page(page: Page, site: Site) -> None:
 
     # The analyst opens it; the source's key derived in Python opens the fields too.
     opened = check_arrived(site, before, mark, files)
-    keys = codename.derive(shown, site.data_dir.read_instance_salt())
-    with site.store() as store:
-        source = store.index.source(opened.report.source_id)
-        assert source is not None and source.public_key == keys.public_key
-        verifier = codename.login_verifier(keys.login_secret, site.data_dir.read_login_hash_key())
-        assert store.index.source_by_verifier(verifier) == source
-        fields = next(i for i in opened.report.items if i.kind == "fields")
-        open_envelope(store.read_blob(fields.blob), [keys.secret_key])
+    check_source_keys(site, opened, shown)
 
 
 def test_resumed_upload_sends_each_piece_once(page: Page, site: Site) -> None:
@@ -382,9 +330,6 @@ def test_when_the_server_is_full_the_page_sends_the_report_without_javascript(
     finally:
         for upload_id in fillers:
             folder.delete(upload_id)
-
-
-SERVER_SEALS = "This site encrypts everything you send as it arrives, before storing it."
 
 
 def no_js_report(page: Page, site: Site, protection_text: str = SERVER_SEALS) -> None:
@@ -682,3 +627,31 @@ def test_codename_keys_match_python_and_the_spec_vector(page: Page) -> None:
     )
     assert refused == "unknown-words:straße"
     assert json.dumps(words[:1]) == '["abacus"]'
+
+
+def test_closing_the_tab_before_the_codename_is_typed_back_warns(
+    context: BrowserContext, site: Site
+) -> None:
+    """The last resort (issue 14): closing the tab on the codename panel brings the browser's
+    "leave this page?" question; once typed back, nothing asks."""
+    page = context.new_page()
+    page.goto("/report")
+    wait_for_sealing(page)
+    page.check("input[name=category][value=fraud]")
+    page.fill("#description", "Fake tickets")
+    submit_report(page)
+    words = page.locator("#js-codename-words")
+    words.wait_for(state="visible", timeout=60_000)
+    with page.expect_event("dialog") as shown:
+        page.close(run_before_unload=True)
+    assert shown.value.type == "beforeunload"
+    shown.value.dismiss()
+    assert not page.is_closed()
+    page.fill("#js-codename-typed", words.inner_text())
+    page.click("#js-codename-check button")
+    page.wait_for_url("**/followup?saved=1")
+    asked: list[str] = []
+    page.on("dialog", lambda dialog: asked.append(dialog.type))
+    with page.expect_event("close"):
+        page.close(run_before_unload=True)
+    assert asked == []

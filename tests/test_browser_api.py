@@ -402,3 +402,30 @@ def test_without_the_library_pages_have_no_script(tmp_path: Path) -> None:
         # The context processor captured the assets at start-up: rebuild the tag with these.
         with site.app.test_request_context("/report"):
             assert str(browser.script_tag(assets, "report")) == ""
+
+
+def test_a_sealed_report_removes_the_kept_files_it_is_told_to(
+    client: FlaskClient, site: Site
+) -> None:
+    """The JavaScript path sends every kept name (the server checks it still has them all) and
+    the positions of the files whose "remove" box is ticked: those leave the draft and the disk."""
+    files = [(b"first " * 500, "me.jpg", "image/jpeg"), (b"second " * 500, "ok.txt", "text/plain")]
+    page = post_report(client, fresh_token(client), files, category="")
+    assert page.status_code == 400
+    draft = re.search(r'name="draft" value="([0-9a-f]+)"', page.get_data(as_text=True))
+    assert draft is not None
+    kept_blobs = set(site.store.blobs.names())
+    assert len(kept_blobs) == 2
+    fields = seal(report_fields(attachments=["ok.txt"]), analysts(site))
+    answer = send_report(
+        client,
+        fields,
+        draft=draft.group(1),
+        kept_file=["me.jpg", "ok.txt"],
+        remove_file="0",
+    )
+    assert answer.status_code == 200, answer.get_json()
+    (report,) = analyst_reports(site)
+    assert [(f.name, f.content) for f in report.files] == [("ok.txt", files[1][0])]
+    assert len(kept_blobs - set(site.store.blobs.names())) == 1  # me.jpg is gone from the disk
+    assert site.rows("SELECT count(*) FROM drafts") == [(0,)]

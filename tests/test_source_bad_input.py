@@ -8,10 +8,12 @@ does not upload them again: those are counted separately.
 
 from __future__ import annotations
 
+import base64
+import re
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,7 @@ from source_helpers import (
     multipart,
     open_site,
     page_text,
+    page_token,
     post_report,
     raw_multipart,
     session_cookie,
@@ -46,7 +49,9 @@ TYPED = {
     "description": "He writes to me every day <script>alert(1)</script> & threatens me.",
     "links": "https://example.com/u/1\n@handle_2",
     "platform": "Chat app",
-    "seen_on": "2025-01-15",
+    "seen_day": "15",
+    "seen_month": "1",
+    "seen_year": "2025",
     "name": "Sam O'Neil",
     "phone": "+33 6 12 34 56 78",
     "email": "sam@example.org",
@@ -66,9 +71,15 @@ def site(tmp_path: Path) -> Iterator[Site]:
 def assert_everything_kept(response: TestResponse, typed: dict[str, str]) -> None:
     """The form page sent back shows every value as typed (trimmed), boxes still ticked."""
     state = form_state(response)
-    for name in ("description", "links", "platform", "seen_on", "name", "phone", "email"):
+    for name in ("description", "links", "platform", "name", "phone", "email"):
         if name in typed:
             assert state.value(name) == typed[name].strip(), name
+    for name in ("seen_day", "seen_month", "seen_year"):
+        if name in typed:
+            expected = typed[name].strip()
+            if name == "seen_month" and expected not in {str(m) for m in range(1, 13)}:
+                expected = ""  # a menu cannot show a month it does not have
+            assert state.value(name) == expected, name
     # A category is a radio button: an unknown one cannot be shown checked, so none is.
     known = typed.get("category") in SLUGS
     assert state.checked.get("category") == ([typed["category"]] if known else None)
@@ -82,7 +93,9 @@ def assert_form_error(response: TestResponse, field: str, words: str) -> None:
     assert response.status_code == 400
     state = form_state(response)
     assert words in state.errors.get(field, ""), state.errors
-    if field != "form":
+    if field == "seen_on":  # a day is asked in three fields
+        assert {"seen_day", "seen_month", "seen_year"} <= state.invalid, state.invalid
+    elif field != "form":
         assert field in state.invalid, state.invalid
     assert "Please correct what is marked below" in page_text(response)
 
@@ -116,11 +129,14 @@ def test_fields_are_kept_and_escaped(site: Site) -> None:
         ({"description": "x" * (MAX_DESCRIPTION + 1)}, "description", "too long"),
         ({"category": "piracy"}, "category", "Choose what kind of crime"),
         ({"category": "fraud\x00"}, "category", "Choose what kind of crime"),
-        ({"seen_on": "15/01/2025"}, "seen_on", "year-month-day"),
-        ({"seen_on": "2025-02-30"}, "seen_on", "year-month-day"),
-        ({"seen_on": "2025-01-15T10:00"}, "seen_on", "year-month-day"),
+        ({"seen_month": ""}, "seen_on", "choose the month"),
+        ({"seen_day": ""}, "seen_on", "a number from 1 to 31"),
+        ({"seen_year": "25"}, "seen_on", "the year in four digits"),
+        ({"seen_day": "1st"}, "seen_on", "a number from 1 to 31"),
+        ({"seen_day": "30", "seen_month": "2"}, "seen_on", "does not exist"),
+        ({"seen_day": "15", "seen_month": "13"}, "seen_on", "does not exist"),
         (
-            {"seen_on": (datetime.now(UTC).date() + timedelta(days=30)).isoformat()},
+            {"seen_year": str(datetime.now(UTC).year + 1)},
             "seen_on",
             "in the future",
         ),
@@ -149,7 +165,12 @@ def test_a_day_today_or_long_ago_is_accepted(site: Site) -> None:
     client = site.client()
     for day in (date(1999, 12, 31), datetime.now(UTC).date()):
         response = post_report(
-            client, fresh_token(client), seen_on=day.isoformat(), keep_codename="no"
+            client,
+            fresh_token(client),
+            seen_day=str(day.day),
+            seen_month=str(day.month),
+            seen_year=str(day.year),
+            keep_codename="no",
         )
         assert response.status_code == 303
     assert sorted(r.fields["seen_on"] for r in analyst_reports(site)) == [
@@ -174,12 +195,63 @@ def test_arabic_indic_digits_in_phone_numbers(site: Site, phone: str, sealed: st
     assert analyst_reports(site)[0].fields["identity"]["phone"] == sealed
 
 
-@pytest.mark.parametrize("typed", ["20250115", "2025-W03-3", " 2025-01-15 "])
-def test_days_are_sealed_as_year_month_day(site: Site, typed: str) -> None:
-    """Python's date parser also takes basic and week dates; the analyst always gets
-    YYYY-MM-DD, as docs/payloads.md says (the typed form used to be sealed as it was)."""
+@pytest.mark.parametrize(
+    ("parts", "sealed"),
+    [
+        (("15", "1", "2025"), "2025-01-15"),
+        (("05", "03", "2024"), "2024-03-05"),
+        (("٢٩", "2", "٢٠٢٤"), "2024-02-29"),
+        ((" 9 ", "12", " 2023 "), "2023-12-09"),
+    ],
+)
+def test_days_are_sealed_as_year_month_day(
+    site: Site, parts: tuple[str, str, str], sealed: str
+) -> None:
+    """The three fields (Arabic-Indic digits too) become YYYY-MM-DD for the analyst, as
+    docs/payloads.md says."""
     client = site.client()
-    response = post_report(client, fresh_token(client), seen_on=typed, keep_codename="no")
+    day, month, year = parts
+    response = post_report(
+        client,
+        fresh_token(client),
+        seen_day=day,
+        seen_month=month,
+        seen_year=year,
+        keep_codename="no",
+    )
+    assert response.status_code == 303
+    assert analyst_reports(site)[0].fields["seen_on"] == sealed
+
+
+@pytest.mark.parametrize("language", ["ar", "fr", "en"])
+def test_the_day_is_asked_in_the_pages_language(site: Site, language: str) -> None:
+    """Issue 14: a type="date" field shows the browser's mm/dd/yyyy on an Arabic page (Tor
+    Browser reports en-US).  The page asks for day, month and year in its own language, and
+    the server's error names those same fields."""
+    client = site.client()
+    page = client.get(f"/report?lang={language}")
+    text = page.get_data(as_text=True)
+    assert 'type="date"' not in text
+    march = {"ar": "مارس", "fr": "mars", "en": "March"}[language]
+    assert f'<option value="3">{march}</option>' in text
+    response = post_report(
+        client, page_token(page), seen_day="31", seen_month="2", seen_year="2025"
+    )
+    assert response.status_code == 400
+    error = form_state(response).errors["seen_on"]
+    expected = {
+        "ar": "هذا التاريخ غير موجود",
+        "fr": "Cette date n’existe pas",
+        "en": "This date does not exist",
+    }[language]
+    assert error.startswith(expected), error
+    assert {"seen_day", "seen_month", "seen_year"} <= form_state(response).invalid
+
+
+def test_a_day_sent_as_one_field_by_an_older_page_is_read(site: Site) -> None:
+    """A report form left open across the upgrade sends ``seen_on`` as year-month-day."""
+    client = site.client()
+    response = post_report(client, fresh_token(client), seen_on="2025-01-15", keep_codename="no")
     assert response.status_code == 303
     assert analyst_reports(site)[0].fields["seen_on"] == "2025-01-15"
 
@@ -575,6 +647,8 @@ def test_login_without_form_token_is_refused_before_derivation(
     client = site.client()
     fresh_token(client, "/login")
     response = client.post("/login", data={"codename": " ".join(site.services.wordlist[:7])})
+    assert (response.status_code, response.headers["Location"]) == (303, "/login")
+    response = client.get("/login")
     assert response.status_code == 400
     assert "This form had expired" in page_text(response)
 
@@ -888,3 +962,81 @@ def test_a_failure_while_storing_leaves_no_source_behind(
     [report] = analyst_reports(site)
     assert [(f.name, f.content) for f in report.files] == [("kept.txt", b"kept")]
     assert_consistent(site)
+
+
+def test_a_kept_file_can_be_removed(site: Site) -> None:
+    """Issue 14: the wrong photo, an identifying one, kept in the draft after a form error,
+    could not be taken out.  Each kept file has a "remove" box: ticked, the file is not sent
+    and its envelope is deleted from the server, whether the form is sent or comes back."""
+    client = site.client()
+    photo = (b"\xff\xd8\xff" + b"jpeg" * 5000, "me.jpg", "image/jpeg")
+    video = (b"\x00\x00\x00\x18ftypmp42" * 3000, "clip.mp4", "video/mp4")
+    shot = (b"PNG" * 4000, "screen.png", "image/png")
+    first = post_report(
+        client, fresh_token(client), [photo, video, shot], **{**TYPED, "category": ""}
+    )
+    state = form_state(first)
+    boxes = re.findall(r'name="remove_file" value="(\d+)"', first.get_data(as_text=True))
+    assert boxes == ["0", "1", "2"]  # one box per kept file
+    assert counts(site) == {**NOTHING, "drafts": 3, "blobs": 3}
+
+    # Removed while the form still has an error: gone from the draft and the disk at once.
+    second = post_report(
+        client,
+        state.value("form_token"),
+        draft=state.value("draft"),
+        kept_file=state.values["kept_file"],
+        remove_file="0",
+        **{**TYPED, "description": ""},
+    )
+    assert_form_error(second, "description", "Describe what happened")
+    state = form_state(second)
+    assert state.values["kept_file"] == ["clip.mp4", "screen.png"]
+    assert counts(site) == {**NOTHING, "drafts": 2, "blobs": 2}
+
+    # Removed as the form is sent: the report holds only what stays.
+    third = post_report(
+        client,
+        state.value("form_token"),
+        draft=state.value("draft"),
+        kept_file=state.values["kept_file"],
+        remove_file="1",
+        **TYPED,
+    )
+    assert third.status_code == 303
+    [report] = analyst_reports(site)
+    assert report.fields["attachments"] == ["clip.mp4"]
+    assert [f.content for f in report.files] == [video[0]]
+    assert counts(site) == {**NOTHING, "sources": 1, "reports": 1, "items": 2, "blobs": 2}
+    assert_consistent(site)
+
+
+def test_a_failed_login_is_redirected_and_keeps_what_was_typed(site: Site) -> None:
+    """Issue 14: the field came back empty, on a page that answered the POST.  Now: a redirect
+    to /login (nothing in the URL), and what was typed comes back in the field, carried by an
+    encrypted cookie that holds no readable word and is gone once read."""
+    client = site.client()
+    typed = " ".join(site.services.wordlist[10:17])
+    response = client.post(
+        "/login", data={"form_token": fresh_token(client, "/login"), "codename": typed}
+    )
+    assert (response.status_code, response.headers["Location"]) == (303, "/login")
+    [cookie] = [c for c in response.headers.getlist("Set-Cookie") if c.startswith("blagh_flash=")]
+    attributes = cookie.lower()
+    assert "httponly" in attributes and "samesite=strict" in attributes
+    assert "max-age=600" in attributes
+    value = cookie.split(";")[0].removeprefix("blagh_flash=")
+    raw = base64.urlsafe_b64decode(value)
+    for word in typed.split():
+        assert word.encode() not in raw and word not in value
+    page = client.get("/login")
+    assert page.status_code == 400
+    assert form_state(page).value("codename") == typed
+    assert "No report matches this codename" in page_text(page)
+    assert client.get_cookie("blagh_flash") is None
+    assert client.get("/login").status_code == 200  # read once
+
+    # A cookie changed by a byte says nothing.
+    client.set_cookie("blagh_flash", value[:-2] + ("A" if value[-2] != "A" else "B") + value[-1])
+    forged = client.get("/login")
+    assert forged.status_code == 200 and form_state(forged).value("codename") == ""

@@ -287,7 +287,9 @@ def test_reports_codename_followup_and_delete(server: Gunicorn, analyst: Analyst
     assert len(blobs_before - blobs_after) == 6  # fields, three files, the message, its file
     token = visitor.token("/login")
     reply = visitor.post("/login", [("form_token", token), ("codename", codename)])
-    assert reply.status == 400
+    assert (reply.status, reply.location()) == (303, "/login")  # refused: back to the form
+    reply = visitor.get("/login")
+    assert reply.status == 400 and 'id="codename-error"' in reply.text
 
 
 # ---------------------------------------------------------------------------------------------

@@ -95,10 +95,12 @@ class Store:
         return self.blobs.sweep(self.index.blob_names(), min_age, now)
 
     def housekeeping(self) -> None:
-        """Forget expired drafts and sessions (cheap indexed deletes), scrub the index if rows
-        were deleted, and refill the blob pool if it runs low: once a minute."""
+        """Forget expired drafts, sessions and submission records (cheap indexed deletes),
+        scrub the index if rows were deleted, and refill the blob pool if it runs low: once a
+        minute."""
         self.expire_drafts()
         self.index.expire_sessions()
+        self.index.expire_submissions()
         self.scrub_if_pending()
         if self.blobs.pool is not None:
             self.blobs.pool.fill()

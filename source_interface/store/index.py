@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -105,6 +105,16 @@ CREATE TABLE IF NOT EXISTS sessions (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions(expires);
 CREATE INDEX IF NOT EXISTS sessions_by_source ON sessions(source_id);
+-- Reports already stored, by the keyed hash of the form's one-time submission id: the same
+-- form sent twice (a double click, a resent POST) stores one report (views/report.py).
+-- ``outcome`` is what its reporter was shown ("received" or "codename"); no link to the report.
+-- Kept the day it was made and the next (a day, as everywhere else: no finer time).
+CREATE TABLE IF NOT EXISTS submissions (
+    key BLOB PRIMARY KEY,
+    outcome TEXT NOT NULL,
+    day TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS submissions_by_day ON submissions(day);
 CREATE TABLE IF NOT EXISTS applied_bundles (
     id TEXT PRIMARY KEY,
     day TEXT NOT NULL
@@ -257,6 +267,36 @@ class NewSource:
 
     verifier: bytes | None
     public_key: bytes | None
+
+
+@dataclass(frozen=True)
+class NewSession:
+    """A session to start with a report, in the same transaction: the reporter who stored it
+    can never be left without the session that shows its codename."""
+
+    token_hash: bytes
+    sealed_secret: bytes
+    lifetime: int
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A form's one-time submission, recorded with the report it stored."""
+
+    key: bytes
+    outcome: str
+
+
+def _yesterday() -> str:
+    return (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
+
+
+class DuplicateSubmission(Exception):
+    """This form's submission already stored a report: nothing was recorded this time."""
+
+    def __init__(self, outcome: str) -> None:
+        super().__init__(outcome)
+        self.outcome = outcome
 
 
 @dataclass(frozen=True)
@@ -483,16 +523,31 @@ class Index:
         items: list[tuple[str, BlobRef]],
         draft: bytes | None = None,
         new_source: "NewSource | None" = None,
+        submission: Submission | None = None,
+        new_session: NewSession | None = None,
     ) -> Report:
         """Record a report and its items (blobs already committed) in one transaction.
 
         A first report creates its source in the same transaction (``new_source``), so a crash
         can leave neither a source without its report nor a report without its source.  Items
         taken from a draft (files kept from an earlier attempt) stop being a draft in the same
-        transaction too, so a crash leaves them in exactly one of the two places.
+        transaction too, so a crash leaves them in exactly one of the two places.  A form's
+        ``submission`` is recorded in it as well: a second report from the same form raises
+        :class:`DuplicateSubmission` and records nothing.  ``new_session`` starts the reporter's
+        session in it.
         """
         report_id = new_id()
         with self.transaction() as db:
+            if submission is not None:
+                found = db.execute(
+                    "SELECT outcome FROM submissions WHERE key = ?", (submission.key,)
+                ).fetchone()
+                if found is not None:
+                    raise DuplicateSubmission(found[0])
+                db.execute(
+                    "INSERT INTO submissions (key, outcome, day) VALUES (?, ?, ?)",
+                    (submission.key, submission.outcome, today()),
+                )
             if new_source is not None:
                 db.execute(
                     "INSERT INTO sources (id, verifier, public_key, day) VALUES (?, ?, ?, ?)",
@@ -508,6 +563,17 @@ class Index:
             self._insert_items(db, report_id, items)
             if draft is not None:
                 db.execute("DELETE FROM drafts WHERE token_hash = ?", (draft,))
+            if new_session is not None:
+                db.execute(
+                    "INSERT INTO sessions (token_hash, source_id, sealed_secret, expires)"
+                    " VALUES (?, ?, ?, ?)",
+                    (
+                        new_session.token_hash,
+                        source_id,
+                        new_session.sealed_secret,
+                        int(time.time()) + new_session.lifetime,
+                    ),
+                )
         found = self.report(source_id, report_id)
         assert found is not None
         return found
@@ -644,6 +710,20 @@ class Index:
                 return True, []
             return self._evict_drafts(db, token_hash, max_total_bytes)
 
+    @_writes
+    def remove_from_draft(self, token_hash: bytes, names: list[str]) -> list[str]:
+        """Take these blobs out of a draft (the reporter removed the files); the names of those
+        it held, for the caller to delete."""
+        removed = []
+        with self.transaction() as db:
+            for name in names:
+                cursor = db.execute(
+                    "DELETE FROM drafts WHERE token_hash = ? AND blob = ?", (token_hash, name)
+                )
+                if cursor.rowcount:
+                    removed.append(name)
+        return removed
+
     def draft(self, token_hash: bytes) -> list[BlobRef]:
         rows = self._db.execute(
             "SELECT blob, size, sha256 FROM drafts WHERE token_hash = ? AND expires >= ?"
@@ -726,6 +806,21 @@ class Index:
                 (expires, token_hash, now),
             )
         return cursor.rowcount > 0
+
+    def submission(self, key: bytes) -> str | None:
+        """The outcome of the report a form's submission stored, or None if it stored none."""
+        row = self._db.execute("SELECT outcome FROM submissions WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    @_writes
+    def expire_submissions(self) -> int:
+        """Forget submissions older than yesterday; return how many (background janitor).
+
+        A form sent again a day or two later is then stored again: by then its reporter has
+        seen where the first one led (and the form's page is long gone from any browser)."""
+        with self.transaction() as db:
+            cursor = db.execute("DELETE FROM submissions WHERE day < ?", (_yesterday(),))
+        return cursor.rowcount
 
     @_writes
     def expire_sessions(self) -> int:

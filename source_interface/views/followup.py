@@ -17,6 +17,7 @@ from blagh.payloads import PayloadError, decode_document
 from crypto import codename
 from crypto.envelope import open_envelope
 from crypto.errors import CryptoError, InvalidCodename
+from source_interface import flash
 from source_interface.categories import CATEGORIES
 from source_interface.diskspace import NoSpace, is_no_space
 from source_interface.forms import read_message
@@ -30,6 +31,7 @@ from source_interface.submissions import (
     draft_lost_message,
     keep_as_draft,
     no_space_message,
+    remove_kept,
     seal_document,
     uploaded_files,
 )
@@ -65,50 +67,80 @@ class ReportView:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> ResponseReturnValue:
+    """The codename login.  A refused one is answered with a redirect back here (never a page
+    of its own: going back to it would show "Document Expired", reloading it would send the
+    codename again); the page after it shows the error and what was typed (source_interface/
+    flash.py), so a typo costs one word, not seven."""
     svc = services()
     if request.method == "GET":
-        return make_response(render_template("followup/login.html", error=None))
+        response = make_response()
+        kept = flash.take(request, response, svc.login_hash_key, "login") or {}
+        error, status = _login_message(kept)
+        page = render_template("followup/login.html", error=error, typed=kept.get("typed", ""))
+        response.set_data(page)
+        response.status_code = status
+        return response
     if sealed.is_sealed_login(request.form):
         return sealed.login()  # the codename stayed in the browser (the JavaScript path)
     typed = request.form.get("codename", "")
-    error = _login_error(svc, typed)
-    if error is None and svc.login_failures.exceeded():
-        page = render_template("followup/login.html", error=too_many_logins())
-        return make_response(page, 429)
-    if error is None:
+    refused = _login_refusal(svc, typed)
+    if refused is None and svc.login_failures.exceeded():
+        refused = {"error": "too-many"}
+    if refused is None:
         try:
             keys = svc.derive(typed)
         except InvalidCodename:
-            error = _("A codename is seven words separated by spaces.")
+            refused = {"error": "word-count"}
         else:
             verifier = codename.login_verifier(keys.login_secret, svc.login_hash_key)
             source = svc.store.index.source_by_verifier(verifier)
             if source is not None:
-                response = redirect(url_for("followup.home"), 303)
-                svc.sessions.start(request, response, source.id, keys.secret_key)
-                return response
+                welcome = redirect(url_for("followup.home"), 303)
+                svc.sessions.start(request, welcome, source.id, keys.secret_key)
+                return welcome
             svc.login_failures.record_failure()
-            error = _("No report matches this codename. Check each word, in order, and try again.")
-    return make_response(render_template("followup/login.html", error=error), 400)
+            refused = {"error": "no-match"}
+    again = redirect(url_for("followup.login"), 303)
+    kept = {**refused, "typed": typed[: codename.MAX_INPUT_CHARS]}
+    flash.keep(request, again, svc.login_hash_key, "login", kept)
+    return again
 
 
-def _login_error(svc: Services, typed: str) -> str | None:
-    """A friendly error for input that cannot be a codename, found before any derivation."""
+def _login_refusal(svc: Services, typed: str) -> dict[str, Any] | None:
+    """Why input that cannot be a codename is refused, found before any derivation."""
     if not form_token_valid(request):
-        return str(_("This form had expired. Type your codename again."))
+        return {"error": "expired"}
     if len(typed) > codename.MAX_INPUT_CHARS:
-        return str(_("This is too long to be a codename: it is seven short words."))
+        return {"error": "too-long"}
     unknown = codename.check_words(typed, svc.wordlist)
     if unknown:
-        return str(
-            _(
-                "These words are not codename words: %(words)s. Check their spelling.",
-                words=", ".join(unknown[:7]),
-            )
-        )
+        return {"error": "unknown-words", "words": unknown[:7]}
     if len(typed.split()) != codename.WORD_COUNT:
-        return str(_("A codename is seven words separated by spaces."))
+        return {"error": "word-count"}
     return None
+
+
+def _login_message(kept: dict[str, Any]) -> tuple[str | None, int]:
+    """The login page's error, in the page's language, and its status."""
+    code = kept.get("error")
+    if code == "too-many":
+        return too_many_logins(), 429
+    if code == "expired":
+        return _("This form had expired. Type your codename again."), 400
+    if code == "too-long":
+        return _("This is too long to be a codename: it is seven short words."), 400
+    if code == "unknown-words":
+        words = ", ".join(str(word) for word in kept.get("words", [])[:7])
+        return (
+            _("These words are not codename words: %(words)s. Check their spelling.", words=words),
+            400,
+        )
+    if code == "word-count":
+        return _("A codename is seven words separated by spaces."), 400
+    if code == "no-match":
+        message = _("No report matches this codename. Check each word, in order, and try again.")
+        return message, 400
+    return None, 200
 
 
 def _session_or_login() -> SourceSession | Response:
@@ -220,7 +252,11 @@ def add_message(report_id: str) -> ResponseReturnValue:
     draft_token = request.form.get("draft", "")
     draft_hash, kept = draft_files(svc, draft_token)
     kept_names = request.form.getlist("kept_file")[: len(kept)]
-    if not form_token_valid(request):
+    lost = draft_lost(request.form, kept)
+    if form_token_valid(request):
+        # Kept files the reporter removed (their boxes ticked) go before anything else.
+        kept, kept_names = remove_kept(svc, request.form, draft_hash, kept, kept_names)
+    else:
         errors["form"] = _("This form had expired. Your message is below: send it again.")
     if not text and not uploads and not kept and not no_space:
         errors["message"] = _("Write a message or attach a file.")
@@ -228,7 +264,7 @@ def add_message(report_id: str) -> ResponseReturnValue:
     if len(kept) + len(uploads) > limit:
         errors["files"] = _("A message can carry at most %(limit)d files.", limit=limit)
         uploads = []
-    if draft_lost(request.form, kept):
+    if lost:
         errors["files"] = draft_lost_message()
     if no_space:
         errors["files"] = no_space_message()

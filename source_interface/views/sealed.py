@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import secrets
 
 from flask import Response, jsonify, request, url_for
 from flask_babel import gettext as _
@@ -36,14 +37,23 @@ from crypto.errors import InvalidPublicKey
 from source_interface.diskspace import is_no_space
 from source_interface.presealed import UploadError, envelope_shape_ok
 from source_interface.services import Services, services
-from source_interface.sessions import SourceSession, form_token, form_token_valid, set_form_token
+from source_interface.sessions import (
+    SUBMISSION_FIELD,
+    SourceSession,
+    form_token,
+    form_token_valid,
+    set_form_token,
+    submission_key,
+    submission_seed,
+)
 from source_interface.store import BlobRef
-from source_interface.store.index import NewSource, new_id
+from source_interface.store.index import DuplicateSubmission, NewSource, Submission, new_id
 from source_interface.submissions import (
     draft_files,
     draft_lost,
     draft_lost_message,
     no_space_message,
+    remove_kept,
 )
 from source_interface.throttle import too_many_logins
 from source_interface.views.uploads import max_upload_envelope, off_loop, upload_folder
@@ -163,11 +173,14 @@ class _Files:
         self.upload_ids = request.form.getlist("upload")
         self.draft_hash, self.kept = draft_files(svc, request.form.get("draft", ""))
         self.linked: list[BlobRef] = []
+        if draft_lost(request.form, self.kept):
+            raise Rejected(409, draft_lost_message(), draft_lost=True)
+        # Files kept from an earlier attempt that the reporter removed (their boxes ticked).
+        names = request.form.getlist("kept_file")[: len(self.kept)]
+        self.kept, _names = remove_kept(svc, request.form, self.draft_hash, self.kept, names)
         limit = svc.config.source_interface.max_files_per_report
         if len(self.upload_ids) + len(self.kept) > limit:
             raise Rejected(400, too_many)
-        if draft_lost(request.form, self.kept):
-            raise Rejected(409, draft_lost_message(), draft_lost=True)
 
     def link(self) -> list[BlobRef]:
         folder = upload_folder()
@@ -227,13 +240,29 @@ def _store_whole(svc: Services, envelope: bytes) -> BlobRef:
 def submit_report() -> Response:
     """A report sealed in the browser: check, store, and say where the page goes next."""
     svc = services()
+    seed = submission_seed(request.form.get(SUBMISSION_FIELD, ""))
+    if seed is not None:
+        outcome = svc.store.index.submission(submission_key(seed))
+        if outcome is not None:
+            return _already_stored(svc, seed, outcome)
     try:
-        return _submit_report(svc)
+        return _submit_report(svc, seed or secrets.token_bytes(32))
     except Rejected as rejected:
         return _answer(rejected.status, error=rejected.message, **rejected.extra)
 
 
-def _submit_report(svc: Services) -> Response:
+def _already_stored(svc: Services, seed: bytes, outcome: str) -> Response:
+    """The same form's report is stored (its answer was lost, and the page sent it again):
+    where the first answer led, with the first's session (views/report.py)."""
+    if outcome != "codename":
+        return _answer(200, next=url_for("report.received"))
+    response = _answer(200, next=url_for("followup.home", saved=1))
+    if not svc.sessions.resume(request, response, seed):
+        return _answer(200, next=url_for("report.received", codename=1))
+    return response
+
+
+def _submit_report(svc: Services, seed: bytes) -> Response:
     if not form_token_valid(request):
         raise Rejected(
             400,
@@ -259,26 +288,38 @@ def _submit_report(svc: Services) -> Response:
             # The login secret of an existing source: only its owner could send it, and one
             # codename does not make a second source.
             raise _unreadable()
+    session = None if source_key is None else svc.sessions.prepare(BROWSER_HELD_KEY, None, seed)
+    outcome = "received" if session is None else "codename"
+    fields_ref = None
     try:
         refs = files.link()
         fields_ref = _store_whole(svc, fields)
-        # Source, report and items in one transaction, as on the no-JS path.  A fields blob
-        # committed and not recorded (a failure, a crash) is referenced by no row: the next
-        # sweep removes it.  The uploads stay as they were, for the page to send again.
-        stored = svc.store.index.add_report(
+        # Source, report, items, the form's submission and the session in one transaction,
+        # as on the no-JS path.  A fields blob committed and not recorded (a failure, a crash)
+        # is referenced by no row: the next sweep removes it.
+        svc.store.index.add_report(
             new_id(),
             [("fields", fields_ref)] + [("file", ref) for ref in refs],
             draft=files.draft_hash,
             new_source=NewSource(verifier, source_key),
+            submission=Submission(submission_key(seed), outcome),
+            new_session=session.row if session else None,
         )
+    except DuplicateSubmission as duplicate:
+        # The same form's other request stored it first: this one's copies are not needed.
+        files.undo()
+        files.done()
+        if fields_ref is not None:
+            svc.store.blobs.delete(fields_ref.name)
+        return _already_stored(svc, seed, duplicate.outcome)
     except BaseException:
         files.undo()
         raise
     files.done()
-    if source_key is None:
+    if session is None:
         return _answer(200, next=url_for("report.received"))
     response = _answer(200, next=url_for("followup.home", saved=1))
-    svc.sessions.start(request, response, stored.source_id, BROWSER_HELD_KEY)
+    svc.sessions.set_cookie(request, response, session.cookie)
     return response
 
 

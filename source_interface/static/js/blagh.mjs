@@ -333,16 +333,26 @@ const LINE_BREAKS = /\r\n|[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]/; // Python's s
 function enhanceReport(context) {
   const form = document.getElementById("report-form");
   const text = texts("blagh-text");
+  const pending = loadPending(context.sealing);
+  if (pending) {
+    // A codename shown here and not yet typed back (the page was left: another language, a
+    // reload): its report is stored, so show the codename again rather than a new form.
+    showCodename(context, pending.codename, pending.keys, pending.next, text);
+    return;
+  }
   const progress = new Progress(document.getElementById("progress"));
   const marks = new ErrorMarks();
   const uploaded = new Map(); // File -> upload id, kept across attempts
+  // The codename is made once per form: an attempt whose answer was lost may have stored the
+  // report, and the server answers the next attempt (same submission id) with that one.
+  const made = { codename: null, keys: null };
   let busy = false;
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     if (busy) return;
     busy = true;
     setBusy(form, true);
-    sendReport(context, form, text, progress, marks, uploaded)
+    sendReport(context, form, text, progress, marks, uploaded, made)
       .catch((error) => {
         console.warn("blagh:", error);
         if (handleRefusal(form, error, progress, marks, text)) return;
@@ -356,15 +366,37 @@ function enhanceReport(context) {
   });
 }
 
-function readReport(form) {
-  const value = (name) => (form.elements[name] ? form.elements[name].value.trim() : "");
-  const phone = Array.from(value("phone"), (c) => {
+/** Arabic-Indic and Persian digits as ASCII ones, as the server reads them. */
+function localDigits(text) {
+  return Array.from(text, (c) => {
     const at = LOCAL_DIGITS.indexOf(c);
     return at < 0 ? c : String(at % 10);
   }).join("");
+}
+
+/**
+ * The files kept from an earlier attempt: all the names the page lists (the server checks it
+ * still has them all), those that stay, and the positions of those whose "remove" box is ticked.
+ */
+function keptFiles(form) {
+  const listed = [];
+  const kept = [];
+  const removed = [];
+  for (const input of form.querySelectorAll('input[name="kept_file"]')) {
+    const box = input.parentElement.querySelector('input[name="remove_file"]');
+    if (box && box.checked) removed.push(box.value);
+    else kept.push(input.value);
+    listed.push(input.value);
+  }
+  return { listed, kept, removed };
+}
+
+function readReport(form) {
+  const value = (name) => (form.elements[name] ? form.elements[name].value.trim() : "");
+  const phone = localDigits(value("phone"));
   const identity = { name: value("name"), phone, email: value("email") };
   const files = Array.from(form.elements.files.files);
-  const kept = Array.from(form.querySelectorAll('input[name="kept_file"]'), (input) => input.value);
+  const { kept, listed, removed } = keptFiles(form);
   return {
     category: value("category"),
     danger: form.elements.danger.checked,
@@ -374,10 +406,12 @@ function readReport(form) {
       .map((line) => line.trim())
       .filter((line) => line.length > 0),
     platform: value("platform"),
-    seenOn: value("seen_on"),
+    seenOn: { day: localDigits(value("seen_day")), month: value("seen_month"), year: localDigits(value("seen_year")) },
     identity,
     files,
     kept,
+    listed,
+    removed,
     keepCodename: form.elements.keep_codename.value !== "no",
     categories: Array.from(form.querySelectorAll('input[name="category"]'), (input) => input.value),
   };
@@ -392,9 +426,12 @@ function checkReport(report, text) {
     errors.set("links", text.links);
   }
   if (codePoints(report.platform) > 200) errors.set("platform", text.platform);
-  if (report.seenOn) {
-    const day = parseDay(report.seenOn);
-    if (day === null) errors.set("seen_on", text.seenOn);
+  const seen = report.seenOn;
+  if (seen.day || seen.month || seen.year) {
+    const day = parseDay(seen);
+    if (!seen.day || !seen.month || !/^\d+$/.test(seen.day) || !/^\d{4}$/.test(seen.year)) {
+      errors.set("seen_on", text.seenOn);
+    } else if (day === null) errors.set("seen_on", text.seenOnInvalid);
     else if (day > Date.now() + 86400000) errors.set("seen_on", text.seenOnFuture);
   }
   const { name, phone, email } = report.identity;
@@ -420,17 +457,22 @@ function trimAt(text) {
   return text.replace(/^@+|@+$/g, "");
 }
 
-/** Midnight UTC of a YYYY-MM-DD day, or null if it is not a real day. */
-function parseDay(text) {
-  const match = /^(\d{4})-(\d{2})-(\d{2})$/.exec(text);
-  if (!match) return null;
-  const [year, month, day] = match.slice(1).map(Number);
-  const time = Date.UTC(year, month - 1, day);
+/** Midnight UTC of a day given as its three parts (as typed), or null if it is not a real day. */
+function parseDay({ day, month, year }) {
+  if (!/^\d{1,2}$/.test(day) || !/^\d{1,2}$/.test(month) || !/^\d{4}$/.test(year)) return null;
+  const [d, m, y] = [day, month, year].map(Number);
+  const time = Date.UTC(y, m - 1, d);
   const date = new Date(time);
-  if (date.getUTCFullYear() !== year || date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day) {
+  if (date.getUTCFullYear() !== y || date.getUTCMonth() !== m - 1 || date.getUTCDate() !== d) {
     return null;
   }
   return time;
+}
+
+/** A day's three parts as year-month-day (checked beforehand), or null when none was given. */
+function isoDay(seen) {
+  const time = seen.day ? parseDay(seen) : null;
+  return time === null ? null : new Date(time).toISOString().slice(0, 10);
 }
 
 function showReportErrors(form, errors, text, marks) {
@@ -444,6 +486,11 @@ function showReportErrors(form, errors, text, marks) {
       anchor = fieldset.querySelector("legend").nextElementSibling;
       field = null;
       first = first || fieldset.querySelector('input[name="category"]');
+    } else if (name === "seen_on") {
+      const fieldset = document.getElementById("seen_on");
+      anchor = fieldset.querySelector("legend").nextElementSibling;
+      field = document.getElementById("seen_day");
+      first = first || field;
     } else {
       field = document.getElementById(name);
       anchor = field;
@@ -454,7 +501,7 @@ function showReportErrors(form, errors, text, marks) {
   if (first) first.focus();
 }
 
-async function sendReport(context, form, text, progress, marks, uploaded) {
+async function sendReport(context, form, text, progress, marks, uploaded, made) {
   const { sealing } = context;
   marks.clear();
   const report = readReport(form);
@@ -463,14 +510,14 @@ async function sendReport(context, form, text, progress, marks, uploaded) {
     showReportErrors(form, errors, text, marks);
     return;
   }
-  let codename = null;
-  let keys = null;
-  if (report.keepCodename) {
+  if (report.keepCodename && made.codename === null) {
     progress.say(text.makingCodename);
     await nextPaint();
-    codename = sealing.generateCodename(await wordList());
-    keys = sealing.deriveSourceKeys(codename, context.salt);
+    made.codename = sealing.generateCodename(await wordList());
+    made.keys = sealing.deriveSourceKeys(made.codename, context.salt);
   }
+  const codename = report.keepCodename ? made.codename : null;
+  const keys = report.keepCodename ? made.keys : null;
   const uploadIds = await uploadAll(context, report.files, progress, text, uploaded);
 
   progress.say(text.sendingReport);
@@ -480,17 +527,19 @@ async function sendReport(context, form, text, progress, marks, uploaded) {
     description: report.description,
     links: report.links,
     platform: report.platform,
-    seen_on: report.seenOn || null,
+    seen_on: isoDay(report.seenOn),
     identity: Object.values(report.identity).some((v) => v) ? report.identity : null,
     attachments: [...report.kept, ...report.files.map((file) => sealing.attachmentName(file.name))],
   };
   const recipients = keys ? [...context.analysts, keys.publicKey] : context.analysts;
   const body = new FormData();
   body.append("form_token", formToken());
+  if (form.elements.submission) body.append("submission", form.elements.submission.value);
   body.append("sealed_fields", sealing.toBase64(sealing.sealBytes(sealing.encodeDocument("report", fields), recipients)));
   for (const id of uploadIds) body.append("upload", id);
   if (form.elements.draft) body.append("draft", form.elements.draft.value);
-  for (const name of report.kept) body.append("kept_file", name);
+  for (const name of report.listed) body.append("kept_file", name);
+  for (const position of report.removed) body.append("remove_file", position);
   if (keys) {
     body.append("source_key", sealing.toBase64(keys.publicKey));
     body.append("login_secret", sealing.toBase64(keys.loginSecret));
@@ -507,14 +556,52 @@ async function sendReport(context, form, text, progress, marks, uploaded) {
   else location.assign(answer.next);
 }
 
+// The codename lives only in this page until it is typed back (the server never sees it):
+// leaving the page would lose it, while the report is stored (issue 14).  So, until then, it
+// is also kept in this tab's sessionStorage (gone when the tab closes, removed once typed
+// back), the report page shows it again when it loads (after a language switch, a reload, Back
+// and Forward), links that leave ask first, and closing the tab brings the browser's warning.
+const PENDING_STORAGE = "blagh.pending-codename";
+
+function keepPending(sealing, codename, keys, next) {
+  try {
+    const pending = { codename, next, secretKey: sealing.toBase64(keys.secretKey) };
+    sessionStorage.setItem(PENDING_STORAGE, JSON.stringify(pending));
+  } catch {
+    // no storage here: the panel's questions and the browser's warning still guard it
+  }
+}
+
+function loadPending(sealing) {
+  try {
+    const pending = JSON.parse(sessionStorage.getItem(PENDING_STORAGE) || "null");
+    if (!pending || typeof pending.codename !== "string" || typeof pending.next !== "string") {
+      return null;
+    }
+    return { ...pending, keys: { secretKey: sealing.fromBase64(pending.secretKey) } };
+  } catch {
+    return null;
+  }
+}
+
+function forgetPending() {
+  try {
+    sessionStorage.removeItem(PENDING_STORAGE);
+  } catch {
+    // nothing was kept
+  }
+}
+
 /** The codename, shown once, typed back to show it was written down; then the follow-up page. */
 function showCodename(context, codename, keys, next, text) {
+  keepPending(context.sealing, codename, keys, next);
   const panel = document.getElementById("js-codename");
   const main = document.getElementById("main");
   for (const child of main.children) if (child !== panel && child !== script) child.hidden = true;
   panel.hidden = false;
   document.getElementById("js-codename-words").textContent = codename;
   panel.querySelector("h1").focus();
+  const guard = guardCodename(text);
   const words = codename.split(" ");
   const check = document.getElementById("js-codename-check");
   const typed = document.getElementById("js-codename-typed");
@@ -540,9 +627,62 @@ function showCodename(context, codename, keys, next, text) {
       typed.focus();
       return;
     }
+    guard.release();
+    forgetPending();
     storeKey(context.sealing, keys.secretKey);
     location.assign(next);
   });
+}
+
+/**
+ * Until the codename is typed back: a language link keeps it (the page in the other language
+ * shows it again), a link that leaves (the site's name) asks first in the panel, a call to an
+ * emergency number goes through at once (it does not leave the page), and anything else that
+ * unloads the page (closing the tab, a typed address) gets the browser's own warning.
+ */
+function guardCodename(text) {
+  const leave = document.getElementById("js-codename-leave");
+  let allowed = false;
+  let target = null;
+  const warn = (event) => {
+    if (allowed) return;
+    event.preventDefault();
+    event.returnValue = "";
+  };
+  const clicked = (event) => {
+    const link = event.target.closest ? event.target.closest("a[href]") : null;
+    if (!link || allowed || link.closest("#js-codename")) return;
+    const url = new URL(link.href, location.href);
+    if (url.protocol !== "http:" && url.protocol !== "https:") return; // tel: and the like
+    if (url.origin === location.origin && url.pathname === location.pathname && url.hash) return;
+    if (link.closest("nav.languages")) {
+      allowed = true; // the pending codename is kept: the next page shows it again
+      return;
+    }
+    event.preventDefault();
+    target = url.href;
+    leave.hidden = false;
+    leave.querySelector("button[data-stay]").focus();
+  };
+  leave.querySelector("button[data-stay]").addEventListener("click", () => {
+    leave.hidden = true;
+    target = null;
+    document.getElementById("js-codename-typed").focus();
+  });
+  leave.querySelector("button[data-leave]").addEventListener("click", () => {
+    allowed = true;
+    forgetPending();
+    if (target) location.assign(target);
+  });
+  window.addEventListener("beforeunload", warn);
+  document.addEventListener("click", clicked, true);
+  return {
+    release() {
+      allowed = true;
+      window.removeEventListener("beforeunload", warn);
+      document.removeEventListener("click", clicked, true);
+    },
+  };
 }
 
 // --- Codename checks (login, unlocking the follow-up page) -----------------------------------
@@ -740,7 +880,7 @@ async function sendMessage(context, form, text, sourceKey, progress, marks, uplo
   marks.clear();
   const message = form.elements.message.value.trim();
   const files = Array.from(form.elements.files.files);
-  const kept = Array.from(form.querySelectorAll('input[name="kept_file"]'), (input) => input.value);
+  const { kept, listed, removed } = keptFiles(form);
   const errors = new Map();
   if (!message && files.length === 0 && kept.length === 0) errors.set("message", text.message);
   checkFiles(files, kept.length, text, errors);
@@ -766,7 +906,8 @@ async function sendMessage(context, form, text, sourceKey, progress, marks, uplo
   );
   for (const id of uploadIds) body.append("upload", id);
   if (form.elements.draft) body.append("draft", form.elements.draft.value);
-  for (const name of kept) body.append("kept_file", name);
+  for (const name of listed) body.append("kept_file", name);
+  for (const position of removed) body.append("remove_file", position);
   const answer = await post(form.action, body, text.failed);
   if (answer.error) {
     forgetLost(form, answer, uploaded);
