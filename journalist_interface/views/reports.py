@@ -44,6 +44,7 @@ def inbox() -> ResponseReturnValue:
 @login_required
 def report(report_id: str) -> ResponseReturnValue:
     page = _report_page(report_id)
+    cases.mark_seen(vault(), report_id)
     vault().audit("view", report=report_id)
     return page
 
@@ -60,6 +61,7 @@ def _report_page(
         "report.html",
         report=found,
         case=case,
+        follows=cases.tombstone(vault(), report_id),
         statuses=STATUSES,
         priorities=cases.PRIORITIES,
         analysts=cases.analyst_names(vault()),
