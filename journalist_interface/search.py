@@ -7,6 +7,11 @@ from the index alone.  What an analyst types is never FTS5 syntax: words must al
 (in any text of the report), ``"quoted words"`` must appear together, and ``word*`` matches
 any word it begins.  Highlights come back from ``snippet()`` between control characters 2
 and 3 (which the index never holds), and become ``<mark>`` only after the text is escaped.
+
+The index's tokenizer keeps letters and digits only: an emoji is a separator to it, and a
+search for one would find nothing.  A term made of symbols (Unicode "So": emoji, ©, ☎) is
+looked for as a substring of the report's texts instead (:func:`symbol_terms`), read through
+the report's own rows of the index, which are found by rowid range.
 """
 
 from __future__ import annotations
@@ -203,6 +208,27 @@ def preview(description: str) -> str:
     return cut.rstrip(",;:.") + "…"
 
 
+def symbol_terms(text: str) -> list[str]:
+    """The terms of a search made of symbols (emoji and the like), which the index cannot hold:
+    each is searched for as it is, in the report's texts."""
+    terms: list[str] = []
+    for phrase, word in _TERM.findall(text):
+        value = (phrase or word).strip()
+        if any(character.isalnum() for character in value):
+            continue
+        if any(unicodedata.category(character) == "So" for character in value):
+            terms.append(value)
+        if len(terms) == MAX_TERMS:
+            break
+    return terms
+
+
+_SYMBOL = (
+    "EXISTS (SELECT 1 FROM search s WHERE s.rowid BETWEEN r.num << 20"
+    " AND (r.num << 20) + 1048575 AND instr(s.body, ?) > 0)"
+)
+
+
 def highlight(snippet: str) -> Markup:
     """A snippet from the index, escaped, with its matches in ``<mark>``."""
     out = Markup("")
@@ -232,9 +258,13 @@ def inbox(vault: Vault, query: InboxQuery, per_page: int = PER_PAGE) -> InboxPag
     where: list[str] = []
     args: list[Any] = []
     match = fts_query(query.text) if query.text else None
-    if query.text and match is None:
+    symbols = symbol_terms(query.text) if query.text else []
+    if query.text and match is None and not symbols:
         return InboxPage(query, (), 0, per_page, invalid_search=True)
     _filters(query, where, args)
+    for symbol in symbols:
+        where.append(_SYMBOL)
+        args.append(symbol)
     with vault.transaction() as db:
         broad = False
         count_where = rows_where = (" WHERE " + " AND ".join(where)) if where else ""

@@ -124,7 +124,7 @@ def test_unread_markers_last_activity_and_preview(
     assert first in rows(client, "/?sort=activity")[0]
     assert first not in rows(client, "/?sort=newest")[0]
     # a one-line preview of the description, cut at a word
-    preview = re.search(r'<p class="preview" dir="auto">([^<]*)</p>', unread[0])
+    preview = re.search(r'<p class="description-preview" dir="auto">([^<]*)</p>', unread[0])
     assert preview is not None
     assert preview.group(1).startswith("Un faux magasin a pris mon argent.")
     assert preview.group(1).endswith("…") and len(preview.group(1)) <= inbox_search.PREVIEW + 1
@@ -160,8 +160,8 @@ def test_a_purged_case_leaves_a_tombstone_the_new_case_links_to(
         assert "Follow-up to a purged case" in inbox
         assert "Report not received yet" not in inbox
         page = text(client.get(f"/reports/{report}"))
-        assert f"after their case {old_ref} was closed on {today()}" in page
-        assert f"purged on {purged_on.isoformat()}" in page
+        assert f'after their case {old_ref} was closed on <time datetime="{today()}">' in page
+        assert f'purged on <time datetime="{purged_on.isoformat()}">' in page
         assert "The report&#39;s own text has not arrived" not in page
 
 
@@ -199,3 +199,27 @@ class workstation_app_on:
 
     def __exit__(self, *exc: object) -> None:
         next(self.apps, None)
+
+
+def test_case_controls_come_before_a_long_conversation(
+    vault_path: Path, pickup: Pickup, tmp_path: Path
+) -> None:
+    """The status, assignee and tags are in a side column placed before the report in the page:
+    at the top on a narrow window, beside it on a wide one, never after 3,000 px of messages."""
+    report = str(pickup.reports[0]["id"])
+    long = Pickup(pickup.analysts)
+    source = next(s for s in pickup.sources if s.id == pickup.reports[0]["source"])
+    long.sources.append(source)
+    long.reports.append(dict(pickup.reports[0]))
+    for number in range(60):
+        long.message(report, source, f"Message number {number}. " * 20)
+    with open_vault(vault_path) as vault:
+        import_bundle(vault, long.write(tmp_path / "long", SERVER))
+    with workstation_app_on(vault_path) as app:
+        html = text(logged_in(app).get(f"/reports/{report}"))
+    panel = html.index('<aside class="case-panel"')
+    assert panel < html.index('id="conversation"') < html.index("Message number 59.")
+    for control in ('id="status"', 'id="assignee"', 'id="new-tag"', 'href="#notes"'):
+        assert panel < html.index(control) < html.index("</aside>")
+    css = (Path(__file__).parents[1] / "journalist_interface/static/workstation.css").read_text()
+    assert ".case-panel { grid-column: 2;" in css
