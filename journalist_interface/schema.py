@@ -7,7 +7,7 @@ same steps.  The version is the ``schema`` row of ``settings``; each step runs i
 transaction with that row, so a crash leaves the vault at the old version or the new, never
 between.  Another engineer's step is added at the end of :data:`STEPS`, never edited in.
 
-Version 2, case work (docs/workstation.md, "Case work"):
+Version 2, case work (docs/casework.md):
 
 - ``reports`` is rebuilt with a stable integer key ``num`` (the search index is keyed by it),
   five statuses, a reason when closed, the day it was closed, an assignee and a priority
