@@ -223,3 +223,43 @@ def test_case_controls_come_before_a_long_conversation(
         assert panel < html.index(control) < html.index("</aside>")
     css = (Path(__file__).parents[1] / "journalist_interface/static/workstation.css").read_text()
     assert ".case-panel { grid-column: 2;" in css
+
+
+def test_bulk_status_assignee_and_tag(app: Flask, vault_path: Path, pickup: Pickup) -> None:
+    first, second, third = (str(r["id"]) for r in pickup.reports)
+    client = logged_in(app)
+    inbox = text(client.get("/?sort=newest"))
+    token = re.search(r'name="csrf" value="([^"]+)"', inbox)
+    assert token is not None and 'form="bulk"' in inbox
+
+    def bulk(*reports: str, **fields: str) -> TestResponse:
+        data = {"csrf": token.group(1), "back": "sort=newest", "report": list(reports), **fields}
+        return client.post("/bulk", data=data)
+
+    # what is asked is checked before anything changes
+    refused = bulk(first, second, status="closed", reason=" ")
+    assert refused.status_code == 400 and "a reason is required" in text(refused)
+    assert bulk(first, second, assignee="nobody-here").status_code == 400
+    assert bulk(first, tag="no/slash").status_code == 400
+    assert "Tick at least one report" in text(bulk(status="triaged"))
+    assert bulk("not-an-id", status="triaged").status_code == 404
+    done = bulk(
+        first, second, status="closed", reason="duplicate", assignee="analyst", tag="Wave 1"
+    )
+    assert done.status_code == 303
+    assert done.headers["Location"] == "/?sort=newest&done=2"
+    assert "The change is saved for 2 reports." in text(client.get(done.headers["Location"]))
+    app.extensions["workstation"].sessions.close()
+    with open_vault(vault_path) as vault:
+        for report in (first, second):
+            case = cases.case(vault, report)
+            assert case is not None
+            assert (case.status, case.close_reason, case.assignee) == (
+                "closed",
+                "duplicate",
+                "analyst",
+            )
+            assert case.tags == ("wave 1",)
+            assert {c.event for c in case.history} == {"status", "assign", "tag_added"}
+        untouched = cases.case(vault, third)
+        assert untouched is not None and untouched.status == "new" and not untouched.history
