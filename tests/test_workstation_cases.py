@@ -468,6 +468,10 @@ def test_a_version_1_vault_is_upgraded_in_place(tmp_path: Path, analyst: Analyst
         note = inbox_search.inbox(vault, inbox_search.InboxQuery(text="old note"))
         assert note.total == 1
         assert vault.analyst == schema.FIRST_ANALYST
+        upgraded = vault.report("a" * 32)
+        assert upgraded is not None and upgraded.ref == "2025/0001"  # version 3
+        mine = inbox_search.inbox(vault, inbox_search.InboxQuery(sort="activity")).rows[0]
+        assert mine.unread and mine.preview == "A fake shop"
     raw = connect(path / "vault.db", vault_key(analyst.key, salt))
     assert raw.execute("SELECT value FROM settings WHERE name = 'schema'").fetchone() == (
         str(schema.LATEST),
