@@ -453,7 +453,7 @@ def test_loopback_hosts_are_accepted(line: str, host: str) -> None:
         ({"enabled": True, "public_url": "https://x.org/a"}, "must be the site's https://"),
         ({"onion_address": "example.onion"}, "is not an onion address"),
         (
-            {"listen": "127.0.0.2:8080"},
+            {"enabled": True, "public_url": "https://x.org", "listen": "127.0.0.2:8080"},
             "has the port of the onion service (or of the pickup API)",
         ),
     ],
