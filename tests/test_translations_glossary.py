@@ -152,19 +152,18 @@ def arabic_number_mistakes(catalog: Catalog) -> list[str]:
     for message in catalog:
         if not message.id:
             continue
-        if isinstance(message.id, (list, tuple)):
-            forms = list(message.string)
+        string = message.string
+        if isinstance(message.id, (list, tuple)) and isinstance(string, (list, tuple)):
+            forms = list(string)
             for index, ending_ok in ((4, lambda w: not w.endswith("ًا")), (5, _accusative)):
                 for word in number.findall(forms[index]):
                     if ARABIC_WORD.fullmatch(word) and not ending_ok(word):
                         mistakes.append(f"{message.id[0]!r} form {index}: {forms[index]!r}")
             continue
-        for word in number.findall(message.string):
+        for word in number.findall(string if isinstance(string, str) else ""):
             word = word.rstrip(".،:؛)")
             if ARABIC_WORD.fullmatch(word) and word not in ARABIC_INVARIABLE:
-                mistakes.append(
-                    f"{message.id!r}: a counted noun after a number: {message.string!r}"
-                )
+                mistakes.append(f"{message.id!r}: a counted noun after a number: {string!r}")
     return mistakes
 
 
