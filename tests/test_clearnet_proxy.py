@@ -263,7 +263,7 @@ def test_firefox_sees_hsts_and_onion_location(
 ) -> None:
     tab = open_tab("firefox", True)
     assert isinstance(tab, FirefoxTab)
-    tab.goto("/?lang=ar")
+    tab.goto("/report?lang=ar")  # a page whose policy lets its scripts fetch from the site
     seen = tab.client.execute_script(
         "return fetch('/report?lang=ar').then(r => [r.status, "
         "r.headers.get('Strict-Transport-Security'), r.headers.get('Onion-Location')])",
