@@ -363,6 +363,13 @@ def test_nginx_streams_the_body_and_sends_no_client_address(
         assert "203.0.113.9" not in upstream.head.decode("latin-1")
         assert proxy.temp_files() == []
 
+        # Plain HTTP, on its own port, only sends the browser to HTTPS.
+        with socket.create_connection((HOST, proxy.http_port), timeout=30) as plain:
+            plain.sendall(f"GET /report?x=1 HTTP/1.1\r\nHost: {NAME}\r\n\r\n".encode())
+            head = plain.recv(4096).decode("latin-1")
+            assert head.startswith("HTTP/1.1 301 ")
+            assert f"\r\nLocation: https://{NAME}/report?x=1\r\n" in head
+
         # Plain HTTP to the TLS port, and a body past client_max_body_size: errors nginx logs
         # (at "info" and "error", with "client: 127.0.0.1") anywhere but here.
         with socket.create_connection((HOST, proxy.port), timeout=30) as plain:
