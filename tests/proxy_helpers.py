@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -152,8 +153,8 @@ class Nginx:
         text = _replace(text, "worker_processes auto;", "worker_processes 1;\ndaemon off;")
         text = _replace(text, "pid /run/nginx.pid;", f"pid {self.folder}/nginx.pid;")
         text = _replace(text, "/var/log/nginx/error.log", str(self.error_log))
-        text = _replace(text, "    listen [::]:80 default_server;\n", "")
-        text = _replace(text, "    listen [::]:443 ssl default_server;\n", "")
+        text, count = re.subn(r"(?m)^ *listen \[::\]:.*\n", "", text)  # loopback IPv4 only
+        assert count == 2, count
         text = _replace(text, "listen 80 ", f"listen {HOST}:{self.http_port} ")
         text = _replace(text, "listen 443 ", f"listen {HOST}:{self.port} ")
         text = _replace(text, "report.example.org;", f"{NAME};", count=2)

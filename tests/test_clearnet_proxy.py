@@ -166,6 +166,15 @@ def browser_cookies(tab: Tab) -> list[dict[str, Any]]:
     return list(tab.client.get_cookies())
 
 
+def page_protocol(tab: Tab) -> str:
+    """The HTTP version the page came over, as the browser's script sees it (JavaScript on)."""
+    script = "return performance.getEntriesByType('navigation')[0].nextHopProtocol"
+    if isinstance(tab, ChromiumTab):
+        return str(tab.page.evaluate(f"() => {{ {script} }}"))
+    assert isinstance(tab, FirefoxTab)
+    return str(tab.client.execute_script(script, sandbox=None))
+
+
 def check_secure_cookies(tab: Tab) -> None:
     cookies = browser_cookies(tab)
     assert cookies, "the site set no cookie"
@@ -234,6 +243,7 @@ def test_report_sealed_in_the_page_through_the_proxy(
     tab = open_tab(engine, True)
     tab.goto("/report")
     wait_for_sealing(tab)
+    assert page_protocol(tab) == "h2"  # the example's HTTP/2, streamed like HTTP/1.1
     mark = marker()
     files = report_files(mark, big=3 * MIB)
     before = site.report_ids()
