@@ -23,7 +23,13 @@ from flask.testing import FlaskClient
 from werkzeug.exceptions import Forbidden
 from werkzeug.test import TestResponse
 
-from blagh.config import Config, EmergencyConfig, EmergencyNumber, SourceInterfaceConfig
+from blagh.config import (
+    Config,
+    EmergencyConfig,
+    EmergencyLabels,
+    EmergencyNumber,
+    SourceInterfaceConfig,
+)
 from source_interface import categories, i18n, security
 from source_interface.security import HEADERS, ReporterError
 from source_interface.views import landing
@@ -298,6 +304,33 @@ def test_emergency_notice_shows_the_operators_words(config: Config) -> None:
     assert 'href="tel:+3301234567%232">Helpline' in body
 
 
+def test_emergency_labels_follow_the_page_language(config: Config) -> None:
+    """Moroccan numbers: each label in the page's language, the label itself where none given."""
+    numbers = (
+        EmergencyNumber(
+            label="Police", labels=EmergencyLabels(ar="الشرطة", fr="Police"), number="19"
+        ),
+        EmergencyNumber(
+            label="Royal Gendarmerie",
+            labels=EmergencyLabels(ar="الدرك الملكي", fr="Gendarmerie royale"),
+            number="177",
+        ),
+        EmergencyNumber(label="Emergency services", number="112"),
+    )
+    emergency = dataclasses.replace(EmergencyConfig(), numbers=numbers)
+    client = build_app(dataclasses.replace(config, emergency=emergency)).test_client()
+
+    arabic = client.get("/?lang=ar").get_data(as_text=True)
+    assert 'href="tel:19">الشرطة <bdi' in arabic
+    assert 'href="tel:177">الدرك الملكي <bdi' in arabic
+    assert 'href="tel:112">خدمات الطوارئ <bdi' in arabic
+    french = client.get("/?lang=fr").get_data(as_text=True)
+    assert 'href="tel:177">Gendarmerie royale <bdi' in french
+    assert 'href="tel:112">Services d’urgence <bdi' in french
+    english = client.get("/?lang=en").get_data(as_text=True)
+    assert 'href="tel:177">Royal Gendarmerie <bdi' in english
+
+
 def test_emergency_notice_can_be_removed(config: Config) -> None:
     client = build_app(
         dataclasses.replace(config, emergency=EmergencyConfig(text="", numbers=()))
@@ -464,7 +497,7 @@ def test_server_error_says_nothing_of_the_cause(client: FlaskClient) -> None:
 def test_forbidden_shows_our_words_not_the_exceptions(client: FlaskClient) -> None:
     response = client.get("/forbidden")
     assert response.status_code == 403
-    assert "تم رفض الوصول" in response.get_data(as_text=True)
+    assert "رُفض الوصول" in response.get_data(as_text=True)
     assert SECRET not in response.get_data(as_text=True)
 
 
