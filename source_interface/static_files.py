@@ -106,8 +106,8 @@ class StaticFiles:
     def moved(self, filename: str) -> BaseResponse:
         """An unversioned or outdated URL of a file we have: to its current URL, not cached."""
         if filename not in self.files:
-            _older, _slash, rest = filename.partition("/")
-            if len(_older) != VERSION_LENGTH or rest not in self.files:
+            older, _slash, rest = filename.partition("/")
+            if len(older) != VERSION_LENGTH or rest not in self.files:
                 raise NotFound()
             filename = rest
         return redirect(url_for("static", filename=filename), 302)
