@@ -30,11 +30,13 @@ from blagh.config import (
     EmergencyNumber,
     SourceInterfaceConfig,
 )
-from source_interface import categories, i18n, security
+from source_interface import categories, i18n, security, static_files
 from source_interface.security import HEADERS, ReporterError
 from source_interface.views import landing
 
 PACKAGE = Path(i18n.__file__).parent
+VERSION = static_files.StaticFiles.load().version
+"""The static folder's version, in every static URL (source_interface/static_files.py)."""
 ROOT = PACKAGE.parent
 TRANSLATIONS = PACKAGE / "translations"
 TRANSLATED = ("ar", "fr")
@@ -58,11 +60,12 @@ def build_app(config: Config) -> Flask:
     app = Flask(
         "source_interface",
         template_folder=str(PACKAGE / "templates"),
-        static_folder=str(PACKAGE / "static"),
+        static_folder=None,
     )
     app.config["MAX_CONTENT_LENGTH"] = UPLOAD_LIMIT
     i18n.init_app(app, config)
     security.init_app(app, config)
+    static_files.init_app(app)
     app.register_blueprint(landing.bp)
 
     report = Blueprint("report", __name__)
@@ -347,14 +350,15 @@ def test_instance_name_is_shown_and_escaped(config: Config) -> None:
 
 
 def test_landing_page_weighs_under_30_kb_with_its_style_sheet(client: FlaskClient) -> None:
-    style = client.get("/static/style.css")
+    style_url = f"/static/{VERSION}/style.css"
+    style = client.get(style_url)
     assert style.status_code == 200
     assert len(style.data) < 8 * 1024
     for language in ("ar", "fr", "en"):
         page = client.get(f"/?lang={language}")
         links = re.findall(r'(?:href|src)="(/[^"]*)"', page.get_data(as_text=True))
         loaded = [link for link in links if link.startswith("/static/")]
-        assert loaded == ["/static/style.css"]
+        assert loaded == [style_url]
         assert len(page.data) + len(style.data) < 30 * 1024, language
 
 
@@ -389,7 +393,7 @@ def test_pages_have_no_inline_code_and_load_nothing_from_elsewhere(
 
 def test_every_page_links_a_same_origin_style_sheet(client: FlaskClient) -> None:
     body = client.get("/").get_data(as_text=True)
-    assert '<link rel="stylesheet" href="/static/style.css">' in body
+    assert f'<link rel="stylesheet" href="/static/{VERSION}/style.css">' in body
 
 
 # --- headers ------------------------------------------------------------------------------------
@@ -406,8 +410,9 @@ REQUESTS: dict[str, Callable[[FlaskClient], TestResponse]] = {
     "landing": lambda c: c.get("/"),
     "landing, language chosen": lambda c: c.get("/?lang=fr"),
     "head": lambda c: c.head("/"),
-    "style sheet": lambda c: c.get("/static/style.css"),
+    "style sheet, unversioned (redirected)": lambda c: c.get("/static/style.css"),
     "missing static file": lambda c: c.get("/static/nothing.css"),
+    "missing versioned static file": lambda c: c.get(f"/static/{VERSION}/nothing.css"),
     "not found": lambda c: c.get("/nowhere"),
     "method not allowed": lambda c: c.post("/"),
     "too large": big_upload,
