@@ -301,9 +301,11 @@ MARKER = re.compile(r"mk[0-9a-f]{12}_[a-z]+_[0-9a-f]{8}")
 """A marker: a per-test prefix ("mk" and 12 hex digits), a label, 8 random hex digits."""
 
 
-def scan_for(prefix: str, roots: Iterable[Path]) -> dict[Path, set[str]]:
+def scan_for(prefix: str, roots: Iterable[Path], since: float = 0.0) -> dict[Path, set[str]]:
     """Every regular file under ``roots`` holding ``prefix`` (UTF-8 or UTF-16), with the markers
-    found (whole, or the bare prefix where cut). Files that vanish are skipped."""
+    found (whole, or the bare prefix where cut). Files that vanish are skipped, and so are files
+    not changed since ``since``: the prefix is random per test, so an older file cannot hold it,
+    and other tests' leftovers in /tmp (a 1 TiB sparse file, say) are not read for nothing."""
     needles = [prefix.encode("utf-8"), prefix.encode("utf-16-le")]
     overlap = max(len(n) for n in needles) - 1
     hits: dict[Path, set[str]] = {}
@@ -315,6 +317,8 @@ def scan_for(prefix: str, roots: Iterable[Path]) -> dict[Path, set[str]]:
                 try:
                     info = path.lstat()
                     if not stat.S_ISREG(info.st_mode) or (info.st_dev, info.st_ino) in seen:
+                        continue
+                    if max(info.st_mtime, info.st_ctime) < since:
                         continue
                     seen.add((info.st_dev, info.st_ino))
                     found = _scan_file(path, needles, overlap)
@@ -379,6 +383,7 @@ def test_no_plaintext_on_disk_or_in_logs(
     server: Gunicorn, analyst: AnalystKey, tmp_path: Path
 ) -> None:
     prefix = "mk" + secrets.token_hex(6)
+    began = time.time() - 2  # file times may be a tick coarser than time.time()
 
     def marker(label: str) -> str:
         return f"{prefix}_{label}_{secrets.token_hex(4)}"
@@ -481,14 +486,14 @@ def test_no_plaintext_on_disk_or_in_logs(
         tmp_path,
     ]
     roots += [Path("/dev/shm")] if Path("/dev/shm").is_dir() else []
-    assert scan_for(prefix, roots) == expected
+    assert scan_for(prefix, roots, began) == expected
 
     # The same once the server has stopped (SQLite checkpoints the WAL on the last close).
     for path in expected:
         path.unlink()
     server.stop()
     try:
-        assert scan_for(prefix, roots) == {}
+        assert scan_for(prefix, roots, began) == {}
         log = server.log_path.read_bytes()
         assert prefix.encode() not in log
         for codename in codenames:
