@@ -56,7 +56,7 @@ from crypto.envelope import open_envelope, seal
 from crypto.errors import DecryptionError
 from crypto.keys import AnalystKey, generate_analyst_key
 from source_interface.presealed import UploadFolder
-from source_interface.services import load_wordlist
+from source_interface.services import load_retired_words, load_wordlist
 from source_interface.store.index import NewSource, new_id
 
 PIECE = MIB  # source_interface.presealed.CHUNK_BYTES
@@ -627,6 +627,28 @@ def test_codename_keys_match_python_and_the_spec_vector(page: Page) -> None:
     )
     assert refused == "unknown-words:straße"
     assert json.dumps(words[:1]) == '["abacus"]'
+
+
+def test_the_browser_draws_from_the_filtered_list_and_accepts_retired_words(page: Page) -> None:
+    """The JS path makes codenames in the browser: from the same filtered list as the server
+    (docs/keys.md), while a typed codename holding a retired word is still accepted."""
+    page.goto("/login")
+    wait_for_sealing(page)
+    drawn, accepted, made, checked = page.evaluate(
+        """async () => {
+          const s = await import('/static/js/sealing.mjs');
+          const text = await (await fetch('/codename-words.txt')).text();
+          const lists = s.parseWordList(text);
+          const made = [];
+          for (let i = 0; i < 200; i++) made.push(...s.generateCodename(lists.drawn).split(' '));
+          const typed = 'Extortion abacus abdomen abide abiding ability ablaze';
+          return [lists.drawn, [...lists.accepted], made, s.checkCodename(typed, lists.accepted)];
+        }"""
+    )
+    assert drawn == list(load_wordlist())
+    assert set(accepted) == set(load_wordlist()) | set(load_retired_words())
+    assert set(made) <= set(drawn) and not set(made) & set(load_retired_words())
+    assert checked == "extortion abacus abdomen abide abiding ability ablaze"
 
 
 def test_closing_the_tab_before_the_codename_is_typed_back_warns(

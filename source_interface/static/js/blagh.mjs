@@ -171,8 +171,8 @@ function forgetLost(form, answer, uploaded) {
 
 let wordListPromise = null;
 
-/** The codename word list, fetched once and only when needed, its integrity checked. */
-function wordList() {
+/** The codename word lists ({drawn, accepted}), fetched once and only when needed, checked. */
+function wordList(sealing) {
   if (wordListPromise === null) {
     wordListPromise = fetch(script.dataset.wordlist, {
       integrity: script.dataset.wordlistIntegrity,
@@ -182,7 +182,7 @@ function wordList() {
         if (!response.ok) throw new Error("no word list");
         return response.text();
       })
-      .then((text) => text.split("\n").filter((word) => word.length > 0));
+      .then((text) => sealing.parseWordList(text));
     wordListPromise.catch(() => {
       wordListPromise = null;
     });
@@ -513,7 +513,7 @@ async function sendReport(context, form, text, progress, marks, uploaded, made) 
   if (report.keepCodename && made.codename === null) {
     progress.say(text.makingCodename);
     await nextPaint();
-    made.codename = sealing.generateCodename(await wordList());
+    made.codename = sealing.generateCodename((await wordList(sealing)).drawn);
     made.keys = sealing.deriveSourceKeys(made.codename, context.salt);
   }
   const codename = report.keepCodename ? made.codename : null;
@@ -691,7 +691,7 @@ function guardCodename(text) {
 async function deriveTyped(context, typed, text, progress) {
   let normalised;
   try {
-    normalised = context.sealing.checkCodename(typed, new Set(await wordList()));
+    normalised = context.sealing.checkCodename(typed, (await wordList(context.sealing)).accepted);
   } catch (error) {
     if (!(error instanceof context.sealing.CodenameError)) throw error;
     if (error.reason === "too-long") return { error: text.tooLong };
