@@ -43,7 +43,6 @@ class Services:
         except Busy:
             raise ServerBusy() from None
 
-
     @property
     def accepted_words(self) -> tuple[str, ...]:
         """Every word a typed codename may hold: the drawn ones and the retired ones, so a

@@ -42,7 +42,8 @@ def test_the_list_keeps_enough_words_and_no_denied_one() -> None:
 
 def test_the_docs_state_the_real_count_and_entropy() -> None:
     text = " ".join(DOCS.read_text("utf-8").split())
-    stated = re.search(r"\*\*([\d,]+) words, so a codename carries 7 × log2\(([\d,]+)\) ≈ ([\d.]+) bits\*\*", text)
+    figures = r"\*\*([\d,]+) words, so a codename carries 7 × log2\(([\d,]+)\) ≈ ([\d.]+) bits\*\*"
+    stated = re.search(figures, text)
     assert stated is not None
     count = len(load_wordlist())
     assert int(stated.group(1).replace(",", "")) == count
