@@ -36,6 +36,7 @@ ENTRY = "js/blagh.mjs"
 MODULES = (
     "js/sealing.mjs",
     "js/uploads.mjs",
+    "js/metadata.mjs",
     "vendor/libsodium-wrappers.mjs",
     "vendor/libsodium-sumo.mjs",
 )

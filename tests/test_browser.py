@@ -651,6 +651,35 @@ def test_the_browser_draws_from_the_filtered_list_and_accepts_retired_words(page
     assert checked == "extortion abacus abdomen abide abiding ability ablaze"
 
 
+def test_photo_cleaning_refuses_damaged_images_and_leaves_other_files(page: Page) -> None:
+    """metadata.mjs on its edges: a JPEG or PNG it cannot read throws (the page then asks the
+    reporter rather than send what they asked to remove); a file that is neither, whatever its
+    name, is returned as it is; a JPEG without EXIF keeps no orientation it never had."""
+    page.goto("/report")
+    wait_for_sealing(page)
+    results = page.evaluate(
+        """async () => {
+          const m = await import('/static/js/metadata.mjs');
+          const attempt = (f) => { try { f(); return 'ok'; } catch (e) { return e.name; } };
+          const jpeg = new Uint8Array([0xff, 0xd8, 0xff, 0xe1, 0x00, 0x40, 0x45]);
+          const png = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a,
+                                      0, 0, 0, 13, 0x49, 0x48, 0x44, 0x52]);
+          const other = new File([new Uint8Array([1, 2, 3])], 'photo.jpg', {type: 'image/jpeg'});
+          const minimal = new Uint8Array([0xff, 0xd8, 0xff, 0xfe, 0x00, 0x04, 0x41, 0x42,
+                                          0xff, 0xda, 0x00, 0x02, 0x99, 0xff, 0xd9]);
+          return [attempt(() => m.stripJpeg(jpeg)), attempt(() => m.stripPng(png)),
+                  (await m.withoutMetadata(other)) === other,
+                  Array.from(m.stripJpeg(minimal))];
+        }"""
+    )
+    assert results == [
+        "MetadataError",
+        "MetadataError",
+        True,
+        [0xFF, 0xD8, 0xFF, 0xDA, 0x00, 0x02, 0x99, 0xFF, 0xD9],
+    ]
+
+
 def test_closing_the_tab_before_the_codename_is_typed_back_warns(
     context: BrowserContext, site: Site
 ) -> None:

@@ -395,7 +395,7 @@ def test_script_tag_hashes_match_the_files_served(client: FlaskClient, site: Sit
     entry = client.get(attributes["src"]).data
     assert attributes["integrity"] == browser.integrity(entry)
     modules = json.loads(html_module.unescape(attributes["data-modules"]))
-    assert len(modules) == 4
+    assert len(modules) == 5
     for url, integrity in modules.items():
         served = client.get(url)
         assert served.status_code == 200 and served.mimetype == "text/javascript"

@@ -47,10 +47,12 @@ async function main() {
   await preload(JSON.parse(script.dataset.modules));
   const sealing = await import("./sealing.mjs");
   const uploads = await import("./uploads.mjs");
+  const metadata = await import("./metadata.mjs");
   await sealing.ready();
   const context = {
     sealing,
     uploads,
+    metadata,
     analysts: script.dataset.analysts.split(",").map((key) => sealing.fromBase64(key)),
     salt: script.dataset.salt,
   };
@@ -145,6 +147,7 @@ async function post(url, body, failed) {
 function handleRefusal(form, error, progress, marks, text) {
   if (error && error.serverFull) {
     progress.say(text.sendingPlain);
+    useStrippedFiles(form);
     document.documentElement.dataset.blagh = "server";
     HTMLFormElement.prototype.submit.call(form);
     return true;
@@ -155,6 +158,19 @@ function handleRefusal(form, error, progress, marks, text) {
     return true;
   }
   return false;
+}
+
+/**
+ * Before the form goes to the server as it is: put the photos already cleaned here in its file
+ * field, so that ticking "remove location and device data" holds on that path too.
+ */
+function useStrippedFiles(form) {
+  const box = form.querySelector("[data-strip-metadata]");
+  const input = form.elements.files;
+  if (!box || !box.checked || !input || typeof DataTransfer !== "function") return;
+  const files = new DataTransfer();
+  for (const file of input.files) files.items.add(stripped.get(file) || file);
+  input.files = files.files;
 }
 
 /** The server's answer says which files it no longer has: forget them here too. */
@@ -305,6 +321,34 @@ function setBusy(form, busy) {
   form.setAttribute("aria-busy", busy ? "true" : "false");
 }
 
+/**
+ * The files to seal: without location and device data (metadata.mjs) when the form's box is
+ * ticked, else the originals. Each result is cached per file, so a retry re-sends the same
+ * bytes and reuses what was uploaded. Null (and the form's error shown) when a photo cannot
+ * be read: the reporter asked for its data to go, so it is not sent as it is.
+ */
+async function prepareFiles(context, form, files, text, marks) {
+  const box = form.querySelector("[data-strip-metadata]");
+  if (!box || !box.checked) return files;
+  const prepared = [];
+  for (const file of files) {
+    if (!stripped.has(file)) {
+      try {
+        stripped.set(file, await context.metadata.withoutMetadata(file));
+      } catch (error) {
+        if (!(error instanceof context.metadata.MetadataError)) throw error;
+        const errors = new Map([["files", text.metadataFailed.replace("{name}", file.name)]]);
+        showReportErrors(form, errors, text, marks);
+        return null;
+      }
+    }
+    prepared.push(stripped.get(file));
+  }
+  return prepared;
+}
+
+const stripped = new WeakMap();
+
 /** Upload each file (sealed to the analysts); the ids, in order. Reuses what a failed try sent. */
 async function uploadAll(context, files, progress, text, done) {
   const ids = [];
@@ -342,6 +386,7 @@ function enhanceReport(context) {
   }
   const progress = new Progress(document.getElementById("progress"));
   const marks = new ErrorMarks();
+  showMetadataChoice(form);
   const uploaded = new Map(); // File -> upload id, kept across attempts
   // The codename is made once per form: an attempt whose answer was lost may have stored the
   // report, and the server answers the next attempt (same submission id) with that one.
@@ -364,6 +409,12 @@ function enhanceReport(context) {
         setBusy(form, false);
       });
   });
+}
+
+/** This page can clean photos: offer the box (ticked) in place of the no-JS advice. */
+function showMetadataChoice(form) {
+  for (const element of form.querySelectorAll("[data-metadata-js]")) element.hidden = false;
+  for (const element of form.querySelectorAll("[data-metadata-no-js]")) element.hidden = true;
 }
 
 /** Arabic-Indic and Persian digits as ASCII ones, as the server reads them. */
@@ -518,7 +569,9 @@ async function sendReport(context, form, text, progress, marks, uploaded, made) 
   }
   const codename = report.keepCodename ? made.codename : null;
   const keys = report.keepCodename ? made.keys : null;
-  const uploadIds = await uploadAll(context, report.files, progress, text, uploaded);
+  const files = await prepareFiles(context, form, report.files, text, marks);
+  if (files === null) return;
+  const uploadIds = await uploadAll(context, files, progress, text, uploaded);
 
   progress.say(text.sendingReport);
   const fields = {
