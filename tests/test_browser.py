@@ -39,6 +39,7 @@ from browser_helpers import (
     missing_requirements,
     screenshot,
 )
+from media_helpers import exif, gps_jpeg, jpeg_segments
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Route, sync_playwright
 from report_scenarios import (
     MIB,
@@ -50,7 +51,7 @@ from report_scenarios import (
     report_files,
 )
 
-from blagh.payloads import encode_document
+from blagh.payloads import encode_document, split_attachment
 from crypto import codename
 from crypto.envelope import open_envelope, seal
 from crypto.errors import DecryptionError
@@ -251,6 +252,39 @@ def test_codename_login_reads_the_reply_in_the_page(
         envelope = store.read_blob(sent[0].blob)
     for identity in (site.analyst.encryption_secret, source_keys.secret_key):
         assert message.encode() in open_envelope(envelope, [identity])
+
+
+def test_a_follow_up_photo_loses_its_location_data_in_the_page(
+    page: Page, site: Site, tmp_path: Path
+) -> None:
+    """The message form on the follow-up page offers the same box as the report form (issue
+    14): ticked, a photo added to a report arrives without its GPS and device data."""
+    secret = codename.generate(load_wordlist())
+    report_id, _ = store_report_with_reply(site, secret, f"Reply {marker()}")
+    page.goto("/login")
+    wait_for_sealing(page)
+    page.fill("#codename", secret)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_url("**/followup")
+    box = f"#strip-metadata-{report_id}"
+    page.locator(box).wait_for(state="visible")
+    assert page.is_checked(box)
+    photo = gps_jpeg(tmp_path)
+    page.set_input_files(
+        f"#files-{report_id}", [{"name": "IMG_2.jpg", "mimeType": "image/jpeg", "buffer": photo}]
+    )
+    page.click(f"form[action$='/followup/{report_id}/message'] button[type=submit]")
+    page.wait_for_url("**/followup?sent=1")
+    with site.store() as store:
+        report = store.index.report(source_id_of(site, report_id), report_id)
+        assert report is not None
+        file = next(i for i in report.items if i.kind == "file")
+        plaintext = open_envelope(store.read_blob(file.blob), [site.analyst.encryption_secret])
+    description, data = split_attachment(plaintext)
+    assert description["name"] == "IMG_2.jpg"
+    tags = exif(tmp_path, data)
+    assert not {"GPSLatitude", "Make", "Model", "Artist"} & set(tags)
+    assert jpeg_segments(data)[1] == jpeg_segments(photo)[1]
 
 
 def source_id_of(site: Site, report_id: str) -> str:

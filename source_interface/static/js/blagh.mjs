@@ -327,7 +327,7 @@ function setBusy(form, busy) {
  * bytes and reuses what was uploaded. Null (and the form's error shown) when a photo cannot
  * be read: the reporter asked for its data to go, so it is not sent as it is.
  */
-async function prepareFiles(context, form, files, text, marks) {
+async function prepareFiles(context, form, files, text, showError) {
   const box = form.querySelector("[data-strip-metadata]");
   if (!box || !box.checked) return files;
   const prepared = [];
@@ -337,8 +337,7 @@ async function prepareFiles(context, form, files, text, marks) {
         stripped.set(file, await context.metadata.withoutMetadata(file));
       } catch (error) {
         if (!(error instanceof context.metadata.MetadataError)) throw error;
-        const errors = new Map([["files", text.metadataFailed.replace("{name}", file.name)]]);
-        showReportErrors(form, errors, text, marks);
+        showError(text.metadataFailed.replace("{name}", file.name));
         return null;
       }
     }
@@ -569,7 +568,9 @@ async function sendReport(context, form, text, progress, marks, uploaded, made) 
   }
   const codename = report.keepCodename ? made.codename : null;
   const keys = report.keepCodename ? made.keys : null;
-  const files = await prepareFiles(context, form, report.files, text, marks);
+  const files = await prepareFiles(context, form, report.files, text, (message) =>
+    showReportErrors(form, new Map([["files", message]]), text, marks),
+  );
   if (files === null) return;
   const uploadIds = await uploadAll(context, files, progress, text, uploaded);
 
@@ -907,6 +908,7 @@ function askForCodename(context, sourceKey, text) {
 function enhanceMessageForm(context, form, text, sourceKey) {
   const progress = new Progress(form.querySelector(".progress"));
   const marks = new ErrorMarks();
+  showMetadataChoice(form);
   const uploaded = new Map();
   let busy = false;
   form.addEventListener("submit", (event) => {
@@ -945,7 +947,13 @@ async function sendMessage(context, form, text, sourceKey, progress, marks, uplo
     form.elements[errors.keys().next().value].focus();
     return;
   }
-  const uploadIds = await uploadAll(context, files, progress, text, uploaded);
+  const field = form.elements.files;
+  const prepared = await prepareFiles(context, form, files, text, (message) => {
+    marks.field(field, field, message, `${field.id}-error`);
+    field.focus();
+  });
+  if (prepared === null) return;
+  const uploadIds = await uploadAll(context, prepared, progress, text, uploaded);
   progress.say(text.sendingMessage);
   const sent = {
     text: message,
