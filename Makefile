@@ -26,11 +26,14 @@ WRAPPERS_ESM := node_modules/libsodium-wrappers-sumo/dist/modules-sumo-esm/libso
 # inside the tests' network namespace, chromium for the real-browser tests (Playwright drives
 # Debian's build: `playwright install` would download one) and firefox-esr (Tor Browser's engine,
 # driven through its own Marionette protocol: no geckodriver to download), tor to publish the
-# onion services (and tor-gencert, in the same package, for the tests' private Tor network).  The workstation reads
+# onion services (and tor-gencert, in the same package, for the tests' private Tor network),
+# nginx for the clearnet reverse proxy (docs/clearnet.md; the tests start their own, the package's
+# service is left stopped and disabled) and libnss3-tools (certutil: the tests' CA in Firefox's
+# profile).  The workstation reads
 # reporters' files only inside a bubblewrap sandbox (journalist_interface/sandbox.py): mat2 shows
 # and removes their metadata, exiftool is what mat2 reads images with, ffmpeg re-encodes images
 # for the blurred previews (and is mat2's video backend); prlimit (util-linux) caps them.
-APT_PACKAGES := nodejs npm gnupg iproute2 util-linux chromium firefox-esr tor \
+APT_PACKAGES := nodejs npm gnupg iproute2 util-linux chromium firefox-esr tor nginx libnss3-tools \
 	mat2 bubblewrap libimage-exiftool-perl ffmpeg
 # `make run TOR=offline|off|launch|attach` overrides [tor] mode (docs/onion.md).  On development
 # machines and in CI only offline and off: tor must never reach the public Tor network there.

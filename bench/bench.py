@@ -16,7 +16,9 @@ gunicorn, a worker's memory while 1 GiB streams in, and the weight of the pages.
 holds with the landing page still prompt, reports per second beside a bare Flask app, CPU per
 report, and costs at 1,000 and 100,000 stored reports.  Then the
 JavaScript path's (``bench/browser_bench.py``): sealing a 50 MB file in Chromium beside Python,
-and the bytes of JavaScript the report page downloads.  Last, the workstation's
+the bytes of JavaScript the report page downloads, and the first- and repeat-visit weight of the
+landing and report pages (every language, JavaScript on and off) beside SecureDrop's and
+OnionShare's figures.  Last, the workstation's
 (``bench/loop_bench.py``): importing a 1,000-report pickup bundle into a vault, against the raw
 envelope open rate.
 

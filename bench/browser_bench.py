@@ -11,7 +11,10 @@ bench/browser_bench.py``.  It measures, on a 50 MB file (MB = 10^6 bytes):
 3. a codename's argon2id derivation (64 MiB, 3 passes) in the page and in Python;
 4. what a reporter downloads: the JavaScript of the report page (every script response, as
    the browser received it), the word list fetched when a codename is kept, and the page's
-   HTML and CSS.
+   HTML and CSS;
+5. the weight of the landing and report pages over the wire (tests/page_weight.py), in every
+   language, JavaScript on and off, on a first visit and on a repeat visit in the same browser
+   session (static files cached), beside SecureDrop's and OnionShare's published figures.
 
 Best of a few runs for the timings; it takes about half a minute.
 """
@@ -34,7 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the browser tests' server and browser set-up
 
 from browser_helpers import Server, launch, make_data_dir, missing_requirements  # noqa: E402
+from page_weight import weigh  # noqa: E402
 
+from blagh.config import LANGUAGES  # noqa: E402
 from crypto import codename  # noqa: E402
 from crypto.envelope import EnvelopeWriter, generate_keypair  # noqa: E402
 from crypto.keys import generate_analyst_key  # noqa: E402
@@ -43,6 +48,19 @@ MB = 10**6
 MIB = 1 << 20
 FILE_BYTES = 50 * MB
 RUNS = 3
+KB = 10**3
+
+FIRST_VISIT_GOAL = 250 * KB
+REPEAT_VISIT_GOAL = 30 * KB
+NO_JS_GOAL = 20 * KB
+"""Issue 12: the report page with JavaScript, first visit and after; any page without it."""
+
+PEERS = [
+    ["SecureDrop source interface (its own figure)", "110 KB", "", ""],
+    ["OnionShare receive mode, without JavaScript (its figure)", "13.5 KB", "", ""],
+    ["OnionShare receive mode, with JavaScript (its figure)", "39.5 KB", "", ""],
+]
+"""Published figures, not measured here: the comparison issue 12 asks for."""
 
 # A 50 MB File made in the page (1 MiB of random bytes, repeated), then sealed as the report
 # page seals a file: 1 MiB slices read with Blob.arrayBuffer(), the ciphertext dropped.
@@ -159,10 +177,39 @@ def downloaded_by_report_page(page: Page, url: str) -> dict[str, int]:
     return sizes
 
 
-def measure(echo: Callable[[str], None]) -> list[list[str]]:
+def page_weights(browser: Any, url: str, echo: Callable[[str], None]) -> list[list[str]]:
+    """First and repeat visit of each page, language, JavaScript on and off, and the goals."""
+    rows = []
+    for label, path in (("landing", "/"), ("report", "/report")):
+        for language in LANGUAGES:
+            for javascript in (False, True):
+                switch = "on" if javascript else "off"
+                echo(f"browser: weight of the {label} page, {language}, JavaScript {switch}")
+                visits = weigh(browser, url, f"{path}?lang={language}", javascript)
+                first, repeat = visits.first.total, visits.repeat.total
+                if javascript and path == "/report":
+                    goal = f"≤ {FIRST_VISIT_GOAL // KB} / {REPEAT_VISIT_GOAL // KB} KB"
+                    ok = first <= FIRST_VISIT_GOAL and repeat <= REPEAT_VISIT_GOAL
+                elif javascript:
+                    goal, ok = "", True
+                else:
+                    goal = f"≤ {NO_JS_GOAL // KB} KB"
+                    ok = max(first, repeat) <= NO_JS_GOAL
+                rows.append(
+                    [
+                        f"{label}, {language}, JavaScript {switch}",
+                        f"{first / KB:.1f} KB",
+                        f"{repeat / KB:.1f} KB",
+                        f"{goal} {'ok' if ok else 'MISSED'}" if goal else "",
+                    ]
+                )
+    return [*rows, *PEERS]
+
+
+def measure(echo: Callable[[str], None]) -> tuple[list[list[str]], list[list[str]]]:
     problem = missing_requirements()
     if problem:
-        return [["browser figures", "not measured", problem]]
+        return [["browser figures", "not measured", problem]], []
     analyst = generate_analyst_key()
     recipient = base64.b64encode(analyst.public().encryption).decode("ascii")
     with tempfile.TemporaryDirectory(prefix="blagh-browser-bench-") as work:
@@ -177,6 +224,7 @@ def measure(echo: Callable[[str], None]) -> list[list[str]]:
             with sync_playwright() as playwright:
                 browser = launch(playwright)
                 try:
+                    weights_over_wire = page_weights(browser, server.url, echo)
                     page = browser.new_page(base_url=server.url)
                     echo("browser: JavaScript the report page downloads")
                     weights = downloaded_by_report_page(page, "/report")
@@ -219,10 +267,14 @@ def measure(echo: Callable[[str], None]) -> list[list[str]]:
         ],
         ["codename argon2id in the page (64 MiB, 3 passes)", f"{derive_js:.0f} ms", ""],
         ["codename argon2id in Python", f"{derive_py:.0f} ms", ""],
-        ["JavaScript downloaded by the report page", kb(weights["script"]), "libsodium.js + ours"],
+        [
+            "JavaScript downloaded by the report page",
+            kb(weights["script"]),
+            "libsodium.js + ours, gzipped",
+        ],
         ["word list, only when a codename is kept", kb(weights["wordlist"]), "fetched at send"],
         ["report page HTML + CSS", kb(weights["document"] + weights["stylesheet"]), ""],
-    ]
+    ], weights_over_wire
 
 
 WORDS = """async () => {
@@ -231,13 +283,13 @@ WORDS = """async () => {
 }"""
 
 
-def table(header: list[str], rows: list[list[str]]) -> str:
+def table(header: list[str], rows: list[list[str]], numeric: tuple[int, ...] = (1,)) -> str:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines = [header, ["-" * w for w in widths], *rows]
     return "\n".join(
         "| "
         + " | ".join(
-            c.rjust(w) if i == 1 else c.ljust(w)
+            c.rjust(w) if i in numeric else c.ljust(w)
             for i, (c, w) in enumerate(zip(r, widths, strict=True))
         )
         + " |"
@@ -250,9 +302,15 @@ def progress(message: str) -> None:
 
 
 def main(echo: Callable[[str], None] = progress) -> None:
-    rows = measure(echo)
+    rows, weights = measure(echo)
     print("Sealing in the browser (the JavaScript path), Chromium against gunicorn on loopback\n")
     print(table(["measure", "figure", "note"], rows))
+    if weights:
+        print(
+            "\nPage weight over the wire, Chromium (headers + gzipped static files; KB = 10^3 B;"
+            "\nrepeat = a new tab in the same session, static files from its memory cache)\n"
+        )
+        print(table(["page", "first visit", "repeat visit", "goal"], weights, numeric=(1, 2)))
 
 
 if __name__ == "__main__":

@@ -150,6 +150,24 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class EmergencyLabels:
+    """``labels = { ar = "…", fr = "…" }``: an emergency number's label in each page language.
+
+    The operator's own label cannot go through the catalogs (it is not in the code), yet a
+    frightened reporter must read whom they are calling in their own language; one field per
+    ``Language`` (a test keeps them in step), and a language left empty shows ``label``.
+    """
+
+    ar: Annotated[str, Bounds(0, 80)] = ""
+    fr: Annotated[str, Bounds(0, 80)] = ""
+    en: Annotated[str, Bounds(0, 80)] = ""
+
+    def get(self, language: str) -> str:
+        """The label written for ``language``, or "" (then ``label`` is shown)."""
+        return str(getattr(self, language)) if language in LANGUAGES else ""
+
+
+@dataclass(frozen=True, kw_only=True)
 class EmergencyNumber:
     """One entry of ``[emergency] numbers``: whom to call, and the number to dial."""
 
@@ -157,6 +175,7 @@ class EmergencyNumber:
     number: Annotated[str, Bounds(1, 32)] = field(
         metadata=_hint('write the number as a string, e.g. number = "112"')
     )
+    labels: EmergencyLabels = field(default_factory=EmergencyLabels)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -146,6 +146,59 @@ def case(vault: Vault, report_id: str) -> Case | None:
     )
 
 
+@dataclass(frozen=True)
+class Tombstone:
+    """What is left of a purged case: enough to say a new case follows it, nothing it held."""
+
+    report_id: str
+    ref: str | None
+    closed_on: str | None
+    purged_on: str
+
+
+def tombstone(vault: Vault, report_id: str) -> Tombstone | None:
+    """The purged case this report's id once was, if it was: the reporter wrote again since."""
+    with vault.transaction() as db:
+        row = db.execute(
+            "SELECT report_id, ref, closed_on, purged_on FROM tombstones WHERE report_id = ?",
+            (report_id,),
+        ).fetchone()
+    return Tombstone(*row) if row else None
+
+
+def mark_seen(vault: Vault, report_id: str) -> None:
+    """The analyst has seen everything the reporter sent so far: the report is read for them."""
+    with vault.transaction() as db:
+        db.execute(
+            "INSERT OR REPLACE INTO seen (analyst, report_num, activity)"
+            " SELECT ?, num, activity FROM reports WHERE id = ?",
+            (vault.analyst, report_id),
+        )
+
+
+def reopen_followed_up(vault: Vault, db: sqlite3.Connection, report_ids: list[str]) -> list[str]:
+    """Reopen the closed cases among ``report_ids`` (their reporter wrote again), in the
+    importer's transaction; returns them, for :func:`audit` once the import committed.
+
+    A follow-up on a closed case must not hide under the "open" filter: it goes back to "in
+    progress", and its history says why."""
+    reopened: list[str] = []
+    for report_id in report_ids:
+        changed = db.execute(
+            "UPDATE reports SET status = 'in_progress', close_reason = '', closed_on = NULL"
+            " WHERE id = ? AND status = 'closed'",
+            (report_id,),
+        ).rowcount
+        if changed:
+            record(vault, db, "status", report_id, **REOPENED)
+            reopened.append(report_id)
+    return reopened
+
+
+REOPENED = {"from": "closed", "to": "in_progress", "cause": "follow_up"}
+"""The history line of a case reopened by the reporter's follow-up."""
+
+
 def analyst_names(vault: Vault, *, active_only: bool = True) -> list[str]:
     with vault.transaction() as db:
         return [

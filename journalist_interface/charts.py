@@ -9,6 +9,7 @@ Time runs left to right in every language.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from markupsafe import Markup
@@ -40,8 +41,14 @@ def _nice_max(value: float) -> float:
     return step * 10
 
 
-def _ticks(top: float, count: int = 4) -> list[float]:
-    return [top * i / count for i in range(count + 1)]
+def _ticks(top: float, most: int = 5) -> list[float]:
+    """Whole-number ticks from 0 to ``top`` (a :func:`_nice_max`), at most ``most`` steps: the
+    charts count reports and days, and "1.25 reports" is no count."""
+    whole = max(1, math.ceil(top))
+    step = 1
+    while whole / step > most or whole % step:
+        step += 1
+    return [float(value) for value in range(0, whole + 1, step)]
 
 
 def _number(value: float) -> str:

@@ -8,9 +8,12 @@ same to the analyst as it did to the reporter and is translated once.  The picke
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from pathlib import Path
 
 from flask import Flask
+from flask_babel import format_date, format_datetime
+from markupsafe import Markup
 
 from journalist_interface.config import LANGUAGES, WorkstationConfig
 from source_interface.i18n import TRANSLATIONS as REPORTER_TRANSLATIONS
@@ -32,3 +35,40 @@ def init_app(app: Flask, config: WorkstationConfig) -> None:
     @app.context_processor
     def language_context() -> dict[str, object]:
         return language_names(LANGUAGES, default)
+
+    app.add_template_filter(day, "day")
+    app.add_template_filter(moment, "moment")
+    app.add_template_filter(bdi, "bdi")
+
+
+def bdi(value: object) -> Markup:
+    """Someone's text inside a sentence of the page, isolated so that its direction (Arabic in
+    a French sentence, Latin in an Arabic one) cannot reorder the words around it."""
+    return Markup("<bdi>{value}</bdi>").format(value=value)
+
+
+def day(value: str | None) -> Markup | str:
+    """An ISO day (``2025-03-14``) written in the page's language ("14 mars 2025"), in a
+    ``<time>`` that keeps the ISO form; an empty or odd value is shown as it is."""
+    if not value:
+        return "—"
+    try:
+        parsed = date.fromisoformat(value)
+    except ValueError:
+        return value
+    return Markup('<time datetime="{iso}">{text}</time>').format(
+        iso=parsed.isoformat(), text=format_date(parsed, "long")
+    )
+
+
+def moment(value: str | None) -> Markup | str:
+    """A UTC time to the second (``2025-03-14T10:00:00Z``), in the page's language."""
+    if not value:
+        return "—"
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    return Markup('<time datetime="{iso}">{text}</time>').format(
+        iso=value, text=format_datetime(parsed, "medium")
+    )

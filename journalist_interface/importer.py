@@ -31,6 +31,7 @@ from blagh.payloads import MAX_ATTACHMENT_HEADER, PayloadError, decode_document,
 from crypto.envelope import EnvelopeReader, check_public_key, open_envelope
 from crypto.errors import DecryptionError, InvalidPublicKey
 from crypto.keys import KEY_BYTES, AnalystPublicKey
+from journalist_interface import cases
 from journalist_interface.connections import index_reports
 from journalist_interface.errors import ImportRefused
 from journalist_interface.vault import Vault, today
@@ -418,6 +419,11 @@ def _store(vault: Vault, manifest: _Manifest, decrypted: Iterable[_Decrypted]) -
             if entry.fields is not None:
                 _store_fields(db, item.report, entry.fields)
         index_reports(db, sorted({entry.item.report for entry in decrypted}))
+        reopened = cases.reopen_followed_up(
+            vault,
+            db,
+            sorted({e.item.report for e in decrypted if e.item.kind in ("message", "file")}),
+        )
         seen = db.execute(
             "INSERT OR IGNORE INTO pickups (id, day, imported, items, new_items)"
             " VALUES (?, ?, ?, ?, ?)",
@@ -428,6 +434,8 @@ def _store(vault: Vault, manifest: _Manifest, decrypted: Iterable[_Decrypted]) -
                 "UPDATE settings SET value = ? WHERE name = ?",
                 [(json.dumps(list(manifest.analysts)), "analysts"), (manifest.day, "analysts_day")],
             )
+    for report_id in reopened:
+        cases.audit(vault, "status", report=report_id, **cases.REOPENED)
     return new_reports
 
 

@@ -15,6 +15,15 @@ sniffed bytes (:func:`journalist_interface.safeview.sniff`), never from the clai
 Failure is never a pass: mat2 refusing the file, crashing, not supporting its kind, or leaving
 metadata in the cleaned copy (which is checked again, by a second run of mat2 on the copy) all
 raise :class:`MetadataError`, and no "clean" copy is given.
+
+Some formats cannot be played without a few fields: an MP4 or QuickTime file always says how
+it is encoded (``HandlerType``, ``CompressorID``, track numbers, time scales...), and mat2
+leaves them, or writes standard values in.  Refusing those would refuse every ordinary video.
+So what mat2 leaves is judged against :data:`HARMLESS_TECHNICAL` (documented in
+docs/evidence-and-audit.md, "Metadata"): a field on that list, whose value looks like a technical
+value (:data:`_TECHNICAL_VALUE`), is accepted; anything else, and always anything that names a
+place, a device, a person or a day (GPS, make, model, owner, author, dates, encoder names), is
+still refused.
 """
 
 from __future__ import annotations
@@ -142,6 +151,53 @@ _RULES = (
 )
 
 
+_QUICKTIME = frozenset(
+    {
+        # the file's brand and the boxes' versions
+        "MajorBrand", "MinorVersion", "CompatibleBrands", "MovieHeaderVersion",
+        "TrackHeaderVersion", "MediaHeaderVersion", "MediaDataOffset", "MediaDataSize",
+        # how each track is encoded and played
+        "HandlerType", "HandlerDescription", "HandlerVendorID", "CompressorID", "GraphicsMode",
+        "OpColor", "TrackID", "NextTrackID", "TrackLayer", "TrackVolume", "PreferredRate",
+        "PreferredVolume", "Balance", "MatrixStructure", "Rotation", "PixelAspectRatio",
+        "TimeScale", "MediaTimeScale", "Duration", "TrackDuration", "MediaDuration",
+        "PreviewTime", "PreviewDuration", "PosterTime", "SelectionTime", "SelectionDuration",
+        "CurrentTime", "MediaLanguageCode", "AverageBitrate", "MaxBitrate", "BufferSize",
+        "AvgBitrate", "VideoFrameRate", "ImageWidth", "ImageHeight", "SourceImageWidth",
+        "SourceImageHeight", "ImageSize", "Megapixels", "XResolution", "YResolution",
+        "BitDepth", "ColorRepresentation", "ColorPrimaries", "TransferCharacteristics",
+        "MatrixCoefficients", "VideoFullRangeFlag", "AudioFormat", "AudioChannels",
+        "AudioBitsPerSample", "AudioSampleRate",
+    }
+)  # fmt: skip
+
+HARMLESS_TECHNICAL: dict[str, frozenset[str]] = {
+    "video/mp4": _QUICKTIME,
+    "video/quicktime": _QUICKTIME,
+    "audio/mp4": _QUICKTIME,
+}
+"""Per file type, the fields mat2 may leave in a clean copy: how the file is encoded and
+played, never who, where, when or with what (docs/evidence-and-audit.md, "Metadata")."""
+
+_TECHNICAL_VALUE = re.compile(r"[\w .:/,'\"\[\]()+-]{0,64}", re.ASCII)
+"""What such a field's value looks like (numbers, ratios, brand lists, handler names); a value
+that does not is refused, whatever the field's name."""
+
+
+def identifying_leftovers(left: dict[str, Any], mime: str) -> list[str]:
+    """The names of the fields left in a cleaned copy that keep it from being clean: every
+    field but the technical ones of :data:`HARMLESS_TECHNICAL` for its type."""
+    allowed = HARMLESS_TECHNICAL.get(mime, frozenset())
+    return [
+        found.name
+        for found in _fields(left)
+        if found.member
+        or found.name not in allowed
+        or category_of(found.name) in ("location", "device", "author")
+        or _TECHNICAL_VALUE.fullmatch(found.value) is None
+    ]
+
+
 def category_of(name: str) -> str:
     for category, rule in _RULES:
         if rule.search(name):
@@ -172,7 +228,7 @@ def clean_copy(vault: Vault, attachment: Attachment) -> CleanCopy:
         left = answer.get("left")
         if not isinstance(left, dict):
             raise MetadataError("mat2 could not read back the cleaned copy")
-        if left:
+        if identifying_leftovers(left, kind.mime):
             raise MetadataError(
                 "mat2 could not remove all the metadata of this file: no clean copy was made"
             )

@@ -6,8 +6,10 @@ entries, connections: any table with a ``report_id`` or ``report_num`` column, s
 later are covered too), the report, and its reporter's row once no report of theirs is left;
 then the attachments' envelope files.  The purge is written to the audit log in the same
 transaction (event ``purge``: the report's id, the day it was closed, how many items and files),
-so no purge goes unrecorded and no record outlives a purge that failed.  The audit log itself is
-never purged: it holds ids, days and hashes, nothing a reporter wrote.
+so no purge goes unrecorded and no record outlives a purge that failed.  A tombstone stays in
+the vault (``tombstones``: the report's id, its reference, the days it was closed and purged,
+nothing it held): a reporter who writes again afterwards opens a new case that says so.  The
+audit log itself is never purged: it holds ids, days and hashes, nothing a reporter wrote.
 
 When a case was closed comes from the case-work tables (``reports.closed_on``, a day, set by
 :mod:`journalist_interface.cases` when the status becomes closed and cleared on reopening):
@@ -102,7 +104,9 @@ def purge(
                 purged.append(report_id)
                 files += len(blobs)
                 continue
+            ref = _ref(db, report_id)
             _delete_report(db, report_id)
+            _bury(db, report_id, ref, closed_on, (on or date.fromisoformat(today())).isoformat())
             audit.append(
                 db,
                 who,
@@ -159,6 +163,26 @@ def _delete_report(db: sqlite3.Connection, report_id: str) -> None:
         " (SELECT 1 FROM reports WHERE source_id = ?)",
         (source, source),
     )
+
+
+def _ref(db: sqlite3.Connection, report_id: str) -> str | None:
+    if "ref" not in {row[1] for row in db.execute("PRAGMA table_info(reports)")}:
+        return None
+    row = db.execute("SELECT ref FROM reports WHERE id = ?", (report_id,)).fetchone()
+    return row[0] if row else None
+
+
+def _bury(
+    db: sqlite3.Connection, report_id: str, ref: str | None, closed_on: str, purged_on: str
+) -> None:
+    """Leave a tombstone (id, reference, days closed and purged: nothing the case held), so
+    that a reporter writing again after the purge opens a new case linked to this one."""
+    if "tombstones" in _tables(db):
+        db.execute(
+            "INSERT OR REPLACE INTO tombstones (report_id, ref, closed_on, purged_on)"
+            " VALUES (?, ?, ?, ?)",
+            (report_id, ref, closed_on, purged_on),
+        )
 
 
 def _tables(db: sqlite3.Connection) -> list[str]:

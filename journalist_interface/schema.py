@@ -7,7 +7,7 @@ same steps.  The version is the ``schema`` row of ``settings``; each step runs i
 transaction with that row, so a crash leaves the vault at the old version or the new, never
 between.  Another engineer's step is added at the end of :data:`STEPS`, never edited in.
 
-Version 2, case work (docs/workstation.md, "Case work"):
+Version 2, case work (docs/casework.md):
 
 - ``reports`` is rebuilt with a stable integer key ``num`` (the search index is keyed by it),
   five statuses, a reason when closed, the day it was closed, an assignee and a priority
@@ -28,7 +28,7 @@ import json
 import sqlite3
 from collections.abc import Callable
 
-LATEST = 2
+LATEST = 3
 SLOT_BITS = 20
 SLOTS = 1 << SLOT_BITS
 
@@ -249,7 +249,64 @@ def _rebuild_search(db: sqlite3.Connection) -> None:
     )
 
 
-STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _to_2}
+REF_FORMAT = "{year}/{number:04d}"
+"""A report's human reference (the trigger ``reports_ref`` writes the same)."""
+
+_V3 = [
+    "ALTER TABLE reports ADD COLUMN activity INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE reports ADD COLUMN ref TEXT",
+    "CREATE INDEX reports_by_activity ON reports(activity, num)",
+    "CREATE UNIQUE INDEX reports_by_ref ON reports(ref)",
+    """CREATE TABLE seen (
+        analyst TEXT NOT NULL,
+        report_num INTEGER NOT NULL REFERENCES reports(num) ON DELETE CASCADE,
+        activity INTEGER NOT NULL,
+        PRIMARY KEY (analyst, report_num)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX seen_by_report ON seen(report_num)",
+    """CREATE TABLE ref_counters (
+        year TEXT PRIMARY KEY,
+        last INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TABLE tombstones (
+        report_id TEXT PRIMARY KEY,
+        ref TEXT,
+        closed_on TEXT,
+        purged_on TEXT NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TRIGGER reports_activity AFTER INSERT ON items
+        WHEN new.kind IN ('fields', 'message', 'file')
+        BEGIN
+            UPDATE reports SET activity = max(activity, new.position) WHERE id = new.report_id;
+        END""",
+    """CREATE TRIGGER reports_ref AFTER INSERT ON reports WHEN new.ref IS NULL
+        BEGIN
+            INSERT OR IGNORE INTO ref_counters (year, last) VALUES (substr(new.day, 1, 4), 0);
+            UPDATE ref_counters SET last = last + 1 WHERE year = substr(new.day, 1, 4);
+            UPDATE reports SET ref = substr(new.day, 1, 4) || '/' || printf('%04d',
+                (SELECT last FROM ref_counters WHERE year = substr(new.day, 1, 4)))
+            WHERE num = new.num;
+        END""",
+]
+
+
+def _to_3(db: sqlite3.Connection) -> None:
+    for statement in _V3:
+        db.execute(statement)
+    db.execute(
+        "UPDATE reports SET activity = coalesce((SELECT max(position) FROM items"
+        " WHERE items.report_id = reports.id AND kind IN ('fields', 'message', 'file')), 0)"
+    )
+    counters: dict[str, int] = {}
+    for num, day in db.execute("SELECT num, day FROM reports ORDER BY day, num").fetchall():
+        year = day[:4]
+        counters[year] = counters.get(year, 0) + 1
+        ref = REF_FORMAT.format(year=year, number=counters[year])
+        db.execute("UPDATE reports SET ref = ? WHERE num = ?", (ref, num))
+    db.executemany("INSERT INTO ref_counters (year, last) VALUES (?, ?)", counters.items())
+
+
+STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _to_2, 3: _to_3}
 """Version N -> the step that brings a vault from N - 1 to N."""
 
 

@@ -7,6 +7,11 @@ from the index alone.  What an analyst types is never FTS5 syntax: words must al
 (in any text of the report), ``"quoted words"`` must appear together, and ``word*`` matches
 any word it begins.  Highlights come back from ``snippet()`` between control characters 2
 and 3 (which the index never holds), and become ``<mark>`` only after the text is escaped.
+
+The index's tokenizer keeps letters and digits only: an emoji is a separator to it, and a
+search for one would find nothing.  A term made of symbols (Unicode "So": emoji, ©, ☎) is
+looked for as a substring of the report's texts instead (:func:`symbol_terms`), read through
+the report's own rows of the index, which are found by rowid range.
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ MAX_QUERY = 200
 MAX_TERMS = 16
 SNIPPETS_PER_REPORT = 3
 SNIPPET_TOKENS = 14
-SORTS = ("priority", "newest", "oldest", "status", "category", "assignee")
+SORTS = ("priority", "activity", "newest", "oldest", "status", "category", "assignee")
+PREVIEW = 120
+"""The inbox shows this many characters of a description, on one line."""
 UNASSIGNED = "-"
 _TERM = re.compile(r'"([^"]*)"?|(\S+)')
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -39,6 +46,7 @@ _MARK_OPEN, _MARK_CLOSE = "\x02", "\x03"
 
 _ORDER = {
     "priority": f"{AUTO_PRIORITY} DESC, r.day DESC, r.num DESC",
+    "activity": "r.activity DESC, r.num DESC",
     "newest": "r.day DESC, r.num DESC",
     "oldest": "r.day, r.num",
     "status": "CASE r.status "
@@ -130,6 +138,13 @@ class InboxRow:
     delete_asked: bool
     tags: tuple[str, ...] = ()
     snippets: tuple[Snippet, ...] = ()
+    ref: str = ""
+    unread: bool = False
+    """The reporter sent something since this analyst last opened the report."""
+    preview: str = ""
+    """The description's beginning, on one line."""
+    follows_purged: bool = False
+    """A new case opened by a reporter who wrote again after their case was purged."""
 
 
 @dataclass(frozen=True)
@@ -182,6 +197,38 @@ def fts_query(text: str) -> str | None:
     return " AND ".join(terms) if terms else None
 
 
+def preview(description: str) -> str:
+    """A description's first :data:`PREVIEW` characters on one line, cut at a word if it can."""
+    line = " ".join(description.split())
+    if len(line) <= PREVIEW:
+        return line
+    cut = line[:PREVIEW]
+    if " " in cut[PREVIEW // 2 :]:
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip(",;:.") + "…"
+
+
+def symbol_terms(text: str) -> list[str]:
+    """The terms of a search made of symbols (emoji and the like), which the index cannot hold:
+    each is searched for as it is, in the report's texts."""
+    terms: list[str] = []
+    for phrase, word in _TERM.findall(text):
+        value = (phrase or word).strip()
+        if any(character.isalnum() for character in value):
+            continue
+        if any(unicodedata.category(character) == "So" for character in value):
+            terms.append(value)
+        if len(terms) == MAX_TERMS:
+            break
+    return terms
+
+
+_SYMBOL = (
+    "EXISTS (SELECT 1 FROM search s WHERE s.rowid BETWEEN r.num << 20"
+    " AND (r.num << 20) + 1048575 AND instr(s.body, ?) > 0)"
+)
+
+
 def highlight(snippet: str) -> Markup:
     """A snippet from the index, escaped, with its matches in ``<mark>``."""
     out = Markup("")
@@ -211,9 +258,13 @@ def inbox(vault: Vault, query: InboxQuery, per_page: int = PER_PAGE) -> InboxPag
     where: list[str] = []
     args: list[Any] = []
     match = fts_query(query.text) if query.text else None
-    if query.text and match is None:
+    symbols = symbol_terms(query.text) if query.text else []
+    if query.text and match is None and not symbols:
         return InboxPage(query, (), 0, per_page, invalid_search=True)
     _filters(query, where, args)
+    for symbol in symbols:
+        where.append(_SYMBOL)
+        args.append(symbol)
     with vault.transaction() as db:
         broad = False
         count_where = rows_where = (" WHERE " + " AND ".join(where)) if where else ""
@@ -241,10 +292,14 @@ def inbox(vault: Vault, query: InboxQuery, per_page: int = PER_PAGE) -> InboxPag
                 page = min(page, max(1, math.ceil(total / per_page)))
             rows = db.execute(
                 f"""SELECT r.num, r.id, r.day, r.received, r.category, r.danger, r.platform,
-                           r.status, {AUTO_PRIORITY}, r.assignee, r.delete_asked IS NOT NULL
+                           r.status, {AUTO_PRIORITY}, r.assignee, r.delete_asked IS NOT NULL,
+                           r.ref, r.activity > coalesce((SELECT s.activity FROM seen s
+                               WHERE s.analyst = ? AND s.report_num = r.num), 0),
+                           substr(r.description, 1, {PREVIEW * 2}),
+                           EXISTS (SELECT 1 FROM tombstones t WHERE t.report_id = r.id)
                     FROM reports r{rows_where}
                     ORDER BY {_ORDER[query.sort]} LIMIT ? OFFSET ?""",  # noqa: S608 (constants)
-                [*args, per_page + 1, (page - 1) * per_page],
+                [vault.analyst, *args, per_page + 1, (page - 1) * per_page],
             ).fetchall()
         except sqlite3.OperationalError as error:  # FTS5 refused the query
             if match is not None and ("fts5" in str(error).lower() or "syntax" in str(error)):
@@ -274,6 +329,10 @@ def inbox(vault: Vault, query: InboxQuery, per_page: int = PER_PAGE) -> InboxPag
                 files=counts.get((row[1], "file"), 0),
                 tags=tuple(tags.get(row[0], ())),
                 snippets=tuple(snippets.get(row[0], ())),
+                ref=row[11] or "",
+                unread=bool(row[12]),
+                preview=preview(row[13]),
+                follows_purged=bool(row[14]),
             )
             for row in rows
         ),

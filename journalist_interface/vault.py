@@ -260,6 +260,8 @@ class Report:
     source_public_key: bytes | None
     files: tuple[Attachment, ...]
     conversation: tuple[Entry, ...]
+    ref: str = ""
+    """The workstation's short reference (year/counter): never sent to the server."""
 
     @property
     def can_reply(self) -> bool:
@@ -575,7 +577,7 @@ class Vault:
         rows = self._rows(
             """SELECT r.id, r.source_id, r.day, r.received, r.category, r.danger, r.description,
                       r.links, r.platform, r.seen_on, r.identity, r.attachments, r.status,
-                      r.delete_asked, r.delete_bundle, s.public_key
+                      r.delete_asked, r.delete_bundle, s.public_key, r.ref
                FROM reports r JOIN sources s ON s.id = r.source_id WHERE r.id = ?""",
             (report_id,),
         )
@@ -602,6 +604,7 @@ class Vault:
             source_public_key=row[15],
             files=tuple(self.attachments(report_id)),
             conversation=tuple(self._conversation(report_id)),
+            ref=row[16] or "",
         )
 
     def attachments(self, report_id: str) -> list[Attachment]:

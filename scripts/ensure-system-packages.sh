@@ -19,14 +19,18 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "Installing Debian packages: ${pkgs[*]}"
 export DEBIAN_FRONTEND=noninteractive
-# tor: Blagh starts a tor of its own (or attaches to one the operator set up).  The Debian
-# package would start a system tor that joins the public Tor network at once, which development
-# machines and CI must never do: keep it from starting (a policy-rc.d that denies, which
-# invoke-rc.d and deb-systemd-invoke obey), and disable it.
-installing_tor=0
-for p in "${pkgs[@]}"; do [ "$p" = tor ] && installing_tor=1; done
-if [ "$installing_tor" = 1 ] && [ ! -e /usr/sbin/policy-rc.d ]; then
-  printf '#!/bin/sh\n# set by Blagh while installing tor\nexit 101\n' > /usr/sbin/policy-rc.d
+# tor and nginx: Blagh starts a tor of its own (or attaches to one the operator set up), and the
+# tests start an nginx of their own (docs/clearnet.md: the operator enables the system one).  The
+# Debian packages would start system services at once: a tor that joins the public Tor network,
+# which development machines and CI must never do, and an nginx listening on port 80 of every
+# interface.  Keep them from starting (a policy-rc.d that denies, which invoke-rc.d and
+# deb-systemd-invoke obey), and disable them.
+services=()
+for p in "${pkgs[@]}"; do
+  case "$p" in tor|nginx) services+=("$p") ;; esac
+done
+if [ ${#services[@]} -gt 0 ] && [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\n# set by Blagh while installing %s\nexit 101\n' "${services[*]}" > /usr/sbin/policy-rc.d
   chmod 755 /usr/sbin/policy-rc.d
   trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 fi
@@ -34,6 +38,8 @@ apt-get update -qq
 # --no-install-recommends for every package, mat2 above all: its recommendations would pull in a
 # desktop's worth of libraries (and a nautilus extension) that the workstation does not need.
 apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
-if [ "$installing_tor" = 1 ] && command -v systemctl >/dev/null; then
-  systemctl disable --now tor.service >/dev/null 2>&1 || true
+if [ ${#services[@]} -gt 0 ] && command -v systemctl >/dev/null; then
+  for service in "${services[@]}"; do
+    systemctl disable --now "$service.service" >/dev/null 2>&1 || true
+  done
 fi

@@ -12,7 +12,7 @@ from flask import Flask
 from blagh.config import Config
 from blagh.datadir import DataDir
 from blagh.offload import Offload
-from source_interface import browser, i18n, security, sessions
+from source_interface import browser, i18n, security, sessions, static_files
 from source_interface.diskspace import FreeSpace
 from source_interface.listeners import ListenerMiddleware
 from source_interface.presealed import UploadBounds, UploadFolder
@@ -35,7 +35,8 @@ def create_app(config: Config) -> Flask:
     data_dir = DataDir(Path(config.instance.data_dir))
     store = open_store(data_dir)
     site = config.source_interface
-    app = QuietFlask(__name__)
+    # No Flask static route: static_files serves the folder, versioned and compressed.
+    app = QuietFlask(__name__, static_folder=None)
     wordlist = load_wordlist()
     retired_words = load_retired_words()
     limits = config.limits
@@ -68,6 +69,7 @@ def create_app(config: Config) -> Flask:
     i18n.init_app(app, config)
     security.init_app(app, config)
     sessions.init_app(app)
+    static_files.init_app(app)
     browser.init_app(app, wordlist, retired_words)
     uploads_folder = UploadFolder(
         store.blobs.root.parent / "uploads",

@@ -9,7 +9,9 @@ on that page only (source_interface.security).
 
 Hashes are computed once, when the app is built, from the files as they are on disk: the static
 files are made at set-up (``make``: libsodium.js is copied from node_modules) and never change
-while the server runs.  If libsodium.js is missing the tag is empty: the page keeps its
+while the server runs.  Their URLs carry the static folder's version, and the browser caches
+them for a year (source_interface.static_files): the hashes here are what makes a cached copy
+safe to reuse.  If libsodium.js is missing the tag is empty: the page keeps its
 no-JavaScript path, which always works, and the policy stays without scripts.
 """
 

@@ -7,7 +7,8 @@ JavaScript off) keeps it through a ``lang`` cookie that reveals nothing but that
 
 The emergency notice on every page is here too, as a translation question: it comes from the
 operator's config, in the operator's words, but left at its defaults it is shown translated, so
-that a reporter reading Arabic is not warned in English.
+that a reporter reading Arabic is not warned in English; each number's label is shown in the
+page's language when the operator wrote it in that language (``labels`` in ``[emergency] numbers``).
 """
 
 from __future__ import annotations
@@ -164,12 +165,16 @@ def _emergency_notice(config: Config, *, translate_text: bool) -> dict[str, obje
             "If someone is in immediate danger, call the emergency services now: "
             "reports sent here are not read around the clock."
         )
+    language = current_language()
     numbers = [
         EmergencyNumber(
             label=(
-                gettext("Emergency services")
-                if entry.label == DEFAULT_EMERGENCY_LABEL
-                else entry.label
+                entry.labels.get(language)
+                or (
+                    gettext("Emergency services")
+                    if entry.label == DEFAULT_EMERGENCY_LABEL
+                    else entry.label
+                )
             ),
             number=entry.number,
             href=tel_href(entry.number),

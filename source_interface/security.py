@@ -1,8 +1,9 @@
 """Response headers for every page, and error pages that tell a reporter what to do next.
 
 The headers are the browser-side half of the threat model: nothing from a third party, no inline
-code that an injected string could become, nothing cached on a shared computer, no referrer that
-would carry an onion address elsewhere.  They go on every response, errors and static files
+code that an injected string could become, no page cached on a shared computer (static files
+alone are, under versioned URLs: source_interface.static_files), no referrer that would carry an
+onion address elsewhere.  They go on every response, errors and static files
 included, from one ``after_request`` hook rather than on each view, so that none is forgotten.
 
 Error pages are rendered in the reporter's language and say what happened and what to do, never
@@ -77,6 +78,11 @@ HEADERS = {
 }
 """Set on every response, replacing what a view or Flask put there (``Cache-Control`` above all)."""
 
+STATIC_CACHE_CONTROL = "public, max-age=31536000, immutable"
+"""For static files under a versioned URL (source_interface.static_files) only: the same bytes
+for every visitor, pinned by subresource integrity, and a URL that changes with them.  A year,
+and no revalidation on reload; Tor Browser keeps its cache in memory for the session only."""
+
 
 def clearnet_headers(clearnet: ClearnetConfig, path: str, query: bytes) -> dict[str, str]:
     """What only the clearnet listener's answers carry: browsers must come back over HTTPS, and
@@ -92,6 +98,15 @@ def clearnet_headers(clearnet: ClearnetConfig, path: str, query: bytes) -> dict[
             location += "?" + quote(query, safe="/-._~!$&'()*+,;=:@?%")
         headers["Onion-Location"] = f"http://{clearnet.onion_address}{location}"
     return headers
+
+
+def allow_caching() -> None:
+    """Give this request's response :data:`STATIC_CACHE_CONTROL` instead of ``no-store``.
+
+    For source_interface.static_files alone: a page must never be cached, since it may carry a
+    form token or a codename, and its presence in a shared computer's cache tells of the visit.
+    """
+    g.blagh_cacheable = True
 
 
 def allow_scripts() -> None:
@@ -136,6 +151,8 @@ def init_app(app: Flask, config: Config) -> None:
         response.headers.update(HEADERS)
         if g.get("blagh_allows_scripts"):
             response.headers["Content-Security-Policy"] = SCRIPT_PAGE_POLICY
+        if g.get("blagh_cacheable") and response.status_code == 200:
+            response.headers["Cache-Control"] = STATIC_CACHE_CONTROL
         if is_clearnet(request.environ):
             response.headers.update(clearnet_headers(clearnet, request.path, request.query_string))
         # Says which software, and which version, to attack.  (The WSGI server may add its own.)

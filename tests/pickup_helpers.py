@@ -93,7 +93,8 @@ def make_server(tmp_path: Path, *, analysts: Iterable[AnalystKey] = (), **retent
 def enable_pickup(directory: DataDir, **retention: int) -> None:
     """Turn [pickup] on (and set [retention]) in a data folder's config.toml."""
     text = directory.config_file.read_text("utf-8")
-    text = text.replace("\nenabled = false\n", "\nenabled = true\n")
+    pickup, _, rest = text.partition("[pickup]")
+    text = pickup + "[pickup]" + rest.replace("\nenabled = false\n", "\nenabled = true\n", 1)
     for key, value in retention.items():
         text = text.replace(f"\n{key} = 7\n", f"\n{key} = {value}\n")
     directory.config_file.write_text(text, "utf-8")

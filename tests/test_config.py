@@ -13,7 +13,9 @@ from typing import get_type_hints
 import pytest
 
 from blagh.config import (
+    LANGUAGES,
     Config,
+    EmergencyLabels,
     EmergencyNumber,
     InstanceConfig,
     RecipientsConfig,
@@ -93,6 +95,62 @@ def test_example_documents_every_setting() -> None:
             above = body[: found.start()].rstrip("\n").splitlines()[-1]
             # A comment, or a neighbouring setting that shares it.
             assert above.startswith("#") or " = " in above, f"[{section}] {setting.name}"
+
+
+def test_example_for_morocco_loads(tmp_path: Path, line: str) -> None:
+    """The commented Moroccan numbers, uncommented as an operator would, load as documented."""
+    text = EXAMPLE.read_text("utf-8")
+    block = re.search(r"^# numbers = \[\n(?:# .*\n)*?# \]\n", text, re.MULTILINE)
+    assert block, "config.example.toml: the commented Moroccan [emergency] numbers are gone"
+    numbers = "".join(row.removeprefix("# ") + "\n" for row in block.group(0).splitlines())
+    config_file = tmp_path / "config.toml"
+    config_file.write_text(
+        f'[emergency]\n{numbers}\n[recipients]\nanalysts = ["{line}"]\n', "utf-8"
+    )
+
+    police, gendarmerie, mobile = read_config_file(config_file).emergency.numbers
+
+    assert (police.number, gendarmerie.number, mobile.number) == ("19", "177", "112")
+    assert police.labels.get("ar") == "الشرطة"
+    assert gendarmerie.labels.get("fr") == "Gendarmerie royale"
+    assert gendarmerie.labels.get("en") == ""  # English pages show the label itself
+
+
+def test_emergency_labels_cover_every_language() -> None:
+    """Adding a language to Language without a label field would leave its pages in English."""
+    assert {f.name for f in dataclasses.fields(EmergencyLabels)} == set(LANGUAGES)
+
+
+def test_emergency_labels_are_read_per_language(line: str) -> None:
+    config = load_config(
+        with_recipient(
+            line,
+            emergency={
+                "numbers": [
+                    {"label": "Police", "labels": {"ar": "الشرطة", "fr": "Police"}, "number": "19"}
+                ]
+            },
+        )
+    )
+    (police,) = config.emergency.numbers
+    assert police.labels == EmergencyLabels(ar="الشرطة", fr="Police")
+    assert police.labels.get("xx") == ""
+
+
+def test_emergency_labels_refuse_an_unknown_language(line: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(
+            with_recipient(
+                line,
+                emergency={
+                    "numbers": [{"label": "Police", "labels": {"es": "Policía"}, "number": "19"}]
+                },
+            ),
+            "config.toml",
+        )
+    assert str(caught.value).startswith(
+        "config.toml: unknown key [emergency] numbers[0].labels.es (known: ar, fr, en)"
+    )
 
 
 def test_example_as_is_says_to_add_an_analyst() -> None:
@@ -293,7 +351,7 @@ KNOWN_TOR = (
         (
             {"emergency": {"numbers": [{"label": "Police", "numbre": "17"}]}},
             "config.toml: unknown key [emergency] numbers[0].numbre "
-            "(did you mean number? known: label, number)",
+            "(did you mean number? known: label, number, labels)",
         ),
         (
             {"emergency": {"numbers": [{"label": "Police"}]}},
@@ -453,7 +511,7 @@ def test_loopback_hosts_are_accepted(line: str, host: str) -> None:
         ({"enabled": True, "public_url": "https://x.org/a"}, "must be the site's https://"),
         ({"onion_address": "example.onion"}, "is not an onion address"),
         (
-            {"listen": "127.0.0.2:8080"},
+            {"enabled": True, "public_url": "https://x.org", "listen": "127.0.0.2:8080"},
             "has the port of the onion service (or of the pickup API)",
         ),
     ],

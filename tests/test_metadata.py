@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -195,3 +196,106 @@ def test_the_file_page_shows_metadata_and_gives_a_clean_copy(
         assert len(cleaned) == 1
         assert cleaned[0].fields["sha256"] == sha256_hex(clean.get_data())
         assert len(audit.entries(vault, report=report, events=["view_file"])) == 4  # 3 + 1 again
+
+
+# --- video: mat2's technical leftovers -----------------------------------------------------------
+
+
+def mp4(folder: Path, name: str, *metadata_args: str) -> bytes:
+    """A one-second H.264/AAC MP4 made by ffmpeg, with ``-metadata`` options when given."""
+    path = folder / name
+    sources = ["-f", "lavfi", "-i", "testsrc=duration=1:size=64x48:rate=5"]
+    sources += ["-f", "lavfi", "-i", "sine=duration=1"]
+    codecs = ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac"]
+    command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", *sources, *codecs]
+    subprocess.run([*command, *metadata_args, str(path)], check=True)
+    return path.read_bytes()
+
+
+PHONE = (
+    "-metadata", "location=+48.8566+002.3522/", "-metadata", "make=Acme",
+    "-metadata", "model=Phone 9", "-metadata", "creation_time=2025-03-01T10:00:00Z",
+    "-metadata", "author=Jane Reporter", "-movflags", "use_metadata_tags",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    folder = tmp_path_factory.mktemp("videos")
+    return {"plain.mp4": mp4(folder, "plain.mp4"), "phone.mp4": mp4(folder, "phone.mp4", *PHONE)}
+
+
+def test_an_ordinary_mp4_gets_a_clean_copy(
+    tmp_path: Path, analyst: Analyst, videos: dict[str, bytes]
+) -> None:
+    """mat2 leaves an MP4's technical fields (HandlerType, CompressorID...): they do not keep a
+    copy from being clean; the GPS position, make, model, author and dates are gone from it."""
+    bundle = Pickup([analyst.key])
+    bundle.report(
+        bundle.source(), files=[(data, name, "video/mp4") for name, data in videos.items()]
+    )
+    path = imported_vault(tmp_path, analyst, SERVER, bundle)
+    with open_vault(path) as vault:
+        phone = named_in(vault, bundle, "phone.mp4")
+        found = {f.name: f.value for f in metadata.inspect(vault, phone).fields}
+        assert "GPSLatitude" in found and found["Make"] == "Acme" and "CreateDate" in found
+        for name in videos:
+            copy = metadata.clean_copy(vault, named_in(vault, bundle, name))
+            assert copy.mime == "video/mp4" and copy.name.endswith(".cleaned.mp4")
+            tags = exif(tmp_path, copy.data, ".mp4")
+            assert not [t for t in tags if t.startswith("GPS") or t in IDENTIFYING], tags
+            dates = [str(v) for t, v in tags.items() if t.endswith("Date") and "File" not in t]
+            assert dates and set(dates) == {"0000:00:00 00:00:00"}  # mat2 zeroes them
+            assert "HandlerType" in tags or "CompressorID" in tags  # what mat2 leaves
+
+
+IDENTIFYING = ("Make", "Model", "Author", "Artist", "Location", "Encoder", "CompressorName")
+
+
+def named_in(vault: Vault, bundle: Pickup, name: str) -> Attachment:
+    (found,) = [a for a in vault.attachments(str(bundle.reports[0]["id"])) if a.name == name]
+    return found
+
+
+def test_identifying_leftovers_are_still_refused() -> None:
+    technical = {
+        "HandlerType": "Metadata",
+        "CompressorID": "avc1",
+        "CompatibleBrands": ["isom", "iso2", "avc1", "mp41"],
+        "MajorBrand": "MP4 Base Media v1 [IS0 14496-12:2003]",
+        "PixelAspectRatio": "1:1",
+        "TrackID": 1,
+    }
+    assert metadata.identifying_leftovers(technical, "video/mp4") == []
+    for name, value in [
+        ("GPSLatitude", "48 deg 51' 23.76\" N"),
+        ("Make", "Acme"),
+        ("Model", "Phone 9"),
+        ("OwnerName", "Jane"),
+        ("Author", "Jane Reporter"),
+        ("CreateDate", "2025:03:01 10:00:00"),
+        ("CompressorName", "Lavc59.37.100 libx264"),
+        ("Encoder", "Lavf59.27.100"),
+    ]:
+        assert metadata.identifying_leftovers({**technical, name: value}, "video/mp4") == [name]
+    # a technical field's name with a value that is no technical value, or in another type
+    assert metadata.identifying_leftovers({"HandlerDescription": "x" * 65}, "video/mp4") != []
+    assert metadata.identifying_leftovers({"HandlerType": "Metadata"}, "image/jpeg") != []
+    assert metadata.identifying_leftovers({"a.xml": {"HandlerType": "x"}}, "video/mp4") != []
+
+
+def test_no_clean_copy_is_a_page_not_a_download(client: FlaskClient, pickup: Pickup) -> None:
+    """The clean copy's link has no ``download`` attribute: when mat2 cannot clean the file, the
+    browser shows the error page instead of saving it as ``details.html``."""
+    report = str(pickup.reports[0]["id"])
+    pages = [
+        f"/reports/{report}/files/{item['id']}/details"
+        for item in pickup.items
+        if item["report"] == report and item["kind"] == "file"
+    ]
+    links = [
+        link
+        for page in pages
+        for link in re.findall(r"<a [^>]*/clean\"[^>]*>", client.get(page).get_data(as_text=True))
+    ]
+    assert links and not [link for link in links if "download" in link]

@@ -257,7 +257,7 @@ def test_a_broken_image_is_not_shown_and_breaks_nothing(
     ("language", "direction", "words"),
     [
         ("en", "ltr", ["Reveal the image", "Metadata", "GPSLatitude"]),
-        ("fr", "ltr", ["Révéler l'image", "Métadonnées", "Position"]),
+        ("fr", "ltr", ["Révéler l’image", "Métadonnées", "Position"]),
         ("ar", "rtl", ["كشف الصورة", "البيانات الوصفية", "الموقع"]),
     ],
 )

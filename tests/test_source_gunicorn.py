@@ -654,7 +654,9 @@ def test_no_server_header_and_no_access_log(server: Gunicorn) -> None:
     referrer = "http://referrer-" + secrets.token_hex(6) + ".example/"
     browser = Browser(server.port, {"User-Agent": agent, "Referer": referrer})
     replies = [browser.get(path) for path in ("/", "/report", "/login", "/no-such-page")]
-    replies.append(browser.get("/static/style.css"))
+    style = re.search(r'href="(/static/[^"]+\.css)"', replies[0].text)
+    assert style is not None
+    replies.append(browser.get(style[1]))
     replies.append(submit_report(browser, "headers", keep_codename="no"))
     replies.append(browser.post("/report", [("form_token", "wrong")]))
     assert [r.status for r in replies] == [200, 200, 200, 404, 200, 303, 400]

@@ -23,12 +23,20 @@ from flask.testing import FlaskClient
 from werkzeug.exceptions import Forbidden
 from werkzeug.test import TestResponse
 
-from blagh.config import Config, EmergencyConfig, EmergencyNumber, SourceInterfaceConfig
-from source_interface import categories, i18n, security
+from blagh.config import (
+    Config,
+    EmergencyConfig,
+    EmergencyLabels,
+    EmergencyNumber,
+    SourceInterfaceConfig,
+)
+from source_interface import categories, i18n, security, static_files
 from source_interface.security import HEADERS, ReporterError
 from source_interface.views import landing
 
 PACKAGE = Path(i18n.__file__).parent
+VERSION = static_files.StaticFiles.load().version
+"""The static folder's version, in every static URL (source_interface/static_files.py)."""
 ROOT = PACKAGE.parent
 TRANSLATIONS = PACKAGE / "translations"
 TRANSLATED = ("ar", "fr")
@@ -52,11 +60,12 @@ def build_app(config: Config) -> Flask:
     app = Flask(
         "source_interface",
         template_folder=str(PACKAGE / "templates"),
-        static_folder=str(PACKAGE / "static"),
+        static_folder=None,
     )
     app.config["MAX_CONTENT_LENGTH"] = UPLOAD_LIMIT
     i18n.init_app(app, config)
     security.init_app(app, config)
+    static_files.init_app(app)
     app.register_blueprint(landing.bp)
 
     report = Blueprint("report", __name__)
@@ -299,6 +308,33 @@ def test_emergency_notice_shows_the_operators_words(config: Config) -> None:
     assert 'href="tel:+3301234567%232">Helpline' in body
 
 
+def test_emergency_labels_follow_the_page_language(config: Config) -> None:
+    """Moroccan numbers: each label in the page's language, the label itself where none given."""
+    numbers = (
+        EmergencyNumber(
+            label="Police", labels=EmergencyLabels(ar="الشرطة", fr="Police"), number="19"
+        ),
+        EmergencyNumber(
+            label="Royal Gendarmerie",
+            labels=EmergencyLabels(ar="الدرك الملكي", fr="Gendarmerie royale"),
+            number="177",
+        ),
+        EmergencyNumber(label="Emergency services", number="112"),
+    )
+    emergency = dataclasses.replace(EmergencyConfig(), numbers=numbers)
+    client = build_app(dataclasses.replace(config, emergency=emergency)).test_client()
+
+    arabic = client.get("/?lang=ar").get_data(as_text=True)
+    assert 'href="tel:19">الشرطة <bdi' in arabic
+    assert 'href="tel:177">الدرك الملكي <bdi' in arabic
+    assert 'href="tel:112">خدمات الطوارئ <bdi' in arabic
+    french = client.get("/?lang=fr").get_data(as_text=True)
+    assert 'href="tel:177">Gendarmerie royale <bdi' in french
+    assert 'href="tel:112">Services d’urgence <bdi' in french
+    english = client.get("/?lang=en").get_data(as_text=True)
+    assert 'href="tel:177">Royal Gendarmerie <bdi' in english
+
+
 def test_emergency_notice_can_be_removed(config: Config) -> None:
     client = build_app(
         dataclasses.replace(config, emergency=EmergencyConfig(text="", numbers=()))
@@ -315,14 +351,15 @@ def test_instance_name_is_shown_and_escaped(config: Config) -> None:
 
 
 def test_landing_page_weighs_under_30_kb_with_its_style_sheet(client: FlaskClient) -> None:
-    style = client.get("/static/style.css")
+    style_url = f"/static/{VERSION}/style.css"
+    style = client.get(style_url)
     assert style.status_code == 200
     assert len(style.data) < 8 * 1024
     for language in ("ar", "fr", "en"):
         page = client.get(f"/?lang={language}")
         links = re.findall(r'(?:href|src)="(/[^"]*)"', page.get_data(as_text=True))
         loaded = [link for link in links if link.startswith("/static/")]
-        assert loaded == ["/static/style.css"]
+        assert loaded == [style_url]
         assert len(page.data) + len(style.data) < 30 * 1024, language
 
 
@@ -357,7 +394,7 @@ def test_pages_have_no_inline_code_and_load_nothing_from_elsewhere(
 
 def test_every_page_links_a_same_origin_style_sheet(client: FlaskClient) -> None:
     body = client.get("/").get_data(as_text=True)
-    assert '<link rel="stylesheet" href="/static/style.css">' in body
+    assert f'<link rel="stylesheet" href="/static/{VERSION}/style.css">' in body
 
 
 # --- headers ------------------------------------------------------------------------------------
@@ -374,8 +411,9 @@ REQUESTS: dict[str, Callable[[FlaskClient], TestResponse]] = {
     "landing": lambda c: c.get("/"),
     "landing, language chosen": lambda c: c.get("/?lang=fr"),
     "head": lambda c: c.head("/"),
-    "style sheet": lambda c: c.get("/static/style.css"),
+    "style sheet, unversioned (redirected)": lambda c: c.get("/static/style.css"),
     "missing static file": lambda c: c.get("/static/nothing.css"),
+    "missing versioned static file": lambda c: c.get(f"/static/{VERSION}/nothing.css"),
     "not found": lambda c: c.get("/nowhere"),
     "method not allowed": lambda c: c.post("/"),
     "too large": big_upload,
@@ -465,7 +503,7 @@ def test_server_error_says_nothing_of_the_cause(client: FlaskClient) -> None:
 def test_forbidden_shows_our_words_not_the_exceptions(client: FlaskClient) -> None:
     response = client.get("/forbidden")
     assert response.status_code == 403
-    assert "تم رفض الوصول" in response.get_data(as_text=True)
+    assert "رُفض الوصول" in response.get_data(as_text=True)
     assert SECRET not in response.get_data(as_text=True)
 
 

@@ -153,7 +153,7 @@ def test_search_finds_notes_and_replies(client: FlaskClient, pickup: Pickup, app
     assert "In a note:" in page and "<mark>Kestrel</mark>" in page
     # The report's page, reached from the results, shows where the words are.
     report_page = client.get(f"/reports/{target}?q=kestrel&lang=en").get_data(as_text=True)
-    assert "Where the words “kestrel” appear:" in report_page
+    assert "Where the words “<bdi>kestrel</bdi>” appear:" in report_page
 
     client.post(
         f"/reports/{ids(pickup)[0]}/reply",

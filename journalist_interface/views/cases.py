@@ -6,19 +6,23 @@ case's history; a change that cannot be made shows the page again with the reaso
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 from flask import Blueprint, abort, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 
-from journalist_interface import cases
+from journalist_interface import cases, search
 from journalist_interface.vault import STATUSES
 from journalist_interface.views import checked_id, login_required, vault
-from journalist_interface.views.reports import _report_page
+from journalist_interface.views.reports import _report_page, inbox_page
 
 bp = Blueprint("cases", __name__)
 
 _KEEP = "keep"
 """The assignee or priority field left as it was."""
+_NONE_TICKED = "none_ticked"
+"""A change to the ticked reports, with none ticked."""
 
 
 def _back(report_id: str, done: str) -> ResponseReturnValue:
@@ -104,6 +108,50 @@ def remove_tag(report_id: str) -> ResponseReturnValue:
     return _back(report_id, "tag_removed")
 
 
+@bp.post("/bulk")
+@login_required
+def bulk() -> ResponseReturnValue:
+    """The same change to the reports ticked in the inbox (at most a page of them): a status
+    (with a reason to close), an assignee, a tag.  Every report's change is recorded in its own
+    history, as if made on its page.  What is asked is checked before anything changes."""
+    back = search.InboxQuery.from_args(dict(parse_qsl(request.form.get("back", "")[:2000])))
+    reports = list(dict.fromkeys(request.form.getlist("report")))[: search.PER_PAGE]
+    for report_id in reports:
+        checked_id(report_id)
+    status = request.form.get("status", _KEEP)
+    assignee = request.form.get("assignee", _KEEP)
+    tag = request.form.get("tag", "").strip()
+    if status != _KEEP and status not in STATUSES:
+        abort(400)
+    reason = request.form.get("reason", "")
+    try:
+        if not reports:
+            raise cases.CaseError(_NONE_TICKED, "no report ticked")
+        if status == "closed" and not reason.strip():
+            raise cases.CaseError(cases.CaseError.NO_REASON, "a reason is needed to close")
+        if assignee not in (_KEEP, "") and assignee not in cases.analyst_names(vault()):
+            raise cases.CaseError(cases.CaseError.NO_ANALYST, "there is no such analyst")
+        tag = cases.clean_tag(tag[:200]) if tag else ""
+        for report_id in reports:
+            changes: dict[str, object] = {}
+            if assignee != _KEEP:
+                changes["assignee"] = assignee or None
+            if status != _KEEP or changes:
+                cases.update(
+                    vault(),
+                    report_id,
+                    status=None if status == _KEEP else status,
+                    reason=reason,
+                    **changes,  # type: ignore[arg-type]
+                )
+            if tag:
+                cases.add_tag(vault(), report_id, tag)
+    except cases.CaseError as error:
+        return inbox_page(back, bulk_error=_case_error(error))
+    target = url_for("reports.inbox", **{**back.args(), "done": str(len(reports))})  # type: ignore[arg-type]
+    return redirect(target, 303)
+
+
 def _case_error(error: cases.CaseError) -> str:
     """The message of a refused change, in the page's language."""
     messages: dict[str, str] = {
@@ -121,5 +169,6 @@ def _case_error(error: cases.CaseError) -> str:
         ),
         cases.CaseError.NOT_AUTHOR: _("Only the analyst who wrote a note can delete it."),
         cases.CaseError.NO_ANALYST: _("There is no such analyst."),
+        _NONE_TICKED: _("Tick at least one report first."),
     }
     return str(messages.get(error.reason, _("This change cannot be made.")))

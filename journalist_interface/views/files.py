@@ -274,7 +274,11 @@ def blur(report_id: str, item_id: str) -> ResponseReturnValue:
 @bp.get("/reports/<report_id>/files/<item_id>/clean")
 @login_required
 def clean(report_id: str, item_id: str) -> ResponseReturnValue:
-    """A copy cleaned by mat2, as a download (``application/octet-stream``, attachment)."""
+    """A copy cleaned by mat2, as a download (``application/octet-stream``, attachment).
+
+    The page's link to it has no ``download`` attribute: the response's own
+    ``Content-Disposition`` saves the copy, and when none can be made the browser follows the
+    redirect and shows the file's page with the error, instead of saving that page as a file."""
     found = _attachment(report_id, item_id)
     try:
         copy = clean_copy(vault(), found)

@@ -24,9 +24,20 @@ bp = Blueprint("reports", __name__)
 @bp.get("/")
 @login_required
 def inbox() -> ResponseReturnValue:
-    query = search.InboxQuery.from_args(request.args)
-    return render_template(
+    return inbox_page(search.InboxQuery.from_args(request.args))
+
+
+def inbox_page(
+    query: search.InboxQuery, bulk_error: str | None = None, done: int | None = None
+) -> Response:
+    """The inbox for ``query``; with ``bulk_error``, the refusal of a change to the selected
+    reports (400)."""
+    if done is None and request.args.get("done", "").isdigit():
+        done = min(int(request.args["done"]), search.PER_PAGE)
+    page = render_template(
         "inbox.html",
+        bulk_error=bulk_error,
+        done=done,
         page=search.inbox(vault(), query),
         query=query,
         pending=vault().pending(),
@@ -37,13 +48,16 @@ def inbox() -> ResponseReturnValue:
         tags=cases.all_tags(vault()),
         sorts=search.SORTS,
         unassigned=search.UNASSIGNED,
+        active_analysts=cases.analyst_names(vault()),
     )
+    return Response(page, 400 if bulk_error else 200, mimetype="text/html")
 
 
 @bp.get("/reports/<report_id>")
 @login_required
 def report(report_id: str) -> ResponseReturnValue:
     page = _report_page(report_id)
+    cases.mark_seen(vault(), report_id)
     vault().audit("view", report=report_id)
     return page
 
@@ -60,6 +74,7 @@ def _report_page(
         "report.html",
         report=found,
         case=case,
+        follows=cases.tombstone(vault(), report_id),
         statuses=STATUSES,
         priorities=cases.PRIORITIES,
         analysts=cases.analyst_names(vault()),
