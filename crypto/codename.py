@@ -1,6 +1,7 @@
 """Codenames: the only thing a source keeps, and everything the source's keys come from.
 
-A codename is seven words drawn uniformly from the 7,776-word EFF list (about 90.5 bits).  The
+A codename is seven words drawn uniformly from the EFF large list less the words distressing to
+read in this setting (7,516 words, about 90.1 bits; docs/keys.md).  The
 server never stores it: ``argon2id(codename, instance salt)`` gives the source an X25519 key pair
 (replies are sealed to its public half) and a login secret, of which the server keeps only a
 keyed hash.  The browser (libsodium.js) and the server (PyNaCl) must reach the same bytes from the
@@ -22,10 +23,16 @@ import nacl.bindings
 from crypto.errors import InvalidCodename
 
 WORD_COUNT = 7
-"""Words in a codename: 7 x log2(7776) is about 90.5 bits."""
+"""Words in a codename: 7 x log2(7516) is about 90.1 bits."""
 
 WORDLIST_SIZE = 7776
 """Size of the EFF large word list (6^5, five dice per word)."""
+
+MIN_WORDLIST_SIZE = 7000
+"""Fewest words a codename may be drawn from: 7 x log2(7000) is about 89.4 bits.
+
+The deployed list is the EFF list less a deny-list; this floor keeps a careless deny-list from
+quietly weakening every codename."""
 
 MAX_INPUT_CHARS = 256
 """Longest codename input accepted, in code points, checked before normalising or deriving.
@@ -162,9 +169,9 @@ def _fold(text: str) -> str:
 
 
 def _check_wordlist(wordlist: Sequence[str]) -> None:
-    if len(wordlist) != WORDLIST_SIZE:
-        raise ValueError(f"the codename word list must have {WORDLIST_SIZE} words")
-    if len(set(wordlist)) != WORDLIST_SIZE:
+    if len(wordlist) < MIN_WORDLIST_SIZE:
+        raise ValueError(f"the codename word list must have at least {MIN_WORDLIST_SIZE} words")
+    if len(set(wordlist)) != len(wordlist):
         raise ValueError("the codename word list has repeated words")
     for word in wordlist:
         if _fold(word).split() != [word]:

@@ -18,7 +18,7 @@ from source_interface.listeners import ListenerMiddleware
 from source_interface.presealed import UploadBounds, UploadFolder
 from source_interface.quietlog import QuietFlask
 from source_interface.sealing import UploadLimits, sealing_request_class
-from source_interface.services import Services, load_wordlist
+from source_interface.services import Services, load_retired_words, load_wordlist
 from source_interface.sessions import Sessions
 from source_interface.store import Store
 from source_interface.throttle import FailureThrottle
@@ -38,6 +38,7 @@ def create_app(config: Config) -> Flask:
     # No Flask static route: static_files serves the folder, versioned and compressed.
     app = QuietFlask(__name__, static_folder=None)
     wordlist = load_wordlist()
+    retired_words = load_retired_words()
     limits = config.limits
     space = FreeSpace(store.blobs.root, limits.free_space_floor_mb * 1024 * 1024)
     app.request_class = sealing_request_class(
@@ -57,6 +58,7 @@ def create_app(config: Config) -> Flask:
         instance_salt=data_dir.read_instance_salt(),
         login_hash_key=data_dir.read_login_hash_key(),
         wordlist=wordlist,
+        retired_words=retired_words,
         derivations=Offload(
             "codename derivations",
             threads=config.limits.derivations_per_worker,
@@ -68,7 +70,7 @@ def create_app(config: Config) -> Flask:
     security.init_app(app, config)
     sessions.init_app(app)
     static_files.init_app(app)
-    browser.init_app(app, wordlist)
+    browser.init_app(app, wordlist, retired_words)
     uploads_folder = UploadFolder(
         store.blobs.root.parent / "uploads",
         UploadBounds(

@@ -38,13 +38,18 @@ ENTRY = "js/blagh.mjs"
 MODULES = (
     "js/sealing.mjs",
     "js/uploads.mjs",
+    "js/metadata.mjs",
     "vendor/libsodium-wrappers.mjs",
     "vendor/libsodium-sumo.mjs",
 )
 """Imported by the entry once it knows WebAssembly is there, each preloaded with its hash."""
 
 WORDLIST_PATH = "/codename-words.txt"
-"""The codename word list, fetched (with its hash checked) only when a page needs it."""
+"""The codename word list, fetched (with its hash checked) only when a page needs it.
+
+One word a line: the words new codenames are drawn from, an empty line, then the retired words
+(deny-listed, still accepted when typed back), so the browser draws from the same filtered list
+as the server and accepts the same typed codenames."""
 
 PAGES = frozenset({"report", "login", "followup", "forget"})
 """Where the script runs; "forget" (after deleting everything) only clears the key it kept."""
@@ -64,14 +69,16 @@ class BrowserAssets:
     wordlist_integrity: str
 
     @classmethod
-    def load(cls, wordlist: tuple[str, ...], static: Path = STATIC) -> BrowserAssets:
+    def load(
+        cls, wordlist: tuple[str, ...], retired: tuple[str, ...] = (), static: Path = STATIC
+    ) -> BrowserAssets:
         hashes = {}
         for name in (ENTRY, *MODULES):
             path = static / name
             if not path.is_file():
                 return cls({}, b"", "")
             hashes[name] = integrity(path.read_bytes())
-        words = ("\n".join(wordlist) + "\n").encode("utf-8")
+        words = ("\n".join(wordlist) + "\n\n" + "".join(w + "\n" for w in retired)).encode("utf-8")
         return cls(hashes, words, integrity(words))
 
     @property
@@ -111,9 +118,9 @@ def script_tag(assets: BrowserAssets, page: str, extra: Mapping[str, str] | None
     return Markup("<script {}></script>").format(rendered)
 
 
-def init_app(app: Flask, wordlist: tuple[str, ...]) -> BrowserAssets:
+def init_app(app: Flask, wordlist: tuple[str, ...], retired: tuple[str, ...]) -> BrowserAssets:
     """Hash the assets once and give templates ``browser_script(page)``."""
-    assets = BrowserAssets.load(wordlist)
+    assets = BrowserAssets.load(wordlist, retired)
     app.extensions["blagh_browser"] = assets
 
     @app.context_processor

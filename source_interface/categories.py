@@ -48,3 +48,8 @@ def label_of(slug: str) -> str:
         if category.slug == slug:
             return str(category.label)
     raise KeyError(slug)
+
+
+GUIDES: dict[str, str] = {"sextortion": "landing.sextortion"}
+"""Categories with a guidance page (their endpoint), linked next to the category wherever it is
+listed: what to do at once matters more to someone being extorted than the report itself."""

@@ -98,3 +98,73 @@ def png_bomb(width: int, height: int, depth: int = 8, colour: int = 6) -> bytes:
 def damaged_png(width: int = 64, height: int = 48) -> bytes:
     """A PNG with a sound header and chunks but pixel data that is not deflate at all."""
     return _png(width, height, 8, 2, b"\x78\x9c" + b"\xde\xad\xbe\xef" * 64)
+
+
+# --- photos as phones make them, and what is left after cleaning -----------------------------
+
+PNG_TEXT_CHUNKS = (b"tEXt", b"iTXt", b"zTXt", b"eXIf", b"tIME")
+
+
+def oriented_gps_jpeg(folder: Path) -> bytes:
+    """:func:`gps_jpeg` turned on its side (EXIF orientation 6, "rotate 90 CW"), as phones
+    store portrait photos."""
+    path = folder / "oriented.jpg"
+    path.write_bytes(gps_jpeg(folder))
+    subprocess.run(
+        ["exiftool", "-q", "-overwrite_original", "-Orientation#=6", str(path)], check=True
+    )
+    return path.read_bytes()
+
+
+def png_with_text(folder: Path) -> bytes:
+    """A PNG (drawn by ffmpeg) carrying a place, a device and an author in text chunks, an
+    EXIF chunk and a time chunk, put in by hand after its header."""
+    data = picture(folder / "text.png")
+    gps = b"MM\x00\x2a\x00\x00\x00\x08\x00\x01\x01\x10\x00\x02\x00\x00\x00\x08\x00\x00\x00\x1a"
+    extra = (
+        _png_chunk(b"tEXt", b"Author\x00Jane Reporter")
+        + _png_chunk(b"iTXt", b"Location\x00\x00\x00\x00\x0048.8566 N 2.3522 E")
+        + _png_chunk(b"zTXt", b"Device\x00\x00" + zlib.compress(b"Acme Phone 9"))
+        + _png_chunk(b"eXIf", gps + b"\x00\x00\x00\x00Phone 9\x00")
+        + _png_chunk(b"tIME", struct.pack(">HBBBBB", 2026, 1, 15, 21, 30, 0))
+    )
+    end_of_header = 8 + 8 + 13 + 4
+    return data[:end_of_header] + extra + data[end_of_header:]
+
+
+def png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """Every chunk of a PNG, as (type, data), checking each CRC."""
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    chunks, at = [], 8
+    while at < len(data):
+        (length,) = struct.unpack(">I", data[at : at + 4])
+        kind, body = data[at + 4 : at + 8], data[at + 8 : at + 8 + length]
+        (crc,) = struct.unpack(">I", data[at + 8 + length : at + 12 + length])
+        assert crc == zlib.crc32(kind + body)
+        chunks.append((kind, body))
+        at += 12 + length
+    return chunks
+
+
+def jpeg_segments(data: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
+    """A JPEG's segments before its first scan, as (marker, payload), and the bytes from the
+    first scan (SOS) to the end: the image data."""
+    assert data.startswith(b"\xff\xd8")
+    segments, at = [], 2
+    while data[at + 1] != 0xDA:
+        marker = data[at + 1]
+        (length,) = struct.unpack(">H", data[at + 2 : at + 4])
+        segments.append((marker, data[at + 4 : at + 2 + length]))
+        at += 2 + length
+    return segments, data[at:]
+
+
+def pixels(folder: Path, data: bytes, suffix: str) -> bytes:
+    """The picture decoded by ffmpeg to raw RGB, orientation not applied."""
+    path = folder / f"decode-{len(list(folder.iterdir()))}{suffix}"
+    path.write_bytes(data)
+    args = ["-noautorotate", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    out = subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", *args], check=True, capture_output=True
+    )
+    return out.stdout

@@ -39,6 +39,7 @@ from browser_helpers import (
     missing_requirements,
     screenshot,
 )
+from media_helpers import exif, gps_jpeg, jpeg_segments
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Route, sync_playwright
 from report_scenarios import (
     MIB,
@@ -50,13 +51,13 @@ from report_scenarios import (
     report_files,
 )
 
-from blagh.payloads import encode_document
+from blagh.payloads import encode_document, split_attachment
 from crypto import codename
 from crypto.envelope import open_envelope, seal
 from crypto.errors import DecryptionError
 from crypto.keys import AnalystKey, generate_analyst_key
 from source_interface.presealed import UploadFolder
-from source_interface.services import load_wordlist
+from source_interface.services import load_retired_words, load_wordlist
 from source_interface.store.index import NewSource, new_id
 
 PIECE = MIB  # source_interface.presealed.CHUNK_BYTES
@@ -251,6 +252,39 @@ def test_codename_login_reads_the_reply_in_the_page(
         envelope = store.read_blob(sent[0].blob)
     for identity in (site.analyst.encryption_secret, source_keys.secret_key):
         assert message.encode() in open_envelope(envelope, [identity])
+
+
+def test_a_follow_up_photo_loses_its_location_data_in_the_page(
+    page: Page, site: Site, tmp_path: Path
+) -> None:
+    """The message form on the follow-up page offers the same box as the report form (issue
+    14): ticked, a photo added to a report arrives without its GPS and device data."""
+    secret = codename.generate(load_wordlist())
+    report_id, _ = store_report_with_reply(site, secret, f"Reply {marker()}")
+    page.goto("/login")
+    wait_for_sealing(page)
+    page.fill("#codename", secret)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_url("**/followup")
+    box = f"#strip-metadata-{report_id}"
+    page.locator(box).wait_for(state="visible")
+    assert page.is_checked(box)
+    photo = gps_jpeg(tmp_path)
+    page.set_input_files(
+        f"#files-{report_id}", [{"name": "IMG_2.jpg", "mimeType": "image/jpeg", "buffer": photo}]
+    )
+    page.click(f"form[action$='/followup/{report_id}/message'] button[type=submit]")
+    page.wait_for_url("**/followup?sent=1")
+    with site.store() as store:
+        report = store.index.report(source_id_of(site, report_id), report_id)
+        assert report is not None
+        file = next(i for i in report.items if i.kind == "file")
+        plaintext = open_envelope(store.read_blob(file.blob), [site.analyst.encryption_secret])
+    description, data = split_attachment(plaintext)
+    assert description["name"] == "IMG_2.jpg"
+    tags = exif(tmp_path, data)
+    assert not {"GPSLatitude", "Make", "Model", "Artist"} & set(tags)
+    assert jpeg_segments(data)[1] == jpeg_segments(photo)[1]
 
 
 def source_id_of(site: Site, report_id: str) -> str:
@@ -629,6 +663,57 @@ def test_codename_keys_match_python_and_the_spec_vector(page: Page) -> None:
     )
     assert refused == "unknown-words:straße"
     assert json.dumps(words[:1]) == '["abacus"]'
+
+
+def test_the_browser_draws_from_the_filtered_list_and_accepts_retired_words(page: Page) -> None:
+    """The JS path makes codenames in the browser: from the same filtered list as the server
+    (docs/keys.md), while a typed codename holding a retired word is still accepted."""
+    page.goto("/login")
+    wait_for_sealing(page)
+    drawn, accepted, made, checked = page.evaluate(
+        """async () => {
+          const s = await import('/static/js/sealing.mjs');
+          const text = await (await fetch('/codename-words.txt')).text();
+          const lists = s.parseWordList(text);
+          const made = [];
+          for (let i = 0; i < 200; i++) made.push(...s.generateCodename(lists.drawn).split(' '));
+          const typed = 'Extortion abacus abdomen abide abiding ability ablaze';
+          return [lists.drawn, [...lists.accepted], made, s.checkCodename(typed, lists.accepted)];
+        }"""
+    )
+    assert drawn == list(load_wordlist())
+    assert set(accepted) == set(load_wordlist()) | set(load_retired_words())
+    assert set(made) <= set(drawn) and not set(made) & set(load_retired_words())
+    assert checked == "extortion abacus abdomen abide abiding ability ablaze"
+
+
+def test_photo_cleaning_refuses_damaged_images_and_leaves_other_files(page: Page) -> None:
+    """metadata.mjs on its edges: a JPEG or PNG it cannot read throws (the page then asks the
+    reporter rather than send what they asked to remove); a file that is neither, whatever its
+    name, is returned as it is; a JPEG without EXIF keeps no orientation it never had."""
+    page.goto("/report")
+    wait_for_sealing(page)
+    results = page.evaluate(
+        """async () => {
+          const m = await import('/static/js/metadata.mjs');
+          const attempt = (f) => { try { f(); return 'ok'; } catch (e) { return e.name; } };
+          const jpeg = new Uint8Array([0xff, 0xd8, 0xff, 0xe1, 0x00, 0x40, 0x45]);
+          const png = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a,
+                                      0, 0, 0, 13, 0x49, 0x48, 0x44, 0x52]);
+          const other = new File([new Uint8Array([1, 2, 3])], 'photo.jpg', {type: 'image/jpeg'});
+          const minimal = new Uint8Array([0xff, 0xd8, 0xff, 0xfe, 0x00, 0x04, 0x41, 0x42,
+                                          0xff, 0xda, 0x00, 0x02, 0x99, 0xff, 0xd9]);
+          return [attempt(() => m.stripJpeg(jpeg)), attempt(() => m.stripPng(png)),
+                  (await m.withoutMetadata(other)) === other,
+                  Array.from(m.stripJpeg(minimal))];
+        }"""
+    )
+    assert results == [
+        "MetadataError",
+        "MetadataError",
+        True,
+        [0xFF, 0xD8, 0xFF, 0xDA, 0x00, 0x02, 0x99, 0xFF, 0xD9],
+    ]
 
 
 def test_closing_the_tab_before_the_codename_is_typed_back_warns(

@@ -22,6 +22,7 @@ from source_helpers import (
     Site,
     analyst_reports,
     fresh_token,
+    login,
     open_site,
     post_report,
     submit_for_codename,
@@ -218,6 +219,19 @@ def test_sealed_report_with_files_is_stored_as_the_server_would(
     assert list(folder.root.iterdir()) == []
 
 
+def test_a_codename_with_a_retired_word_still_logs_in(client: FlaskClient, site: Site) -> None:
+    """Deny-listed words are never drawn again but stay accepted (docs/keys.md): a codename
+    given out before a word was retired must still log in, on both paths."""
+    assert "extortion" in site.services.retired_words
+    words = " ".join(["extortion", *codename.generate(site.services.wordlist).split()[1:]])
+    keys = codename.derive(words, site.services.instance_salt)
+    fields = seal(report_fields(), [*analysts(site), keys.public_key])
+    more = {"source_key": b64(keys.public_key), "login_secret": b64(keys.login_secret)}
+    assert send_report(client, fields, **more).status_code == 200
+    answer = login(site.client(), words)
+    assert answer.status_code == 303 and answer.headers["Location"] == "/followup"
+
+
 def test_sealed_report_keeping_a_codename(client: FlaskClient, site: Site) -> None:
     words = codename.generate(site.services.wordlist)
     keys = codename.derive(words, site.services.instance_salt)
@@ -371,7 +385,7 @@ def test_sealed_message_and_items_of_others(client: FlaskClient, site: Site) -> 
 # --- the script tag, its hashes and the policy ----------------------------------------------
 
 
-def test_script_tag_hashes_match_the_files_served(client: FlaskClient) -> None:
+def test_script_tag_hashes_match_the_files_served(client: FlaskClient, site: Site) -> None:
     page = client.get("/report")
     assert "script-src 'self' 'wasm-unsafe-eval'" in page.headers["Content-Security-Policy"]
     html = page.get_data(as_text=True)
@@ -381,14 +395,17 @@ def test_script_tag_hashes_match_the_files_served(client: FlaskClient) -> None:
     entry = client.get(attributes["src"]).data
     assert attributes["integrity"] == browser.integrity(entry)
     modules = json.loads(html_module.unescape(attributes["data-modules"]))
-    assert len(modules) == 4
+    assert len(modules) == 5
     for url, integrity in modules.items():
         served = client.get(url)
         assert served.status_code == 200 and served.mimetype == "text/javascript"
         assert browser.integrity(served.data) == integrity
     words = client.get(attributes["data-wordlist"])
     assert browser.integrity(words.data) == attributes["data-wordlist-integrity"]
-    assert len(words.get_data(as_text=True).split()) == 7776
+    drawn, retired = words.get_data(as_text=True).split("\n\n")
+    assert drawn.split() == list(site.services.wordlist)
+    assert retired.split() == list(site.services.retired_words)
+    assert len(drawn.split()) + len(retired.split()) == 7776
     landing = client.get("/")
     assert "script-src" not in landing.headers["Content-Security-Policy"]
     assert "<script" not in landing.get_data(as_text=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from browser_helpers import (
@@ -23,6 +24,15 @@ from browser_helpers import (
     missing_requirements,
 )
 from firefox_helpers import Firefox, missing_firefox
+from media_helpers import (
+    PNG_TEXT_CHUNKS,
+    exif,
+    jpeg_segments,
+    oriented_gps_jpeg,
+    pixels,
+    png_chunks,
+    png_with_text,
+)
 from playwright.sync_api import Browser, Playwright, sync_playwright
 from report_scenarios import (
     BROWSER_SEALS,
@@ -291,3 +301,83 @@ def test_the_day_is_asked_in_the_pages_language(
     submit_report(tab)
     tab.wait_visible("#seen_on-error")
     assert tab.text("#seen_on-error") == "هذا التاريخ غير موجود: تحقّق من اليوم والشهر."
+
+
+def photo_files(folder: Path) -> list[dict[str, Any]]:
+    return [
+        {"name": "IMG_0001.jpg", "mimeType": "image/jpeg", "buffer": oriented_gps_jpeg(folder)},
+        {"name": "Screenshot.png", "mimeType": "image/png", "buffer": png_with_text(folder)},
+    ]
+
+
+def send_photos(tab: Tab, site: Site, files: list[dict[str, Any]], strip: bool) -> Any:
+    tab.goto("/report")
+    wait_for_sealing(tab)
+    assert tab.is_visible("#strip-metadata")
+    assert tab.count("#strip-metadata:checked") == 1
+    assert not tab.is_visible("[data-metadata-no-js]")
+    tab.check("input[name=category][value=sextortion]")
+    tab.fill("#description", "He sends me my own photos and asks for money.")
+    tab.set_files("#files", files)
+    tab.check("input[name=keep_codename][value=no]")
+    if not strip:
+        tab.click("#strip-metadata")
+        assert tab.count("#strip-metadata:checked") == 0
+    before = site.report_ids()
+    submit_report(tab)
+    tab.wait_for_url("**/report/received")
+    return site.open_report(site.new_report(before))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_photos_lose_location_and_device_data_in_the_page(
+    open_tab: TabMaker, site: Site, engine: str, tmp_path: Path
+) -> None:
+    """Issue 14: phone photos carry GPS and device data that analysts then see. With the box
+    ticked (the default) the page removes it before sealing: the analyst's copy has none, the
+    picture is the same, and the orientation is kept."""
+    files = photo_files(tmp_path)
+    jpeg, png = files[0]["buffer"], files[1]["buffer"]
+    assert "GPSLatitude" in exif(tmp_path, jpeg) and "Model" in exif(tmp_path, jpeg)
+    opened = send_photos(open_tab(engine, True), site, files, strip=True)
+    clean_jpeg = opened.files["IMG_0001.jpg"][1]
+    clean_png = opened.files["Screenshot.png"][1]
+
+    tags = exif(tmp_path, clean_jpeg)
+    for tag in ("GPSLatitude", "GPSLongitude", "GPSPosition", "Make", "Model", "Artist"):
+        assert tag not in tags, tag
+    assert tags["Orientation"] == "Rotate 90 CW"
+    segments, scan = jpeg_segments(clean_jpeg)
+    original_segments, original_scan = jpeg_segments(jpeg)
+    assert scan == original_scan  # the image data, byte for byte
+    assert [s for s in segments if not 0xE0 <= s[0] <= 0xEF] == [
+        s for s in original_segments if not 0xE0 <= s[0] <= 0xEF and s[0] != 0xFE
+    ]
+    exif_segments = [payload for marker, payload in segments if marker == 0xE1]
+    assert len(exif_segments) == 1 and len(exif_segments[0]) == 32  # orientation alone
+    assert b"Acme" not in clean_jpeg and b"Jane" not in clean_jpeg
+    assert pixels(tmp_path, clean_jpeg, ".jpg") == pixels(tmp_path, jpeg, ".jpg")
+
+    chunks = png_chunks(clean_png)
+    assert not {kind for kind, _ in chunks} & set(PNG_TEXT_CHUNKS)
+    assert chunks == [c for c in png_chunks(png) if c[0] not in PNG_TEXT_CHUNKS]
+    assert pixels(tmp_path, clean_png, ".png") == pixels(tmp_path, png, ".png")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_unticked_the_original_photos_are_sent(
+    open_tab: TabMaker, site: Site, engine: str, tmp_path: Path
+) -> None:
+    files = photo_files(tmp_path)
+    opened = send_photos(open_tab(engine, True), site, files, strip=False)
+    assert opened.files == {f["name"]: (f["mimeType"], f["buffer"]) for f in files}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_without_javascript_the_form_says_analysts_see_photo_data(
+    open_tab: TabMaker, engine: str
+) -> None:
+    tab = open_tab(engine, False)
+    tab.goto("/report")
+    assert "the analysts will see it" in tab.text("[data-metadata-no-js]")
+    assert not tab.is_visible("#strip-metadata")

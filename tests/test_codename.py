@@ -63,14 +63,13 @@ def test_generate_keeps_hyphenated_words_whole(wordlist: list[str]) -> None:
 @pytest.mark.parametrize(
     "mangle",
     [
-        lambda words: words[:-1],
-        lambda words: [*words, "extra"],
+        lambda words: words[: codename.MIN_WORDLIST_SIZE - 1],
         lambda words: [*words[:-1], words[0]],
         lambda words: [*words[:-1], "two words"],
         lambda words: [*words[:-1], "Capital"],
         lambda words: [*words[:-1], ""],
     ],
-    ids=["short", "long", "repeated", "space", "not-normalised", "empty"],
+    ids=["too-few", "repeated", "space", "not-normalised", "empty"],
 )
 def test_generate_rejects_a_bad_wordlist(
     wordlist: list[str], mangle: Callable[[list[str]], list[str]]

@@ -41,6 +41,7 @@ def test_pages_name_static_files_under_the_folders_version(site: Site) -> None:
     urls = static_urls(body)
     expected = [
         "js/blagh.mjs",
+        "js/metadata.mjs",
         "js/sealing.mjs",
         "js/uploads.mjs",
         "style.css",

@@ -112,7 +112,7 @@ def _login_refusal(svc: Services, typed: str) -> dict[str, Any] | None:
         return {"error": "expired"}
     if len(typed) > codename.MAX_INPUT_CHARS:
         return {"error": "too-long"}
-    unknown = codename.check_words(typed, svc.wordlist)
+    unknown = codename.check_words(typed, svc.accepted_words)
     if unknown:
         return {"error": "unknown-words", "words": unknown[:7]}
     if len(typed.split()) != codename.WORD_COUNT:

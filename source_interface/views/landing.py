@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template, request
 
-from source_interface.categories import CATEGORIES
+from source_interface.categories import CATEGORIES, GUIDES
 from source_interface.listeners import is_clearnet
 from source_interface.services import Services
 
@@ -22,4 +22,14 @@ def index() -> str:
     if clearnet:
         services: Services = current_app.extensions["blagh"]
         onion = services.config.clearnet.onion_address
-    return render_template("landing.html", categories=CATEGORIES, clearnet=clearnet, onion=onion)
+    return render_template(
+        "landing.html", categories=CATEGORIES, guides=GUIDES, clearnet=clearnet, onion=onion
+    )
+
+
+@bp.get("/help/sextortion")
+def sextortion() -> str:
+    """What to do at once when someone threatens to share intimate images (issue 14): a fifth
+    of the seed platform's reports.  Static text in the page's language; the emergency numbers
+    are the configured ones, shown in the page as well as in its header."""
+    return render_template("guidance/sextortion.html")

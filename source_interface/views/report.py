@@ -11,7 +11,7 @@ from werkzeug.wrappers import Response
 from crypto import codename
 from crypto.codename import login_verifier
 from source_interface import flash
-from source_interface.categories import CATEGORIES
+from source_interface.categories import CATEGORIES, GUIDES
 from source_interface.diskspace import NoSpace, is_no_space
 from source_interface.forms import ReportForm, month_names
 from source_interface.sealing import files_refused
@@ -46,6 +46,7 @@ def _form_page(report: ReportForm, draft: str, kept: list[str], status: int = 20
         "report/new.html",
         report=report,
         categories=CATEGORIES,
+        guides=GUIDES,
         draft=draft,
         kept_files=kept,
         limits=services().config.source_interface,

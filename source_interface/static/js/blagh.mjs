@@ -47,10 +47,12 @@ async function main() {
   await preload(JSON.parse(script.dataset.modules));
   const sealing = await import("./sealing.mjs");
   const uploads = await import("./uploads.mjs");
+  const metadata = await import("./metadata.mjs");
   await sealing.ready();
   const context = {
     sealing,
     uploads,
+    metadata,
     analysts: script.dataset.analysts.split(",").map((key) => sealing.fromBase64(key)),
     salt: script.dataset.salt,
   };
@@ -145,6 +147,7 @@ async function post(url, body, failed) {
 function handleRefusal(form, error, progress, marks, text) {
   if (error && error.serverFull) {
     progress.say(text.sendingPlain);
+    useStrippedFiles(form);
     document.documentElement.dataset.blagh = "server";
     HTMLFormElement.prototype.submit.call(form);
     return true;
@@ -155,6 +158,19 @@ function handleRefusal(form, error, progress, marks, text) {
     return true;
   }
   return false;
+}
+
+/**
+ * Before the form goes to the server as it is: put the photos already cleaned here in its file
+ * field, so that ticking "remove location and device data" holds on that path too.
+ */
+function useStrippedFiles(form) {
+  const box = form.querySelector("[data-strip-metadata]");
+  const input = form.elements.files;
+  if (!box || !box.checked || !input || typeof DataTransfer !== "function") return;
+  const files = new DataTransfer();
+  for (const file of input.files) files.items.add(stripped.get(file) || file);
+  input.files = files.files;
 }
 
 /** The server's answer says which files it no longer has: forget them here too. */
@@ -171,8 +187,8 @@ function forgetLost(form, answer, uploaded) {
 
 let wordListPromise = null;
 
-/** The codename word list, fetched once and only when needed, its integrity checked. */
-function wordList() {
+/** The codename word lists ({drawn, accepted}), fetched once and only when needed, checked. */
+function wordList(sealing) {
   if (wordListPromise === null) {
     wordListPromise = fetch(script.dataset.wordlist, {
       integrity: script.dataset.wordlistIntegrity,
@@ -182,7 +198,7 @@ function wordList() {
         if (!response.ok) throw new Error("no word list");
         return response.text();
       })
-      .then((text) => text.split("\n").filter((word) => word.length > 0));
+      .then((text) => sealing.parseWordList(text));
     wordListPromise.catch(() => {
       wordListPromise = null;
     });
@@ -305,6 +321,33 @@ function setBusy(form, busy) {
   form.setAttribute("aria-busy", busy ? "true" : "false");
 }
 
+/**
+ * The files to seal: without location and device data (metadata.mjs) when the form's box is
+ * ticked, else the originals. Each result is cached per file, so a retry re-sends the same
+ * bytes and reuses what was uploaded. Null (and the form's error shown) when a photo cannot
+ * be read: the reporter asked for its data to go, so it is not sent as it is.
+ */
+async function prepareFiles(context, form, files, text, showError) {
+  const box = form.querySelector("[data-strip-metadata]");
+  if (!box || !box.checked) return files;
+  const prepared = [];
+  for (const file of files) {
+    if (!stripped.has(file)) {
+      try {
+        stripped.set(file, await context.metadata.withoutMetadata(file));
+      } catch (error) {
+        if (!(error instanceof context.metadata.MetadataError)) throw error;
+        showError(text.metadataFailed.replace("{name}", file.name));
+        return null;
+      }
+    }
+    prepared.push(stripped.get(file));
+  }
+  return prepared;
+}
+
+const stripped = new WeakMap();
+
 /** Upload each file (sealed to the analysts); the ids, in order. Reuses what a failed try sent. */
 async function uploadAll(context, files, progress, text, done) {
   const ids = [];
@@ -342,6 +385,7 @@ function enhanceReport(context) {
   }
   const progress = new Progress(document.getElementById("progress"));
   const marks = new ErrorMarks();
+  showMetadataChoice(form);
   const uploaded = new Map(); // File -> upload id, kept across attempts
   // The codename is made once per form: an attempt whose answer was lost may have stored the
   // report, and the server answers the next attempt (same submission id) with that one.
@@ -364,6 +408,12 @@ function enhanceReport(context) {
         setBusy(form, false);
       });
   });
+}
+
+/** This page can clean photos: offer the box (ticked) in place of the no-JS advice. */
+function showMetadataChoice(form) {
+  for (const element of form.querySelectorAll("[data-metadata-js]")) element.hidden = false;
+  for (const element of form.querySelectorAll("[data-metadata-no-js]")) element.hidden = true;
 }
 
 /** Arabic-Indic and Persian digits as ASCII ones, as the server reads them. */
@@ -513,12 +563,16 @@ async function sendReport(context, form, text, progress, marks, uploaded, made) 
   if (report.keepCodename && made.codename === null) {
     progress.say(text.makingCodename);
     await nextPaint();
-    made.codename = sealing.generateCodename(await wordList());
+    made.codename = sealing.generateCodename((await wordList(sealing)).drawn);
     made.keys = sealing.deriveSourceKeys(made.codename, context.salt);
   }
   const codename = report.keepCodename ? made.codename : null;
   const keys = report.keepCodename ? made.keys : null;
-  const uploadIds = await uploadAll(context, report.files, progress, text, uploaded);
+  const files = await prepareFiles(context, form, report.files, text, (message) =>
+    showReportErrors(form, new Map([["files", message]]), text, marks),
+  );
+  if (files === null) return;
+  const uploadIds = await uploadAll(context, files, progress, text, uploaded);
 
   progress.say(text.sendingReport);
   const fields = {
@@ -691,7 +745,7 @@ function guardCodename(text) {
 async function deriveTyped(context, typed, text, progress) {
   let normalised;
   try {
-    normalised = context.sealing.checkCodename(typed, new Set(await wordList()));
+    normalised = context.sealing.checkCodename(typed, (await wordList(context.sealing)).accepted);
   } catch (error) {
     if (!(error instanceof context.sealing.CodenameError)) throw error;
     if (error.reason === "too-long") return { error: text.tooLong };
@@ -854,6 +908,7 @@ function askForCodename(context, sourceKey, text) {
 function enhanceMessageForm(context, form, text, sourceKey) {
   const progress = new Progress(form.querySelector(".progress"));
   const marks = new ErrorMarks();
+  showMetadataChoice(form);
   const uploaded = new Map();
   let busy = false;
   form.addEventListener("submit", (event) => {
@@ -892,7 +947,13 @@ async function sendMessage(context, form, text, sourceKey, progress, marks, uplo
     form.elements[errors.keys().next().value].focus();
     return;
   }
-  const uploadIds = await uploadAll(context, files, progress, text, uploaded);
+  const field = form.elements.files;
+  const prepared = await prepareFiles(context, form, files, text, (message) => {
+    marks.field(field, field, message, `${field.id}-error`);
+    field.focus();
+  });
+  if (prepared === null) return;
+  const uploadIds = await uploadAll(context, prepared, progress, text, uploaded);
   progress.say(text.sendingMessage);
   const sent = {
     text: message,

@@ -405,9 +405,25 @@ export function checkCodename(text, wordSet) {
   return words.join(" ");
 }
 
+/** The fewest words a codename may be drawn from, as crypto/codename.py's MIN_WORDLIST_SIZE. */
+const MIN_WORDLIST_SIZE = 7000;
+
+/**
+ * The served word list (one word a line): the words codenames are drawn from, an empty line,
+ * then the retired words, still accepted when typed back. Returns { drawn, accepted }.
+ */
+export function parseWordList(text) {
+  const [drawnPart, retiredPart = ""] = text.split("\n\n");
+  const lines = (part) => part.split("\n").filter((word) => word.length > 0);
+  const drawn = lines(drawnPart);
+  return { drawn, accepted: new Set([...drawn, ...lines(retiredPart)]) };
+}
+
 /** A fresh codename: seven words drawn uniformly (rejection sampling, no modulo bias). */
 export function generateCodename(wordList) {
-  if (wordList.length !== 7776 || new Set(wordList).size !== 7776) throw new Error("bad word list");
+  if (wordList.length < MIN_WORDLIST_SIZE || new Set(wordList).size !== wordList.length) {
+    throw new Error("bad word list");
+  }
   const limit = Math.floor(2 ** 32 / wordList.length) * wordList.length;
   const words = [];
   const draw = new Uint32Array(1);
