@@ -62,7 +62,7 @@ RSS_POLL_SECONDS = 0.02
 GOAL_WORKER_RSS = 100 * MB
 GOAL_PAGE_BYTES = 30 * KB
 PAGES = (("landing page", "/"), ("report page", "/report"))
-LANGUAGES = ("ar", "fr", "en")
+LANGUAGES = ("ar", "fr", "en", "es")
 
 START_SECONDS = 30.0
 

@@ -62,7 +62,7 @@ def _hint(text: str) -> dict[str, str]:
 
 
 Port = Annotated[int, Bounds(1, 65535)]
-Language = Literal["ar", "fr", "en"]
+Language = Literal["ar", "fr", "en", "es"]
 TorMode = Literal["launch", "attach", "offline", "off"]
 AnalystLine = Annotated[
     AnalystPublicKey, ParsedBy(AnalystPublicKey.from_line, "an analyst public key line")
@@ -161,6 +161,7 @@ class EmergencyLabels:
     ar: Annotated[str, Bounds(0, 80)] = ""
     fr: Annotated[str, Bounds(0, 80)] = ""
     en: Annotated[str, Bounds(0, 80)] = ""
+    es: Annotated[str, Bounds(0, 80)] = ""
 
     def get(self, language: str) -> str:
         """The label written for ``language``, or "" (then ``label`` is shown)."""

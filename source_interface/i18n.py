@@ -30,7 +30,7 @@ COOKIE = "lang"
 """A session cookie (no expiry): the choice must not outlive the browser session, or a seized
 phone's ordinary browser would show that it visited."""
 
-NATIVE_NAMES = {"ar": "العربية", "fr": "Français", "en": "English"}
+NATIVE_NAMES = {"ar": "العربية", "fr": "Français", "en": "English", "es": "Español"}
 """Each language named in itself: a reporter looks for the language they can read."""
 
 RIGHT_TO_LEFT = frozenset({"ar"})

@@ -49,6 +49,8 @@ _BUSY_BODY = (
     "انتظر دقيقة ثم أعد المحاولة.</p>\n"
     '<p lang="fr">Le site est trop sollicité en ce moment. Rien de cette demande n\'a été '
     "enregistré. Attendez une minute, puis réessayez.</p>\n"
+    '<p lang="es">El sitio está saturado en este momento. No se guardó nada de esta solicitud. '
+    "Espere un minuto y vuelva a intentarlo.</p>\n"
     "<p>The site is too busy right now. Nothing of this request was saved. Wait a minute, "
     "then try again.</p>\n"
     "</body></html>\n"

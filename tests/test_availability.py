@@ -236,7 +236,7 @@ def test_past_the_connection_cap_a_visitor_gets_the_busy_page(
     serve: Callable[..., Gunicorn],
 ) -> None:
     """With the worker holding its cap of connections (clients that never finish their
-    headers), a new visitor gets the short 503 page at once, in the three languages; once the
+    headers), a new visitor gets the short 503 page at once, in the four languages; once the
     holders go, the site answers normally again."""
     cap = 16
     server = serve(workers=1, max_connections_per_worker=cap, header_timeout_seconds=120)
@@ -251,6 +251,7 @@ def test_past_the_connection_cap_a_visitor_gets_the_busy_page(
         assert status == 503
         assert "The site is too busy right now. Nothing of this request was saved." in body
         assert "Le site est trop sollicité" in body and "الموقع مشغول" in body
+        assert "El sitio está saturado" in body
     finally:
         for holder in holders:
             holder.close()

@@ -65,10 +65,11 @@ ENGLISH_WORDS = {
     "en": "English words",
     "fr": "mots anglais",
     "ar": "كلمات إنجليزية",
+    "es": "palabras en inglés",
 }
 
 
-@pytest.mark.parametrize("language", ["en", "fr", "ar"])
+@pytest.mark.parametrize("language", ["en", "fr", "ar", "es"])
 def test_codename_pages_say_the_words_are_english(site: Site, language: str) -> None:
     """The Arabic page showed seven English words without a word about them (issue 14)."""
     client = site.client()

@@ -127,13 +127,18 @@ def test_emergency_labels_are_read_per_language(line: str) -> None:
             line,
             emergency={
                 "numbers": [
-                    {"label": "Police", "labels": {"ar": "الشرطة", "fr": "Police"}, "number": "19"}
+                    {
+                        "label": "Police",
+                        "labels": {"ar": "الشرطة", "fr": "Police", "es": "Policía"},
+                        "number": "19",
+                    }
                 ]
             },
         )
     )
     (police,) = config.emergency.numbers
-    assert police.labels == EmergencyLabels(ar="الشرطة", fr="Police")
+    assert police.labels == EmergencyLabels(ar="الشرطة", fr="Police", es="Policía")
+    assert police.labels.get("es") == "Policía"
     assert police.labels.get("xx") == ""
 
 
@@ -143,13 +148,13 @@ def test_emergency_labels_refuse_an_unknown_language(line: str) -> None:
             with_recipient(
                 line,
                 emergency={
-                    "numbers": [{"label": "Police", "labels": {"es": "Policía"}, "number": "19"}]
+                    "numbers": [{"label": "Police", "labels": {"de": "Polizei"}, "number": "19"}]
                 },
             ),
             "config.toml",
         )
     assert str(caught.value).startswith(
-        "config.toml: unknown key [emergency] numbers[0].labels.es (known: ar, fr, en)"
+        "config.toml: unknown key [emergency] numbers[0].labels.de (known: ar, fr, en, es)"
     )
 
 
@@ -169,7 +174,7 @@ def test_only_recipients_is_required(line: str, analysts: list[AnalystPublicKey]
     assert config == Config(recipients=RecipientsConfig(analysts=(analysts[0],)))
     assert config.source_interface.listen_host == "127.0.0.1"
     assert config.source_interface.listen_port == 8080
-    assert config.source_interface.languages == ("ar", "fr", "en")
+    assert config.source_interface.languages == ("ar", "fr", "en", "es")
     assert config.tor.mode == "launch"
     assert config.tor.control_port is None
     assert config.pickup.enabled is False
@@ -323,7 +328,7 @@ KNOWN_TOR = (
         ),
         (
             {"source_interface": {"languages": ["ar", "de"]}},
-            'config.toml: [source_interface] languages[1] must be one of "ar", "fr", "en", '
+            'config.toml: [source_interface] languages[1] must be one of "ar", "fr", "en", "es", '
             'got "de"',
         ),
         (

@@ -39,6 +39,14 @@ TEXT = {
         "احظره بعد حفظ كل شيء",
         "تحدّث إلى شخص تثق به",
     ],
+    "es": [
+        "Sextorsión: qué hacer ahora",
+        "No pague",
+        "No borre la conversación",
+        "Guarde capturas de pantalla",
+        "Bloquee la cuenta después de guardarlo todo",
+        "Hable con alguien de confianza",
+    ],
 }
 
 
@@ -48,7 +56,7 @@ def site(tmp_path: Path) -> Iterator[Site]:
         yield site
 
 
-@pytest.mark.parametrize("language", ["en", "fr", "ar"])
+@pytest.mark.parametrize("language", ["en", "fr", "ar", "es"])
 def test_the_guide_in_each_language(site: Site, language: str) -> None:
     client = site.client()
     response = client.get(f"{GUIDE}?lang={language}")
@@ -62,7 +70,7 @@ def test_the_guide_in_each_language(site: Site, language: str) -> None:
     assert 'href="tel:112"' in html[html.index("<main") :]
 
 
-@pytest.mark.parametrize("language", ["en", "fr", "ar"])
+@pytest.mark.parametrize("language", ["en", "fr", "ar", "es"])
 @pytest.mark.parametrize("page", ["/", "/report"])
 def test_the_sextortion_category_links_to_the_guide(site: Site, language: str, page: str) -> None:
     client = site.client()

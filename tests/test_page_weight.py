@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, sync_playwright
 from crypto.keys import generate_analyst_key
 
 KB = 1000
-LANGUAGES = ("ar", "fr", "en")
+LANGUAGES = ("ar", "fr", "en", "es")
 
 
 @pytest.fixture(scope="module")

@@ -223,7 +223,7 @@ def test_days_are_sealed_as_year_month_day(
     assert analyst_reports(site)[0].fields["seen_on"] == sealed
 
 
-@pytest.mark.parametrize("language", ["ar", "fr", "en"])
+@pytest.mark.parametrize("language", ["ar", "fr", "en", "es"])
 def test_the_day_is_asked_in_the_pages_language(site: Site, language: str) -> None:
     """Issue 14: a type="date" field shows the browser's mm/dd/yyyy on an Arabic page (Tor
     Browser reports en-US).  The page asks for day, month and year in its own language, and
@@ -232,7 +232,7 @@ def test_the_day_is_asked_in_the_pages_language(site: Site, language: str) -> No
     page = client.get(f"/report?lang={language}")
     text = page.get_data(as_text=True)
     assert 'type="date"' not in text
-    march = {"ar": "مارس", "fr": "mars", "en": "March"}[language]
+    march = {"ar": "مارس", "fr": "mars", "en": "March", "es": "marzo"}[language]
     assert f'<option value="3">{march}</option>' in text
     response = post_report(
         client, page_token(page), seen_day="31", seen_month="2", seen_year="2025"
@@ -243,6 +243,7 @@ def test_the_day_is_asked_in_the_pages_language(site: Site, language: str) -> No
         "ar": "هذا التاريخ غير موجود",
         "fr": "Cette date n’existe pas",
         "en": "This date does not exist",
+        "es": "Esta fecha no existe",
     }[language]
     assert error.startswith(expected), error
     assert {"seen_day", "seen_month", "seen_year"} <= form_state(response).invalid

@@ -39,7 +39,7 @@ VERSION = static_files.StaticFiles.load().version
 """The static folder's version, in every static URL (source_interface/static_files.py)."""
 ROOT = PACKAGE.parent
 TRANSLATIONS = PACKAGE / "translations"
-TRANSLATED = ("ar", "fr")
+TRANSLATED = ("ar", "fr", "es")
 UPLOAD_LIMIT = 4096
 SECRET = "do-not-show-this-cause"  # noqa: S105 (not a password: a marker)
 
@@ -139,10 +139,11 @@ LANDING_TEXT = {
     "ar": ("ما يمكنك الإبلاغ عنه", "الابتزاز الجنسي", "rtl"),
     "fr": ("Ce que vous pouvez signaler", "hameçonnage", "ltr"),
     "en": ("What you can report", "Fraud, scam or phishing", "ltr"),
+    "es": ("Qué puede denunciar", "Fraude, estafa o phishing", "ltr"),
 }
 
 
-@pytest.mark.parametrize("language", ["ar", "fr", "en"])
+@pytest.mark.parametrize("language", ["ar", "fr", "en", "es"])
 def test_landing_page_in_each_language(client: FlaskClient, language: str) -> None:
     response = client.get(f"/?lang={language}")
     body = response.get_data(as_text=True)
@@ -234,9 +235,10 @@ def test_language_picker_is_plain_links_that_keep_the_page(client: FlaskClient) 
         ("?page=2&amp;lang=ar", "ar", "rtl"),
         ("?page=2&amp;lang=fr", "fr", "ltr"),
         ("?page=2&amp;lang=en", "en", "ltr"),
+        ("?page=2&amp;lang=es", "es", "ltr"),
     ]
-    assert [extra for *_, extra in links] == ["", ' aria-current="true"', ""]
-    for name in ("العربية", "Français", "English"):
+    assert [extra for *_, extra in links] == ["", ' aria-current="true"', "", ""]
+    for name in ("العربية", "Français", "English", "Español"):
         assert name in body
 
 
@@ -312,11 +314,15 @@ def test_emergency_labels_follow_the_page_language(config: Config) -> None:
     """Moroccan numbers: each label in the page's language, the label itself where none given."""
     numbers = (
         EmergencyNumber(
-            label="Police", labels=EmergencyLabels(ar="الشرطة", fr="Police"), number="19"
+            label="Police",
+            labels=EmergencyLabels(ar="الشرطة", fr="Police", es="Policía"),
+            number="19",
         ),
         EmergencyNumber(
             label="Royal Gendarmerie",
-            labels=EmergencyLabels(ar="الدرك الملكي", fr="Gendarmerie royale"),
+            labels=EmergencyLabels(
+                ar="الدرك الملكي", fr="Gendarmerie royale", es="Gendarmería Real"
+            ),
             number="177",
         ),
         EmergencyNumber(label="Emergency services", number="112"),
@@ -333,6 +339,10 @@ def test_emergency_labels_follow_the_page_language(config: Config) -> None:
     assert 'href="tel:112">Services d’urgence <bdi' in french
     english = client.get("/?lang=en").get_data(as_text=True)
     assert 'href="tel:177">Royal Gendarmerie <bdi' in english
+    spanish = client.get("/?lang=es").get_data(as_text=True)
+    assert 'href="tel:19">Policía <bdi' in spanish
+    assert 'href="tel:177">Gendarmería Real <bdi' in spanish
+    assert 'href="tel:112">Servicios de emergencia <bdi' in spanish
 
 
 def test_emergency_notice_can_be_removed(config: Config) -> None:
@@ -355,7 +365,7 @@ def test_landing_page_weighs_under_30_kb_with_its_style_sheet(client: FlaskClien
     style = client.get(style_url)
     assert style.status_code == 200
     assert len(style.data) < 8 * 1024
-    for language in ("ar", "fr", "en"):
+    for language in ("ar", "fr", "en", "es"):
         page = client.get(f"/?lang={language}")
         links = re.findall(r'(?:href|src)="(/[^"]*)"', page.get_data(as_text=True))
         loaded = [link for link in links if link.startswith("/static/")]
@@ -369,8 +379,10 @@ PAGES: list[tuple[str, str]] = [
     ("GET", "/?lang=ar"),
     ("GET", "/?lang=fr"),
     ("GET", "/?lang=en"),
+    ("GET", "/?lang=es"),
     ("GET", "/nowhere?lang=ar"),
     ("GET", "/nowhere?lang=fr"),
+    ("GET", "/nowhere?lang=es"),
     ("POST", "/?lang=en"),
     ("GET", "/forbidden"),
     ("GET", "/expired"),
@@ -453,6 +465,7 @@ def test_the_policy_is_the_one_specified() -> None:
         ("en", "Page not found", "Back to the home page"),
         ("fr", "Page introuvable", "Retour à la page d’accueil"),
         ("ar", "الصفحة غير موجودة", "العودة إلى الصفحة الرئيسية"),
+        ("es", "Página no encontrada", "Volver a la página de inicio"),
     ],
 )
 def test_not_found_page_is_translated(
