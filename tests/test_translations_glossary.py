@@ -1,4 +1,4 @@
-"""The four catalogs against the glossary of docs/translations.md, and the typography rules.
+"""The five catalogs against the glossary of docs/translations.md, and the typography rules.
 
 A term translated two ways ("case" and "file" both الملف, « phrase secrète » beside « phrase de
 passe ») reads as two different things to an analyst or a reporter, and nobody notices it page by
@@ -20,7 +20,9 @@ from babel.messages.pofile import read_po
 ROOT = Path(__file__).resolve().parent.parent
 GLOSSARY = ROOT / "docs" / "translations.md"
 APPS = ("source_interface", "journalist_interface")
-LANGUAGES = ("ar", "fr")
+LANGUAGES = ("ar", "fr", "es")
+APP_LANGUAGES = {"source_interface": LANGUAGES, "journalist_interface": ("ar", "fr")}
+"""The analysts' pages have no Spanish (docs/translations.md)."""
 
 NO_BREAK = "\u00a0"
 NARROW_NO_BREAK = "\u202f"
@@ -145,6 +147,22 @@ def french_typography_mistakes(catalog: Catalog) -> list[str]:
     return mistakes
 
 
+def spanish_punctuation_mistakes(catalog: Catalog) -> list[str]:
+    """A question or exclamation without its opening ¿ or ¡, or a straight double quote."""
+    mistakes = []
+    for message in catalog:
+        if not message.id:
+            continue
+        for translation in _translations(message):
+            where = f"{_english(message)!r}: {translation!r}"
+            for opening, closing in (("¿", "?"), ("¡", "!")):
+                if translation.count(opening) != translation.count(closing):
+                    mistakes.append(f"{closing!r} without its {opening!r} in {where}")
+            if '"' in translation:
+                mistakes.append(f"straight quote in {where} (write «…»)")
+    return mistakes
+
+
 def arabic_number_mistakes(catalog: Catalog) -> list[str]:
     """Counted nouns in the wrong case after a number (the plural form, or no plural at all)."""
     mistakes = []
@@ -181,7 +199,7 @@ def _glossary() -> dict[str, list[Term]]:
     return read_glossary(GLOSSARY.read_text("utf-8"))
 
 
-CATALOGS = [(app, language) for app in APPS for language in LANGUAGES]
+CATALOGS = [(app, language) for app in APPS for language in APP_LANGUAGES[app]]
 
 
 def test_the_documentation_has_a_glossary_per_language() -> None:
@@ -203,6 +221,22 @@ def test_each_term_is_translated_one_way(app: str, language: str) -> None:
 def test_french_typography(app: str) -> None:
     mistakes = french_typography_mistakes(_catalog(app, "fr"))
     assert not mistakes, "\n".join(mistakes)
+
+
+def test_spanish_punctuation() -> None:
+    mistakes = spanish_punctuation_mistakes(_catalog("source_interface", "es"))
+    assert not mistakes, "\n".join(mistakes)
+
+
+def test_every_catalog_is_checked() -> None:
+    """A catalog added beside the others (a new language, Spanish on the analysts' side) is
+    checked against the glossary, not silently left out of it."""
+    found = {
+        (app, path.parent.parent.name)
+        for app in APPS
+        for path in (ROOT / app / "translations").glob("*/LC_MESSAGES/messages.po")
+    }
+    assert found == set(CATALOGS)
 
 
 @pytest.mark.parametrize("app", APPS)
@@ -237,6 +271,13 @@ def test_the_checks_catch_what_the_review_fixed() -> None:
     assert not arabic_number_mistakes(
         _one("At most %(limit)d characters.", "الحد الأقصى لعدد الأحرف هو %(limit)d", "ar")
     )
+    assert glossary_mistakes(_one("Make a report", "Hacer un reporte", "es"), glossary["es"])
+    assert not glossary_mistakes(_one("Make a report", "Hacer una denuncia", "es"), glossary["es"])
+    assert glossary_mistakes(_one("Files:", "Ficheros:", "es"), glossary["es"])
+    assert glossary_mistakes(_one("Encrypting", "Encriptando", "es"), glossary["es"])
+    assert spanish_punctuation_mistakes(_one("What happened?", "Qué ocurrió?", "es"))
+    assert spanish_punctuation_mistakes(_one("Choose “Other”", 'Elija "Otro"', "es"))
+    assert not spanish_punctuation_mistakes(_one("What happened?", "¿Qué ocurrió?", "es"))
     swapped = ("0 %(num)d", "1", "2", "%(num)d بلاغات", "%(num)d بلاغًا", "%(num)d بلاغ")
     assert (
         len(arabic_number_mistakes(_one(("%(num)d report", "%(num)d reports"), swapped, "ar"))) == 2
