@@ -15,11 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from urllib.parse import urlencode
 
 from flask import Flask, Response, has_request_context, request
-from flask_babel import Babel, get_locale, gettext
+from flask_babel import Babel, format_date, get_locale, gettext
+from markupsafe import Markup
 
 from blagh.config import Config, EmergencyConfig
 
@@ -71,13 +73,15 @@ def init_app(app: Flask, config: Config) -> None:
 
     Templates get ``current_language``, ``text_direction``, ``languages`` (a list of
     :class:`LanguageLink`), ``instance_name``, ``emergency_text``, ``emergency_numbers`` (a list
-    of :class:`EmergencyNumber`), and the ``_``/``ngettext`` functions from Flask-Babel.
+    of :class:`EmergencyNumber`), the ``_``/``ngettext`` functions from Flask-Babel, and the
+    ``day`` filter (:func:`day`).
     """
     languages: tuple[str, ...] = config.source_interface.languages
     default = config.source_interface.default_language
     default_emergency_text = EmergencyConfig().text
 
     init_language_choice(app, languages, default, str(TRANSLATIONS))
+    app.add_template_filter(day, "day")
 
     @app.context_processor
     def language_context() -> dict[str, object]:
@@ -148,6 +152,27 @@ def language_names(languages: Iterable[str], default: str) -> dict[str, object]:
             for code in languages
         ],
     }
+
+
+def day(value: str) -> Markup | str:
+    """A day as the store keeps it (``2025-03-14``, never a finer time) written in the page's
+    language — "14 mars 2025", "14 de marzo de 2025", "14 مارس 2025" — inside a ``<time>`` that
+    keeps the ISO form for machines.  An ISO date means nothing to many reporters, and reads
+    backwards in an Arabic sentence.  A value that is not a day is shown as it is."""
+    try:
+        parsed = date.fromisoformat(value)
+    except ValueError:
+        return value
+    return Markup('<time datetime="{iso}">{text}</time>').format(
+        iso=parsed.isoformat(), text=format_date(parsed, "long")
+    )
+
+
+def isolate(text: str) -> str:
+    """Someone's text set inside one of our translated sentences, between Unicode's isolate
+    marks (FSI … PDI: ``<bdi>`` for plain text), so that Latin words in an Arabic sentence, or
+    Arabic ones in a French sentence, keep their order and do not reorder the sentence."""
+    return f"\u2068{text}\u2069"
 
 
 def current_language(default: str = "en") -> str:

@@ -15,11 +15,13 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date
 from html.parser import HTMLParser
 from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+from babel.dates import format_date
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
@@ -181,6 +183,11 @@ def form_state(response: TestResponse) -> FormState:
     state.feed(response.get_data(as_text=True))
     state.close()
     return state
+
+
+def shown_day(iso_day: str, language: str = "en") -> str:
+    """A stored day (``2025-03-14``) as the reporters' pages write it in ``language``."""
+    return format_date(date.fromisoformat(iso_day), "long", locale=language)
 
 
 def page_text(response: TestResponse) -> str:

@@ -36,6 +36,7 @@ from source_helpers import (
     post_report,
     session_cookie,
     shown_codename,
+    shown_day,
     submit_for_codename,
 )
 from werkzeug.test import TestResponse
@@ -190,7 +191,7 @@ def test_report_with_identity_and_codename(site: Site) -> None:
     # files: read in memory from the fields sealed to the source.
     assert confirm_codename(client, words).status_code == 303
     text = page_text(client.get("/followup"))
-    assert f"{CATEGORY_LABELS['sextortion']} — {report.day}" in text
+    assert f"{CATEGORY_LABELS['sextortion']} — {shown_day(report.day)}" in text
     assert "Marked: someone is in immediate danger" in text
     assert "2 files attached" in text
     assert "They ask for money" not in text and "Leïla" not in text
@@ -322,7 +323,7 @@ def test_follow_up_login_reply_message_logout_delete(site: Site) -> None:
     [(day,)] = site.rows("SELECT day FROM reports WHERE id = ?", [report_id])
     assert DAY.match(day)
     # Category and day, decrypted in memory for this page; never the report's content.
-    assert f"{CATEGORY_LABELS['fraud']} — {day}" in page_text(home)
+    assert f"{CATEGORY_LABELS['fraud']} — {shown_day(day)}" in page_text(home)
     assert "Marker-description-7f3a" not in home.get_data(as_text=True)
     assert "shop.example" not in home.get_data(as_text=True)
     assert "No answer yet" in page_text(home)

@@ -21,6 +21,7 @@ from source_interface import flash
 from source_interface.categories import CATEGORIES
 from source_interface.diskspace import NoSpace, is_no_space
 from source_interface.forms import read_message
+from source_interface.i18n import isolate
 from source_interface.sealing import files_refused
 from source_interface.services import Services, services
 from source_interface.sessions import SourceSession, form_token_valid
@@ -130,7 +131,7 @@ def _login_message(kept: dict[str, Any]) -> tuple[str | None, int]:
     if code == "too-long":
         return _("This is too long to be a codename: it is seven short words."), 400
     if code == "unknown-words":
-        words = ", ".join(str(word) for word in kept.get("words", [])[:7])
+        words = isolate(", ".join(str(word) for word in kept.get("words", [])[:7]))
         return (
             _("These words are not codename words: %(words)s. Check their spelling.", words=words),
             400,

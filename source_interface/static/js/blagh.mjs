@@ -116,6 +116,13 @@ function nextPaint() {
   return new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
 }
 
+/** Someone's text (a file name, typed words) set inside one of our translated sentences, between
+ * Unicode's isolate marks (FSI … PDI, <bdi> for plain text): Latin in an Arabic sentence keeps
+ * its order and leaves the sentence's alone (source_interface/i18n.py, isolate). */
+function isolate(text) {
+  return `\u2068${text}\u2069`;
+}
+
 function codePoints(text) {
   return Array.from(text).length;
 }
@@ -337,7 +344,7 @@ async function prepareFiles(context, form, files, text, showError) {
         stripped.set(file, await context.metadata.withoutMetadata(file));
       } catch (error) {
         if (!(error instanceof context.metadata.MetadataError)) throw error;
-        showError(text.metadataFailed.replace("{name}", file.name));
+        showError(text.metadataFailed.replace("{name}", isolate(file.name)));
         return null;
       }
     }
@@ -353,7 +360,7 @@ async function uploadAll(context, files, progress, text, done) {
   const ids = [];
   for (const file of files) {
     if (!done.has(file)) {
-      const label = text.sendingFile.replace("{name}", file.name);
+      const label = text.sendingFile.replace("{name}", isolate(file.name));
       progress.file(label, 0, 1);
       const id = await context.uploads.uploadFile(file, context.analysts, {
         formToken,
@@ -750,7 +757,7 @@ async function deriveTyped(context, typed, text, progress) {
     if (!(error instanceof context.sealing.CodenameError)) throw error;
     if (error.reason === "too-long") return { error: text.tooLong };
     if (error.reason === "unknown-words") {
-      return { error: text.unknownWords.replace("{words}", error.words.slice(0, 7).join(", ")) };
+      return { error: text.unknownWords.replace("{words}", isolate(error.words.slice(0, 7).join(", "))) };
     }
     return { error: text.wordCount };
   }
@@ -843,7 +850,7 @@ async function openItems(context, secretKey, text) {
   const { sealing } = context;
   const categories = JSON.parse(text.categories || "{}");
   for (const element of document.querySelectorAll("[data-sealed]")) {
-    const isFields = element.hasAttribute("data-day");
+    const isFields = element.hasAttribute("data-fields");
     const kind = isFields ? "report" : element.dataset.kind;
     let opened;
     try {
@@ -853,13 +860,13 @@ async function openItems(context, secretKey, text) {
       opened = sealing.decodeDocument(sealing.openBytes(envelope, [secretKey]), kind);
     } catch (error) {
       console.warn("blagh:", error);
-      const target = isFields ? element : element.querySelector(".text");
-      target.textContent = isFields ? `${text.cannotOpen} — ${element.dataset.day}` : text.cannotOpen;
+      element.querySelector(isFields ? "[data-title]" : ".text").textContent = text.cannotOpen;
       continue;
     }
     if (isFields) {
+      // Only the title: the day beside it is already written in the page's language.
       const slug = String(opened.category || "");
-      element.textContent = `${categories[slug] || slug} — ${element.dataset.day}`;
+      element.querySelector("[data-title]").textContent = categories[slug] || slug;
       const danger = element.parentElement.querySelector("[data-danger]");
       if (danger) danger.hidden = !opened.danger;
     } else {
@@ -867,7 +874,14 @@ async function openItems(context, secretKey, text) {
       const attachments = Array.isArray(opened.attachments) ? opened.attachments.map(String) : [];
       const files = element.querySelector("[data-files]");
       if (files && attachments.length > 0) {
-        files.querySelector("span").textContent = attachments.join(", ");
+        // Each name isolated in its own <bdi>, as the page does without JavaScript.
+        files.querySelector("span").replaceChildren(
+          ...attachments.flatMap((name, index) => {
+            const isolated = document.createElement("bdi");
+            isolated.textContent = name;
+            return index ? [", ", isolated] : [isolated];
+          }),
+        );
         files.hidden = false;
       }
     }
