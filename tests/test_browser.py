@@ -22,11 +22,13 @@ import os
 import secrets
 import tempfile
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
 import report_scenarios as scenarios
+from babel.dates import format_date
 from browser_helpers import (
     AXE,
     NO_WASM,
@@ -285,6 +287,48 @@ def test_a_follow_up_photo_loses_its_location_data_in_the_page(
     tags = exif(tmp_path, data)
     assert not {"GPSLatitude", "Make", "Model", "Artist"} & set(tags)
     assert jpeg_segments(data)[1] == jpeg_segments(photo)[1]
+
+
+def test_an_arabic_follow_up_page_opened_in_the_page_keeps_days_and_words_readable(
+    page: Page, site: Site
+) -> None:
+    """Issue 12, on the JavaScript path: the heading the script writes keeps the day Babel
+    wrote in the page's language (never the ISO day), and the reply and the file names the
+    script puts in the page are isolated from the right-to-left page (dir=auto, <bdi>)."""
+    secret = codename.generate(load_wordlist())
+    reply_text = f"شكرا — thanks for https://shop.example {marker()}"
+    report_id, _ = store_report_with_reply(site, secret, reply_text)
+    with site.store() as store:
+        report = store.index.report(source_id_of(site, report_id), report_id)
+        assert report is not None
+        day = report.day
+    page.goto("/login?lang=ar")
+    wait_for_sealing(page)
+    page.fill("#codename", secret)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_url("**/followup")
+    page.get_by_text(reply_text).wait_for()
+
+    heading = page.locator(f"section.report:has(#message-{report_id}) h2")
+    heading.filter(has_text="احتيال").wait_for()  # the category, opened in the page
+    shown = format_date(date.fromisoformat(day), "long", locale="ar")
+    assert heading.locator(f'time[datetime="{day}"]').inner_text() == shown
+    assert day not in heading.inner_text()
+    reply = page.locator(".reply .text", has_text=reply_text)
+    assert reply.get_attribute("dir") == "auto"
+
+    name = "لقطة screenshot (1).png"
+    page.fill(f"#message-{report_id}", "رسالة: see the picture")
+    page.set_input_files(
+        f"#files-{report_id}", [{"name": name, "mimeType": "image/png", "buffer": b"\x89PNG"}]
+    )
+    page.click(f"form[action$='/followup/{report_id}/message'] button[type=submit]")
+    page.wait_for_url("**/followup?sent=1")
+    files = page.locator(".message [data-files]")
+    files.wait_for(state="visible")
+    assert files.locator("bdi").all_inner_texts() == [name]
+    message = page.locator(".message .text", has_text="رسالة: see the picture")
+    assert message.get_attribute("dir") == "auto"
 
 
 def source_id_of(site: Site, report_id: str) -> str:
