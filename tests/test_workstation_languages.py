@@ -95,6 +95,26 @@ def test_user_written_text_is_isolated(vault_path: Path, pickup: Pickup, app: Fl
     assert "Where the words “<bdi>Instagram</bdi>” appear:" in found
 
 
+def test_fields_analysts_write_in_take_the_direction_of_their_text(
+    pickup: Pickup, client: FlaskClient
+) -> None:
+    """A reply, a note, a closing reason, a tag or a search typed in Arabic on a French page
+    (or the reverse) is laid out in its own direction as it is typed."""
+    report = page(client, f"/reports/{pickup.reports[0]['id']}?lang=fr")
+    for tag, field in (
+        ("textarea", "reply"),
+        ("textarea", "note"),
+        ("input", "reason"),
+        ("input", "new-tag"),
+    ):
+        found = re.search(rf'<{tag} id="{field}"[^>]*>', report)
+        assert found and ' dir="auto"' in found.group(), field
+    inbox = page(client, "/?lang=ar")
+    for field in ("q", "tag"):
+        found = re.search(rf'<input id="{field}"[^>]*>', inbox)
+        assert found and ' dir="auto"' in found.group(), field
+
+
 @pytest.mark.parametrize(
     ("language", "received", "closed"),
     [
