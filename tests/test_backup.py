@@ -4,6 +4,8 @@ backup runs, real SQLCipher files, backup files damaged byte by byte in the test
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import stat
 import subprocess
@@ -18,9 +20,10 @@ from gunicorn_helpers import BLAGH, Browser, Gunicorn, make_data_dir, submit_rep
 from pickup_helpers import add_report, make_server
 from workstation_helpers import PASSPHRASE, Pickup, imported_vault, make_analyst, open_vault
 
+from blagh.backup import MAGIC, _header
 from blagh.cli import cli
 from blagh.payloads import decode_document, split_attachment
-from crypto.envelope import open_envelope
+from crypto.envelope import open_envelope, seal
 from crypto.keys import AnalystKey, ServerSigningKey, generate_analyst_key, seal_key_file
 from source_interface.store import Store
 
@@ -378,3 +381,52 @@ def test_a_vault_is_backed_up_and_restored(tmp_path: Path) -> None:
         assert report.description == "kept"
         (attachment,) = report.files
         assert b"".join(restored.attachment_chunks(attachment)) == b"PNG" * 99
+
+
+# --- crafted files: anyone with the public line can seal one ------------------------------------
+
+
+def _crafted(members: list[tuple[str, bytes]], listed: list[dict[str, object]]) -> bytes:
+    body = bytearray(MAGIC)
+    for name, data in members:
+        body += _header(name, len(data)) + data
+    manifest = {"format": "blagh-backup", "version": 1, "kind": "server", "day": "2026-01-01",
+                "keys": False, "members": listed}  # fmt: skip
+    encoded = json.dumps(manifest).encode()
+    body += _header("MANIFEST.json", len(encoded)) + encoded
+    return bytes(body)
+
+
+def _entry(name: str, data: bytes) -> dict[str, object]:
+    return {"name": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+CRAFTED = {
+    "a name that climbs out": ([("../outside", b"x")], [_entry("../outside", b"x")]),
+    "an absolute name": ([("/etc/x", b"x")], [_entry("/etc/x", b"x")]),
+    "a member the manifest does not list": ([("config.toml", b"x")], []),
+    "a member with another hash": ([("config.toml", b"x")], [_entry("config.toml", b"y")]),
+    "a name that is also a folder": (
+        [("store", b"x"), ("store/index.db", b"y")],
+        [_entry("store", b"x"), _entry("store/index.db", b"y")],
+    ),
+}
+
+
+@pytest.mark.parametrize("members, listed", CRAFTED.values(), ids=CRAFTED.keys())
+def test_a_crafted_backup_is_refused_and_writes_nothing_anywhere(
+    tmp_path: Path, members: list[tuple[str, bytes]], listed: list[dict[str, object]]
+) -> None:
+    backup_key = BackupKey(tmp_path)
+    out = tmp_path / "crafted.backup"
+    out.write_bytes(seal(_crafted(members, listed), [backup_key.key.public().encryption]))
+    work = tmp_path / "work"
+    work.mkdir()
+    target = work / "restored"
+    result = run("restore", "--from", out, "--data-dir", target, *backup_key.restore_args())
+    assert result.exit_code == 1, result.output
+    assert "nothing was restored" in result.output or "not a backup Blagh can restore" in (
+        result.output
+    )
+    assert os.listdir(work) == []
+    assert not (tmp_path / "outside").exists()
