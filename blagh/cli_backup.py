@@ -35,6 +35,7 @@ from blagh.backup import (
     total_size,
     write_backup,
 )
+from blagh.cli_workstation import _open_vault, _passphrase, _passphrase_option
 from blagh.datadir import (
     CONFIG,
     DB_KEY,
@@ -135,7 +136,15 @@ def _bar(length: int, label: str) -> Iterator[Callable[[int], None]]:
 @contextmanager
 def _scratch(out: Path) -> Iterator[Path]:
     """A private folder beside ``out`` for the database copy (encrypted, like the original),
-    removed afterwards: the same file system, and never a shared /tmp."""
+    removed afterwards: the same file system, and never a shared /tmp.  Checks ``out`` first,
+    so that a wrong path is said before the copy is taken, in the operator's own words."""
+    parent = out.absolute().parent
+    if not parent.is_dir():
+        raise BackupError(f"{parent} does not exist; create it first or choose another --out")
+    if out.exists() or out.is_symlink():
+        raise BackupError(
+            f"{out} already exists; choose another --out (a backup never replaces a file)"
+        )
     folder = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.absolute().parent))
     try:
         yield folder
@@ -270,8 +279,6 @@ def _check_server(folder: Path, manifest: dict[str, Any]) -> None:
 
 
 def _identity(key_file: Path, passphrase_file: Path | None) -> AnalystKey:
-    from blagh.cli_workstation import _passphrase
-
     try:
         return open_key_file(key_file.read_bytes(), _passphrase(passphrase_file))
     except KeyFileError:
@@ -296,19 +303,12 @@ VAULT_FILES = ("analyst.key", "vault.salt", "keyring.json")
 )
 @_out
 @_to_key
-@click.option(
-    "--passphrase-file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    metavar="FILE",
-    help="Read the vault's passphrase from the first line of this file instead of asking.",
-)
+@_passphrase_option
 def workstation_backup(
     vault: Path, out: Path, recipient: AnalystPublicKey, passphrase_file: Path | None
 ) -> None:
     """Write FILE: the vault's database (copied while the vault is locked for this command),
     the attachments it refers to, its key files, salt and keyring, sealed to --to-key."""
-    from blagh.cli_workstation import _open_vault
-
     with _open_vault(vault, passphrase_file) as opened, _scratch(out) as scratch:
         copy = scratch / "vault.db"
         blobs = opened.snapshot(copy)

@@ -229,6 +229,17 @@ def test_a_backup_never_replaces_a_file(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path)) == sorted(["data", "existing", "backup.key", "backup.pass"])
 
 
+def test_a_backup_into_a_missing_folder_says_so_in_the_operators_words(tmp_path: Path) -> None:
+    data, _ = _server_with_reports(tmp_path)
+    backup_key = BackupKey(tmp_path)
+    out = tmp_path / "no such folder" / "x.backup"
+    result = run("backup", "--data-dir", data, "--out", out, "--to-key", backup_key.line)
+    assert result.exit_code == 1
+    assert result.output == (
+        f"blagh: error: {out.parent} does not exist; create it first or choose another --out\n"
+    )
+
+
 def _flip(offset: Callable[[int], int]) -> Callable[[Path], None]:
     def damage(path: Path) -> None:
         data = bytearray(path.read_bytes())
