@@ -128,8 +128,14 @@ def write_backup(
     return manifest
 
 
+def valid_name(name: str) -> bool:
+    """Whether ``name`` can name a member: a relative path of at most four parts, each of
+    letters, digits, ``_``, ``.`` and ``-``, not starting with a dot."""
+    return name != MANIFEST and bool(_NAME.fullmatch(name)) and ".." not in name.split("/")
+
+
 def _check_name(name: str) -> None:
-    if name == MANIFEST or not _NAME.fullmatch(name) or ".." in name.split("/"):
+    if not valid_name(name):
         raise ValueError(f"not a backup member name: {name!r}")
 
 

@@ -12,7 +12,9 @@ is taken here (docs/admin/backup.md):
   Blobs are written before their row commits and deleted after it is gone, so every blob the
   copy names exists unless a deletion ran meanwhile: then the copy is taken again.
 - workstation: the vault is opened (its lock keeps every other program out), its database
-  copied the same way, with the attachment blobs it refers to, the key files, salt and keyring.
+  copied the same way, with the attachment blobs it refers to, the key files, salt and keyring,
+  and the reply bundles in ``outbox/`` not yet carried to the server (the database counts their
+  replies as sent).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from blagh.backup import (
     describe,
     restore_backup,
     total_size,
+    valid_name,
     write_backup,
 )
 from blagh.cli_workstation import _open_vault, _passphrase, _passphrase_option
@@ -315,13 +318,14 @@ def workstation_backup(
         members = [Member("vault.db", copy)]
         members += [Member(f"blobs/{name}", vault / "blobs" / name) for name in sorted(blobs)]
         members += [Member(name, vault / name) for name in VAULT_FILES if (vault / name).exists()]
-        analysts = vault / "analysts"
-        if analysts.is_dir():
-            members += [
-                Member(f"analysts/{path.name}", path)
-                for path in sorted(analysts.iterdir())
-                if path.is_file()
-            ]
+        for folder in ("analysts", "outbox"):  # others' key files; reply bundles to carry
+            if (vault / folder).is_dir():
+                members += [
+                    Member(f"{folder}/{path.name}", path)
+                    for path in sorted((vault / folder).iterdir())
+                    if path.is_file() and not path.is_symlink()
+                    if valid_name(f"{folder}/{path.name}")
+                ]
         manifest = _write(out, WORKSTATION_KIND, members, recipient, True)
     click.echo(f"Wrote {out} (0600): {describe(manifest)}.")
     click.echo(f"Sealed to the key with fingerprint {recipient.fingerprint()}.")

@@ -357,6 +357,8 @@ def test_a_vault_is_backed_up_and_restored(tmp_path: Path) -> None:
     vault = imported_vault(tmp_path, analyst, server_key, pickup)
     orphan = vault / "blobs" / ("f" * 32)
     orphan.write_bytes(b"an unreferenced file")
+    waiting = vault / "outbox" / "replies-2026-01-01-0a1b2c3d.bundle"
+    waiting.write_bytes(b"a reply bundle not yet carried to the server")
     passphrase_file = tmp_path / "vault.pass"
     passphrase_file.write_text(PASSPHRASE, "utf-8")
     backup_key = BackupKey(tmp_path)
@@ -386,6 +388,7 @@ def test_a_vault_is_backed_up_and_restored(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert not (target / "blobs" / orphan.name).exists()
+    assert (target / "outbox" / waiting.name).read_bytes() == waiting.read_bytes()
     with open_vault(target) as restored:
         report = restored.report(report_id)
         assert report is not None
