@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import click
 
-from blagh import cli_server
+from blagh import cli_backup, cli_server
 from blagh.cli_workstation import verify_evidence, workstation
 from blagh.config import MAX_RECIPIENTS, Config, is_loopback, read_config_file
 from blagh.datadir import DataDir
@@ -628,4 +628,8 @@ cli.add_command(cli_server.purge)
 cli.add_command(cli_server.pickup)
 cli.add_command(cli_server.deliver)
 cli.add_command(workstation)
+cli.add_command(cli_backup.backup)
+cli.add_command(cli_backup.restore)
+workstation.add_command(cli_backup.workstation_backup)
+workstation.add_command(cli_backup.workstation_restore)
 cli.add_command(verify_evidence)

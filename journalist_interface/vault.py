@@ -465,6 +465,19 @@ class Vault:
     def database_key(self) -> bytes:
         return self._database_key
 
+    def snapshot(self, dest: Path) -> set[str]:
+        """Copy the database to the new file ``dest`` (SQLite's online backup API, under the
+        same key: ciphertext stays ciphertext) and return the attachment blobs the copy refers
+        to: what ``blagh workstation backup`` puts beside it."""
+        copy_db = connect(dest, self._database_key, wal=False)
+        try:
+            with self._lock:
+                self._db.backup(copy_db)
+            rows = copy_db.execute("SELECT blob FROM items WHERE blob NOT NULL").fetchall()
+        finally:
+            copy_db.close()
+        return {name for (name,) in rows}
+
     def audit(self, event: str, **fields: Any) -> None:
         """Append an entry to the vault's audit log as :attr:`analyst` (see
         :mod:`journalist_interface.audit`; not inside :meth:`transaction`: use ``audit.append``)."""

@@ -32,6 +32,7 @@ from blagh.errors import SetupError
 from blagh.offload import Offload, native_lock, native_thread_id
 from blagh.sqlcipher import connect
 from source_interface.errors import SourceInterfaceError
+from source_interface.store import migrations
 from source_interface.store.blobs import BlobRef
 from source_interface.store.writes import GroupCommit
 
@@ -48,10 +49,12 @@ most once per grain (most page views only read).  A session then ends between it
 and five minutes more."""
 
 SCHEMA_VERSION = 2
-"""``PRAGMA user_version`` of the index :data:`SCHEMA` makes.  0 with tables in it: an index
-made by an earlier Blagh (rowid tables, expiries to the second), which is refused, not
-migrated: there were no installations to carry over, and a copy would leave the old rows in the
-old file's free space."""
+"""``PRAGMA user_version`` of the index :data:`SCHEMA` makes: the first versioned index.  Later
+versions are steps in :mod:`source_interface.store.migrations`, which every index, new or old,
+goes through at open.  :data:`SCHEMA` is frozen at version 2: a change is a new step there.
+0 with tables in it: an index made by an earlier Blagh (rowid tables, expiries to the second),
+which is refused, not migrated: there were no installations to carry over, and a copy would
+leave the old rows in the old file's free space."""
 
 SCRUB_WAIT_MS = 200
 """How long a scrub's checkpoint waits for other workers' readers before giving up for now
@@ -105,16 +108,6 @@ CREATE TABLE IF NOT EXISTS sessions (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions(expires);
 CREATE INDEX IF NOT EXISTS sessions_by_source ON sessions(source_id);
--- Reports already stored, by the keyed hash of the form's one-time submission id: the same
--- form sent twice (a double click, a resent POST) stores one report (views/report.py).
--- ``outcome`` is what its reporter was shown ("received" or "codename"); no link to the report.
--- Kept the day it was made and the next (a day, as everywhere else: no finer time).
-CREATE TABLE IF NOT EXISTS submissions (
-    key BLOB PRIMARY KEY,
-    outcome TEXT NOT NULL,
-    day TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS submissions_by_day ON submissions(day);
 CREATE TABLE IF NOT EXISTS applied_bundles (
     id TEXT PRIMARY KEY,
     day TEXT NOT NULL
@@ -417,7 +410,8 @@ class Index:
         self._make_schema()
 
     def _make_schema(self) -> None:
-        """Create the tables in a new index, or check that an existing one is of this version.
+        """Create the tables of version 2 in a new index, then bring it, or an existing one, to
+        :data:`migrations.LATEST` (source_interface/store/migrations.py).
 
         Checked inside the write transaction: workers starting together create it once."""
         db = self._db
@@ -438,15 +432,14 @@ class Index:
                 for statement in _statements(SCHEMA):
                     db.execute(statement)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            elif version != SCHEMA_VERSION:
-                raise StoreVersionError(
-                    f"{self._path} was made by another version of Blagh (index version "
-                    f"{version}, this one reads {SCHEMA_VERSION}); run the version that made it"
-                )
         except BaseException:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+        try:
+            migrations.upgrade(db)
+        except migrations.VersionRefused as error:
+            raise StoreVersionError(f"{self._path} {error}") from None
 
     def _start_writer(self) -> None:
         self.writer = Offload("database writer", threads=1, queue=WRITE_QUEUE)
