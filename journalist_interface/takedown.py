@@ -24,10 +24,11 @@ from __future__ import annotations
 import hashlib
 import re
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from journalist_interface import audit, notice_templates
 from journalist_interface.cases import now, record
+from journalist_interface.config import Unit
 from journalist_interface.connections import handle_of_url, normalise_url, refang
 from journalist_interface.errors import WorkstationError
 from journalist_interface.notice_templates import GOOD_FAITH, KIND_WORDS, LANGUAGES
@@ -63,16 +64,6 @@ PLATFORMS = {
 
 class TakedownError(WorkstationError):
     """A notice that cannot be drafted, or a state change that is not allowed."""
-
-
-@dataclass(frozen=True)
-class Unit:
-    """The notifier (the unit, from the workstation's configuration) and its legal references."""
-
-    name: str = ""
-    contact: str = ""
-    legal_basis: dict[str, str] = field(default_factory=dict)
-    """Report category -> the legal references a notice cites (e.g. penal code articles)."""
 
 
 @dataclass(frozen=True)
