@@ -16,6 +16,7 @@ import pytest
 import stix2
 from flask import Flask
 from flask.testing import FlaskClient
+from test_workstation_cases import OTHER_PASSPHRASE, add_bob, bob_key_file, login  # noqa: F401
 from workstation_helpers import (
     Analyst,
     Pickup,
@@ -287,13 +288,18 @@ def test_a_status_is_sealed_to_the_reporter_and_travels_as_a_reply(
 
 
 @pytest.fixture
-def client(tmp_path: Path, analyst: Analyst, pickup: Pickup) -> Iterator[FlaskClient]:
+def app(tmp_path: Path, analyst: Analyst, pickup: Pickup) -> Iterator[Flask]:
     path = imported_vault(tmp_path, analyst, SERVER, pickup)
-    app: Flask = create_app(WorkstationConfig(vault=path, unit=UNIT))
+    made: Flask = create_app(WorkstationConfig(vault=path, unit=UNIT))
     try:
-        yield logged_in(app)
+        yield made
     finally:
-        app.extensions["workstation"].sessions.close()
+        made.extensions["workstation"].sessions.close()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return logged_in(app)
 
 
 def token(client: FlaskClient, path: str) -> str:
@@ -358,3 +364,21 @@ def test_unit_file(tmp_path: Path) -> None:
     path.write_text('[units]\nname = "x"\n', encoding="utf-8")
     with pytest.raises(ValueError, match="unknown sections"):
         load_unit(path)
+
+
+def test_only_admins_edit_templates(
+    app: Flask,
+    client: FlaskClient,
+    bob_key_file: tuple[bytes, str],  # noqa: F811 (the fixture of test_workstation_cases)
+) -> None:
+    assert add_bob(client, bob_key_file).status_code == 303
+    bob = login(app, "bob", OTHER_PASSPHRASE)
+    assert bob.get("/notice-templates").status_code == 403
+    body = "{url}\n{explanation}\n{legal_basis}\n{unit_name} {unit_contact}\n{good_faith}"
+    form = {"category": "terrorism", "platform": "x.com", "language": "en", "body": body}
+    refused = bob.post("/notice-templates", data={"csrf": token(bob, "/"), **form})
+    assert refused.status_code == 403
+    saved = client.post("/notice-templates", data={"csrf": token(client, "/"), **form})
+    assert saved.status_code == 303
+    listing = client.get("/notice-templates?lang=en").get_data(as_text=True)
+    assert "terrorism · x.com · en" in listing
