@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import stix2
+from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 from test_workstation_cases import OTHER_PASSPHRASE, add_bob, bob_key_file, login  # noqa: F401
@@ -23,10 +24,12 @@ from workstation_helpers import (
     imported_vault,
     logged_in,
     make_analyst,
+    make_vault,
     open_vault,
 )
 
 from blagh.bundles import BundleReader
+from blagh.cli import cli
 from blagh.payloads import decode_document
 from crypto.envelope import open_envelope
 from crypto.keys import ServerSigningKey
@@ -332,6 +335,9 @@ def test_the_app_drafts_tracks_and_shows_states_in_connections(
     connections = client.get("/connections?lang=en").get_data(as_text=True)
     assert re.search(rf"{re.escape(KEY)}</code> <span[^>]*>content removed \(sent on", connections)
     assert "Takedown notice for" in client.get(page + "?lang=en").get_data(as_text=True)
+    for lang, heading in (("fr", "Notifications de retrait"), ("ar", "طلبات الإزالة")):
+        translated = client.get(f"{page}?lang={lang}")
+        assert translated.status_code == 200 and heading in translated.get_data(as_text=True)
     stix = client.get("/indicators.stix.json")
     assert stix.status_code == 200
     stix2.parse(stix.get_data(as_text=True), allow_custom=False, version="2.1")
@@ -382,3 +388,14 @@ def test_only_admins_edit_templates(
     assert saved.status_code == 303
     listing = client.get("/notice-templates?lang=en").get_data(as_text=True)
     assert "terrorism · x.com · en" in listing
+
+
+def test_serve_refuses_a_bad_unit_file(tmp_path: Path, analyst: Analyst) -> None:
+    vault_path = make_vault(tmp_path, analyst, SERVER)
+    bad = tmp_path / "unit.toml"
+    bad.write_text("[unit\nname = ", encoding="utf-8")
+    result = CliRunner().invoke(
+        cli, ["workstation", "serve", "--vault", str(vault_path), "--unit-config", str(bad)]
+    )
+    assert result.exit_code == 1
+    assert "cannot be read as TOML" in result.output
