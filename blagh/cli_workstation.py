@@ -207,15 +207,32 @@ def replies(vault: Path, out: Path, passphrase_file: Path | None) -> None:
     help="Images larger than this are not decoded for a preview (16 bits per channel count "
     "twice): the page says they are too large to preview.",
 )
-def serve(vault: Path, port: int, purge_days: int | None, preview_megapixels: int) -> None:
+@click.option(
+    "--unit-config",
+    "unit_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="A TOML file with the unit's name and contact ([unit]) and the legal references of "
+    "each report category ([legal_basis]), for takedown notices (docs/casework.md).",
+)
+def serve(
+    vault: Path,
+    port: int,
+    purge_days: int | None,
+    preview_megapixels: int,
+    unit_file: Path | None,
+) -> None:
     """Serve the analysts' review app on http://127.0.0.1:PORT/ (waitress).  Log in with the
     analyst's passphrase; the vault stays locked until then.  Stop with Ctrl-C.
     """
-    from journalist_interface.config import LOOPBACK, WorkstationConfig
+    from journalist_interface.config import LOOPBACK, Unit, WorkstationConfig, load_unit
     from journalist_interface.server import serve as run_server
     from journalist_interface.vault import VaultPaths, check_is_vault
 
     check_is_vault(VaultPaths(vault))
+    try:
+        unit = load_unit(unit_file) if unit_file else Unit()
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
     _check_port_free(LOOPBACK, port)
     click.echo(f"Analyst workstation: http://{LOOPBACK}:{port}/  (Ctrl-C stops it)")
     sys.stdout.flush()
@@ -225,6 +242,7 @@ def serve(vault: Path, port: int, purge_days: int | None, preview_megapixels: in
             port=port,
             purge_closed_after_days=purge_days,
             preview_megapixels=preview_megapixels,
+            unit=unit,
         )
     )
 

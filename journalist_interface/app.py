@@ -26,6 +26,7 @@ from journalist_interface.views import (
     insights,
     reports,
     retention,
+    takedown,
     transfer,
 )
 from source_interface.categories import label_of
@@ -64,6 +65,7 @@ def create_app(config: WorkstationConfig) -> Flask:
     app.register_blueprint(transfer.bp)
     app.register_blueprint(cases.bp)
     app.register_blueprint(insights.bp)
+    app.register_blueprint(takedown.bp)
     app.register_blueprint(analysts.bp)
     app.register_blueprint(files.bp)
     files.init_app(app)

@@ -71,6 +71,9 @@ EVENTS = frozenset(
         "export",
         "purge",
         "account",
+        "takedown",  # a takedown notice drafted, sent, or the platform's answer
+        "notice_template",  # a takedown notice template edited
+        "reporter_status",  # the status the reporter sees, set
     }
 )
 """The events Blagh records.  :func:`record` accepts any name of the same shape, so a new

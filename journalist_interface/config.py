@@ -6,13 +6,48 @@ shows decrypted reports to whoever can reach it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_PORT = 8090
 LANGUAGES = ("en", "fr", "ar")
 MAX_PREVIEW_MEGAPIXELS = 250
+
+
+@dataclass(frozen=True)
+class Unit:
+    """Who sends takedown notices (the unit, never a reporter), and the legal references a
+    notice cites for each report category (takedown.py, docs/casework.md)."""
+
+    name: str = ""
+    contact: str = ""
+    legal_basis: dict[str, str] = field(default_factory=dict)
+    """Report category -> the legal references, e.g. articles of the penal code."""
+
+
+def load_unit(path: Path) -> Unit:
+    """Read a unit file: ``[unit] name, contact`` and ``[legal_basis] category = "..."``.
+
+    Raises ``ValueError`` saying what is wrong."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise ValueError(f"{path} cannot be read as TOML: {error}") from None
+    unit = data.get("unit", {})
+    legal = data.get("legal_basis", {})
+    if not isinstance(unit, dict) or not isinstance(legal, dict):
+        raise ValueError(f"{path}: [unit] and [legal_basis] are tables")
+    name, contact = unit.get("name", ""), unit.get("contact", "")
+    if not isinstance(name, str) or not isinstance(contact, str):
+        raise ValueError(f"{path}: [unit] name and contact are strings")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in legal.items()):
+        raise ValueError(f'{path}: each [legal_basis] entry is category = "text"')
+    unknown = set(data) - {"unit", "legal_basis"}
+    if unknown:
+        raise ValueError(f"{path}: unknown sections: {', '.join(sorted(unknown))}")
+    return Unit(name.strip(), contact.strip(), dict(legal))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,6 +69,8 @@ class WorkstationConfig:
     purge_closed_after_days: int | None = None
     """Closed cases are purged this many days after closing, once a day while someone is logged
     in (retention.py); None: never by the app (``blagh workstation purge`` still can)."""
+    unit: Unit = field(default_factory=Unit)
+    """The notifier and legal references of takedown notices (``--unit-config``)."""
 
     def __post_init__(self) -> None:
         if self.host != LOOPBACK:

@@ -5,7 +5,8 @@ manifest's ``sources``) and to every analyst the newest pickup bundle listed (an
 analyst), as a ``reply`` document (docs/payloads.md); the vault keeps its text to show and its
 envelope to send.
 
-A reply bundle (docs/bundles.md, format ``blagh-replies``) holds the replies not yet sent, the
+A reply bundle (docs/bundles.md, format ``blagh-replies``) holds the replies not yet sent (and
+the reporter-visible statuses, which travel as replies: reporter_status.py), the
 acknowledgement of every item imported since the last bundle, and the deletions the analyst
 asked for; it is signed with the analyst's Ed25519 key.  Once the file is written and flushed,
 what it carries is marked sent, in the same transaction that read it.
@@ -76,6 +77,11 @@ def make_reply_bundle(vault: Vault, out: Path) -> ReplyBundleRecord:
             replies = db.execute(
                 "SELECT id, report_id, envelope FROM replies WHERE bundle IS NULL ORDER BY position"
             ).fetchall()
+            statuses = db.execute(
+                "SELECT s.id, r.id, s.envelope FROM reporter_status s"
+                " JOIN reports r ON r.num = s.report_num WHERE s.bundle IS NULL"
+                " ORDER BY s.position, s.rowid"
+            ).fetchall()
             acknowledged = [
                 row[0]
                 for row in db.execute("SELECT id FROM items WHERE ack_bundle IS NULL ORDER BY id")
@@ -87,7 +93,10 @@ def make_reply_bundle(vault: Vault, out: Path) -> ReplyBundleRecord:
                     " AND delete_bundle IS NULL ORDER BY id"
                 )
             ]
-            if not (replies or acknowledged or deletions):
+            sent_statuses = [(row[0], row[1], row[2]) for row in statuses]
+            replies = [(row[0], row[1], row[2]) for row in replies]
+            carried = replies + sent_statuses  # a status travels as a reply (reporter_status.py)
+            if not (carried or acknowledged or deletions):
                 raise NothingToSend(
                     "nothing to send: no reply, acknowledgement or deletion is waiting"
                 )
@@ -98,7 +107,7 @@ def make_reply_bundle(vault: Vault, out: Path) -> ReplyBundleRecord:
                     sha256=hashlib.sha256(envelope).hexdigest(),
                     open=_opener(envelope),
                 )
-                for reply_id, _report, envelope in replies
+                for reply_id, _report, envelope in carried
             ]
             manifest = {
                 "format": REPLIES_FORMAT,
@@ -109,7 +118,7 @@ def make_reply_bundle(vault: Vault, out: Path) -> ReplyBundleRecord:
                 "delete_reports": deletions,
                 "items": [
                     {"id": item.id, "report": report, "size": item.size, "sha256": item.sha256}
-                    for item, (_id, report, _envelope) in zip(items, replies, strict=True)
+                    for item, (_id, report, _envelope) in zip(items, carried, strict=True)
                 ],
             }
             fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -125,17 +134,21 @@ def make_reply_bundle(vault: Vault, out: Path) -> ReplyBundleRecord:
                 file.flush()
                 os.fsync(file.fileno())
             _mark_sent(db, bundle_id, replies, acknowledged, deletions)
+            db.executemany(
+                "UPDATE reporter_status SET bundle = ? WHERE id = ?",
+                [(bundle_id, row[0]) for row in sent_statuses],
+            )
             db.execute(
                 "INSERT INTO reply_bundles (id, day, file, replies, acknowledged, deletions)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (bundle_id, day, str(out), len(replies), len(acknowledged), len(deletions)),
+                (bundle_id, day, str(out), len(carried), len(acknowledged), len(deletions)),
             )
     except BaseException:
         if written:
             out.unlink(missing_ok=True)
         raise
     return ReplyBundleRecord(
-        bundle_id, day, str(out), len(replies), len(acknowledged), len(deletions)
+        bundle_id, day, str(out), len(carried), len(acknowledged), len(deletions)
     )
 
 

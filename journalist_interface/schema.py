@@ -20,6 +20,11 @@ Version 2, case work (docs/casework.md):
   a message, a file name, a reply, a note), whose rowid is ``num * 2**20 + slot``: the matching
   reports of a query are then ``rowid >> 20`` without reading a single row.  Triggers keep the
   index in step with the tables, whoever writes them.
+
+Version 4, takedown notices and the status the reporter sees (docs/casework.md): ``takedowns``
+(each link's or account's state), ``takedown_history``, ``notice_templates`` (seeded with the
+defaults of notice_templates.py) and ``reporter_status`` (sealed statuses waiting for, or sent
+in, a reply bundle).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import json
 import sqlite3
 from collections.abc import Callable
 
-LATEST = 3
+LATEST = 4
 SLOT_BITS = 20
 SLOTS = 1 << SLOT_BITS
 
@@ -306,7 +311,73 @@ def _to_3(db: sqlite3.Connection) -> None:
     db.executemany("INSERT INTO ref_counters (year, last) VALUES (?, ?)", counters.items())
 
 
-STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _to_2, 3: _to_3}
+_V4 = [
+    # Takedown notices (takedown.py): one row per link or account the unit asked a platform to
+    # remove, its state now, and every step (drafted notice text included) in its history.
+    """CREATE TABLE takedowns (
+        kind TEXT NOT NULL CHECK (kind IN ('url', 'handle')),
+        value TEXT NOT NULL,
+        state TEXT NOT NULL
+            CHECK (state IN ('drafted', 'sent', 'removed', 'refused', 'no_answer')),
+        sent_on TEXT,
+        updated TEXT NOT NULL,
+        PRIMARY KEY (kind, value)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE takedown_history (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        value TEXT NOT NULL,
+        report_num INTEGER REFERENCES reports(num) ON DELETE SET NULL,
+        at TEXT NOT NULL,
+        analyst TEXT NOT NULL,
+        state TEXT NOT NULL,
+        platform TEXT NOT NULL DEFAULT '',
+        language TEXT NOT NULL DEFAULT '',
+        notice TEXT NOT NULL DEFAULT ''
+    )""",
+    "CREATE INDEX takedown_history_by_key ON takedown_history(kind, value, id)",
+    # Notice templates per category and platform ('' = any) and language; seeded by
+    # takedown.seed_templates, edited by admins.
+    """CREATE TABLE notice_templates (
+        category TEXT NOT NULL,
+        platform TEXT NOT NULL,
+        language TEXT NOT NULL CHECK (language IN ('ar', 'fr', 'en', 'es')),
+        body TEXT NOT NULL,
+        updated TEXT NOT NULL,
+        analyst TEXT NOT NULL,
+        PRIMARY KEY (category, platform, language)
+    ) WITHOUT ROWID""",
+    # Reporter-visible statuses (reporter_status.py): sealed as they are set, sent in the next
+    # reply bundle like a reply.
+    """CREATE TABLE reporter_status (
+        id TEXT PRIMARY KEY,
+        report_num INTEGER NOT NULL REFERENCES reports(num) ON DELETE CASCADE,
+        day TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        message TEXT NOT NULL DEFAULT '',
+        analyst TEXT NOT NULL,
+        envelope BLOB NOT NULL,
+        bundle TEXT
+    )""",
+    "CREATE INDEX reporter_status_by_report ON reporter_status(report_num, position)",
+    "CREATE INDEX reporter_status_unsent ON reporter_status(id) WHERE bundle IS NULL",
+]
+
+
+def _to_4(db: sqlite3.Connection) -> None:
+    from journalist_interface.notice_templates import DEFAULTS
+
+    for statement in _V4:
+        db.execute(statement)
+    db.executemany(
+        "INSERT INTO notice_templates (category, platform, language, body, updated, analyst)"
+        " VALUES ('', '', ?, ?, '', '')",
+        sorted(DEFAULTS.items()),
+    )
+
+
+STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _to_2, 3: _to_3, 4: _to_4}
 """Version N -> the step that brings a vault from N - 1 to N."""
 
 

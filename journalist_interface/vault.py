@@ -692,7 +692,8 @@ class Vault:
 
     def pending(self) -> Pending:
         (row,) = self._rows(
-            """SELECT (SELECT count(*) FROM replies WHERE bundle IS NULL),
+            """SELECT (SELECT count(*) FROM replies WHERE bundle IS NULL)
+                      + (SELECT count(*) FROM reporter_status WHERE bundle IS NULL),
                       (SELECT count(*) FROM items WHERE ack_bundle IS NULL),
                       (SELECT count(*) FROM reports
                           WHERE delete_asked IS NOT NULL AND delete_bundle IS NULL)"""

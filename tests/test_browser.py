@@ -256,6 +256,22 @@ def test_codename_login_reads_the_reply_in_the_page(
         assert message.encode() in open_envelope(envelope, [identity])
 
 
+def test_the_page_opens_the_status_the_analysts_set(page: Page, site: Site) -> None:
+    """A status travels as a reply item (docs/casework.md): the browser holding the key opens
+    it as a status, not as an answer it cannot read."""
+    secret = codename.generate(load_wordlist())
+    status = {"status": "content_removed", "message": "thanks", "day": "2026-03-14"}
+    store_report_with_reply(site, secret, f"Reply {marker()}", status)
+    page.goto("/login")
+    wait_for_sealing(page)
+    page.fill("#codename", secret)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_url("**/followup")
+    page.get_by_text("Content removed — March 14, 2026").wait_for()
+    page.get_by_text("Thank you for your report.").wait_for()
+    assert page.get_by_text("This could not be opened.").count() == 0
+
+
 def test_a_follow_up_photo_loses_its_location_data_in_the_page(
     page: Page, site: Site, tmp_path: Path
 ) -> None:
@@ -340,9 +356,10 @@ def source_id_of(site: Site, report_id: str) -> str:
 
 
 def store_report_with_reply(
-    site: Site, secret: str, reply_text: str
+    site: Site, secret: str, reply_text: str, status: dict[str, str] | None = None
 ) -> tuple[str, codename.SourceKeys]:
-    """A report made with ``secret`` and an analyst's reply to it, stored as the server would."""
+    """A report made with ``secret`` and an analyst's reply to it (and the status the reporter
+    sees, which travels as one more reply item), stored as the server would."""
     keys = codename.derive(secret, site.data_dir.read_instance_salt())
     analyst = site.analyst.public().encryption
     fields = seal(
@@ -362,17 +379,20 @@ def store_report_with_reply(
         [analyst, keys.public_key],
     )
     reply = seal(encode_document("reply", {"text": reply_text}), [keys.public_key, analyst])
+    replies = [reply]
+    if status is not None:
+        replies.append(seal(encode_document("status", status), [keys.public_key, analyst]))
     verifier = codename.login_verifier(keys.login_secret, site.data_dir.read_login_hash_key())
     with site.store() as store:
         refs = []
-        for envelope in (fields, reply):
+        for envelope in (fields, *replies):
             blob = store.new_blob()
             blob.write(envelope)
             refs.append(blob.commit())
         report = store.index.add_report(
             new_id(), [("fields", refs[0])], new_source=NewSource(verifier, keys.public_key)
         )
-        store.index.add_items(report.source_id, report.id, [("reply", refs[1])])
+        store.index.add_items(report.source_id, report.id, [("reply", ref) for ref in refs[1:]])
     return report.id, keys
 
 

@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import ngettext
 
-from journalist_interface import charts, connections, stats
+from journalist_interface import charts, connections, stats, takedown
 from journalist_interface.views import login_required, vault
 from source_interface.categories import label_of
 
@@ -24,7 +24,10 @@ MAX_CLUSTERS = 200
 def clusters() -> ResponseReturnValue:
     hashed = connections.hash_missing_files(vault())
     found, total = connections.clusters(vault(), limit=MAX_CLUSTERS)
-    return render_template("connections.html", clusters=found, total=total, hashed=hashed)
+    notices = takedown.states(vault(), [(c.kind, c.value) for c in found if c.kind != "file"])
+    return render_template(
+        "connections.html", clusters=found, total=total, hashed=hashed, takedown_states=notices
+    )
 
 
 def status_names() -> dict[str, str]:

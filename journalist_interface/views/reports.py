@@ -16,6 +16,7 @@ from journalist_interface import cases, connections, search
 from journalist_interface.replies import MAX_REPLY, ReplyError, add_reply
 from journalist_interface.vault import STATUSES, Attachment
 from journalist_interface.views import checked_id, login_required, vault
+from journalist_interface.views import takedown as takedown_views
 from source_interface.categories import CATEGORIES
 
 bp = Blueprint("reports", __name__)
@@ -88,6 +89,7 @@ def _report_page(
         typed=typed,
         max_reply=MAX_REPLY,
         max_note=cases.MAX_NOTE,
+        **takedown_views.report_context(report_id),
     )
     return Response(page, 400 if error or case_error else 200, mimetype="text/html")
 

@@ -13,11 +13,13 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
+from blagh import reporter_status
 from blagh.payloads import PayloadError, decode_document
 from crypto import codename
 from crypto.envelope import open_envelope
 from crypto.errors import CryptoError, InvalidCodename
 from source_interface import flash
+from source_interface import reporter_status as status_text
 from source_interface.categories import CATEGORIES
 from source_interface.diskspace import NoSpace, is_no_space
 from source_interface.forms import read_message
@@ -64,6 +66,20 @@ class ReportView:
     file_count: int
     fields_item: str = ""
     """The fields' item id when the browser opens them (category and danger are then blank)."""
+    status: reporter_status.Status | None = None
+    """The latest status the analysts set (it travels sealed, as a reply item)."""
+
+    @property
+    def status_label(self) -> str:
+        return status_text.label(self.status) if self.status else ""
+
+    @property
+    def status_message(self) -> str:
+        return status_text.message(self.status) if self.status else ""
+
+    @property
+    def status_day(self) -> str:
+        return status_text.day(self.status) if self.status else ""
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -173,6 +189,8 @@ def _home_page(
         "followup/home.html",
         reports=reports,
         categories_by_slug=dict(CATEGORIES),
+        status_labels={code: str(text) for code, text in status_text.LABELS.items()},
+        status_messages={code: str(text) for code, text in status_text.MESSAGES.items()},
         errors=errors or {},
         typed=typed,
         draft=draft,
@@ -184,12 +202,19 @@ def _home_page(
     return make_response(page, status)
 
 
-def _open(item: Item, session: SourceSession, kind: str) -> dict[str, Any] | None:
+def _open(item: Item, session: SourceSession, *kinds: str) -> dict[str, Any] | None:
+    """The document in ``item`` if it is one of ``kinds``: a reply item holds a ``reply`` or a
+    ``status`` (the server cannot tell them apart)."""
     try:
         plaintext = open_envelope(services().store.read_blob(item.blob), [session.secret_key])
-        return decode_document(plaintext, kind)
-    except (CryptoError, PayloadError, OSError):
+    except (CryptoError, OSError):
         return None
+    for kind in kinds:
+        try:
+            return decode_document(plaintext, kind)
+        except PayloadError:
+            continue
+    return None
 
 
 def _view(report: Report, session: SourceSession) -> ReportView:
@@ -197,12 +222,17 @@ def _view(report: Report, session: SourceSession) -> ReportView:
         return _sealed_view(report)
     fields: dict[str, Any] = {}
     entries = []
+    status: reporter_status.Status | None = None
     for item in report.items:
         if item.kind == "fields":
             fields = _open(item, session, "report") or {}
         elif item.kind in ("message", "reply"):
-            document = _open(item, session, item.kind)
-            if document is not None:
+            document = _open(
+                item, session, *([item.kind, "status"] if item.kind == "reply" else [item.kind])
+            )
+            if document is not None and document.get("kind") == "status":
+                status = reporter_status.read(document) or status
+            elif document is not None:
                 entries.append(
                     Entry(
                         item.kind,
@@ -218,6 +248,7 @@ def _view(report: Report, session: SourceSession) -> ReportView:
         danger=bool(fields.get("danger")),
         entries=tuple(entries),
         file_count=sum(1 for item in report.items if item.kind == "file"),
+        status=status,
     )
 
 

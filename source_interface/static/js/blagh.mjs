@@ -857,7 +857,14 @@ async function openItems(context, secretKey, text) {
       const response = await fetch(element.dataset.sealed, { credentials: "same-origin" });
       if (!response.ok) throw new Error(`item: ${response.status}`);
       const envelope = new Uint8Array(await response.arrayBuffer());
-      opened = sealing.decodeDocument(sealing.openBytes(envelope, [secretKey]), kind);
+      const plain = sealing.openBytes(envelope, [secretKey]);
+      try {
+        opened = sealing.decodeDocument(plain, kind);
+      } catch (error) {
+        // A reply item may hold the status the analysts set (blagh/reporter_status.py).
+        if (kind !== "reply") throw error;
+        opened = sealing.decodeDocument(plain, "status");
+      }
     } catch (error) {
       console.warn("blagh:", error);
       element.querySelector(isFields ? "[data-title]" : ".text").textContent = text.cannotOpen;
@@ -869,6 +876,15 @@ async function openItems(context, secretKey, text) {
       element.querySelector("[data-title]").textContent = categories[slug] || slug;
       const danger = element.parentElement.querySelector("[data-danger]");
       if (danger) danger.hidden = !opened.danger;
+    } else if (opened.kind === "status") {
+      const labels = JSON.parse(text.statusLabels || "{}");
+      const messages = JSON.parse(text.statusMessages || "{}");
+      const day = new Date(`${opened.day}T12:00:00Z`);
+      const shown = Number.isNaN(day.getTime())
+        ? String(opened.day)
+        : new Intl.DateTimeFormat(document.documentElement.lang || undefined, { dateStyle: "long" }).format(day);
+      element.querySelector(".meta").textContent = `${labels[opened.status] || ""} — ${shown}`;
+      element.querySelector(".text").textContent = messages[opened.message] || "";
     } else {
       element.querySelector(".text").textContent = String(opened.text || "");
       const attachments = Array.isArray(opened.attachments) ? opened.attachments.map(String) : [];
