@@ -417,7 +417,11 @@ def hashlist_import(
         f"Imported the list {info.name}, version {info.version}: {info.entries} hash(es)"
         + (f", signed by {signer}." if signer else ", unsigned.")
     )
-    click.echo(f"{len(found)} new match(es) among the attachments already in the vault.")
+    files = len({match.item_id for match in found})
+    click.echo(
+        f"{len(found)} new match(es), on {files} of the files already in the vault"
+        + (": their previews are hidden." if files else ".")
+    )
 
 
 def _check_list_signature(data: bytes, signature: Path | None, key_file: Path | None) -> str | None:

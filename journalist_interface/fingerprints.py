@@ -5,10 +5,13 @@ PDQ, which survives re-encoding, resizing and light cropping.  All three are com
 attachment when it is imported (:func:`fingerprint`), in one sandboxed run
 (:mod:`journalist_interface.sandbox`): a small program run by the system's Python reads the
 file, hashes its bytes, and for images and videos starts ffmpeg (in the same sandbox) to decode
-it to raw RGB frames of :data:`pdq.FRAME_SIDE` × :data:`pdq.FRAME_SIDE` pixels: one for an
-image, one every :data:`VIDEO_STEP` seconds for a video, :data:`MAX_FRAMES` at most.  Only
-those fixed-size frames leave the sandbox; the PDQ arithmetic is done on them here
-(:func:`pdq.hash_rgb`): a frame of numbers cannot exploit anything.
+it to uncompressed RGB frames (PPM: a one-line header and the pixels), at their own size up to
+:data:`pdq.FRAME_SIDE` pixels a side (larger ones scaled down to fit, keeping their shape; PDQ
+reduces every image to 64 × 64 anyway, so a hash of an image of up to that size is the one
+Meta's reference gives for the file): one for an image, one every :data:`VIDEO_STEP` seconds
+for a video, :data:`MAX_FRAMES` at most.  Only those frames leave the sandbox, their headers
+checked strictly; the PDQ arithmetic is done on them here (:func:`pdq.hash_rgb`): a frame of
+numbers cannot exploit anything.
 
 The decoder is held like a preview's (``-max_pixels`` and the memory cap of the preview
 budget, :func:`safeview.decoder_memory`), with a time limit; a file that cannot be decoded
@@ -18,6 +21,7 @@ still has its SHA-256 and MD5, and no PDQ.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from journalist_interface import pdq, sandbox
@@ -30,6 +34,7 @@ VIDEO_STEP = 2
 """A video is sampled one frame every VIDEO_STEP seconds, MAX_FRAMES frames at most."""
 TIMEOUT = 60.0
 _FRAME_BYTES = pdq.FRAME_SIDE * pdq.FRAME_SIDE * 3
+_PPM = re.compile(rb"P6\n([1-9][0-9]{0,4}) ([1-9][0-9]{0,4})\n255\n")
 
 # Run by /usr/bin/python3 -I -S inside the sandbox: stdlib only.  Prints one JSON line (the
 # hashes and ffmpeg's exit status) and then ffmpeg's raw frames.
@@ -77,8 +82,9 @@ def _ffmpeg(family: str, demuxer: str | None, inside: str, max_pixels: int) -> l
         *source,
         "-map", "0:v:0", "-map_metadata", "-1", "-an", "-sn", "-dn",
         "-frames:v", frames,
-        "-vf", f"{sampling}scale={side}:{side}:flags=area,format=rgb24",
-        "-f", "rawvideo", "-pix_fmt", "rgb24", "-",
+        "-vf", f"{sampling}scale='min({side},iw)':'min({side},ih)'"
+        ":force_original_aspect_ratio=decrease:flags=area,format=rgb24",
+        "-c:v", "ppm", "-f", "image2pipe", "-",
     ]  # fmt: skip
 
 
@@ -96,7 +102,7 @@ def fingerprint(
             command,
             path.parent,
             timeout=TIMEOUT,
-            max_output=4096 + MAX_FRAMES * _FRAME_BYTES,
+            max_output=4096 + MAX_FRAMES * (_FRAME_BYTES + 64),
             memory=decoder_memory(max_pixels),
         )
     line, _, frames = done.stdout.partition(b"\n")
@@ -109,12 +115,25 @@ def fingerprint(
         raise SandboxError("the file could not be hashed")
     if not (isinstance(md5, str) and len(md5) == 32 and all(c in "0123456789abcdef" for c in md5)):
         raise SandboxError("the file could not be hashed")
-    count = len(frames) // _FRAME_BYTES
-    decoded = bool(ffmpeg) and status == 0 and count > 0 and len(frames) % _FRAME_BYTES == 0
-    hashes: tuple[pdq.PdqHash, ...] = ()
-    if decoded:
-        hashes = tuple(
-            pdq.hash_rgb(frames[i * _FRAME_BYTES : (i + 1) * _FRAME_BYTES])
-            for i in range(min(count, MAX_FRAMES))
-        )
-    return Fingerprint(sha256, md5, hashes, kind.family, decoded)
+    hashes = tuple(pdq.hash_rgb(*frame) for frame in _frames(frames)) if status == 0 else ()
+    return Fingerprint(sha256, md5, hashes, kind.family, bool(hashes))
+
+
+def _frames(data: bytes) -> list[tuple[bytes, int, int]]:
+    """The PPM frames ffmpeg wrote (pixels, width, height); none at all if any is malformed."""
+    found: list[tuple[bytes, int, int]] = []
+    at = 0
+    while at < len(data) and len(found) < MAX_FRAMES:
+        header = _PPM.match(data, at)
+        if header is None:
+            return []
+        width, height = int(header[1]), int(header[2])
+        if width > pdq.FRAME_SIDE or height > pdq.FRAME_SIDE:
+            return []
+        start = header.end()
+        end = start + width * height * 3
+        if end > len(data):
+            return []
+        found.append((data[start:end], width, height))
+        at = end
+    return found

@@ -30,8 +30,9 @@ MAX_DISTANCE = 31
 """Meta's recommended threshold for "same image" (of 256 bits)."""
 MIN_QUALITY = 50
 """Below this quality a hash is not matched at all (Meta's recommendation)."""
-FRAME_SIDE = 512
-"""Frames are decoded to FRAME_SIDE × FRAME_SIDE RGB: PDQ reduces any image to 64 × 64 anyway."""
+FRAME_SIDE = 1024
+"""Frames larger than FRAME_SIDE a side are scaled down to fit before hashing: PDQ reduces any
+image to 64 × 64 anyway."""
 
 _HEX = re.compile(r"[0-9a-f]{64}")
 
@@ -50,7 +51,7 @@ def is_pdq(text: str) -> bool:
     return _HEX.fullmatch(text) is not None
 
 
-def hash_rgb(pixels: bytes, width: int = FRAME_SIDE, height: int = FRAME_SIDE) -> PdqHash:
+def hash_rgb(pixels: bytes, width: int, height: int) -> PdqHash:
     """The PDQ hash of ``width`` × ``height`` packed RGB pixels (raises ``ValueError`` when the
     byte count does not match)."""
     import pdqhash  # the C++ extension: imported when hashing, not by every page
