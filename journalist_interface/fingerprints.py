@@ -22,10 +22,16 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from journalist_interface import pdq, sandbox
-from journalist_interface.safeview import PREVIEW_MEGAPIXELS, decoder_memory, kind_of
+from journalist_interface.safeview import (
+    PREVIEW_MEGAPIXELS,
+    FileKind,
+    decoder_memory,
+    kind_of,
+)
 from journalist_interface.sandbox import SandboxError
 from journalist_interface.vault import Attachment, Vault
 
@@ -94,7 +100,14 @@ def fingerprint(
     """Hash ``attachment`` in the sandbox.  Raises ``SandboxUnavailable`` when no sandbox
     can be made and :class:`SandboxError` when the run fails or its answer is malformed."""
     kind = kind_of(vault, attachment)
-    with sandbox.workspace(vault.attachment_chunks(attachment), kind.suffix) as path:
+    return fingerprint_chunks(vault.attachment_chunks(attachment), kind, max_pixels)
+
+
+def fingerprint_chunks(
+    chunks: Iterable[bytes], kind: FileKind, max_pixels: int = PREVIEW_MEGAPIXELS * 1_000_000
+) -> Fingerprint:
+    """:func:`fingerprint` of a file given as ``chunks``, of the sniffed ``kind``."""
+    with sandbox.workspace(chunks, kind.suffix) as path:
         inside = f"{sandbox.INSIDE}/{path.name}"
         ffmpeg = _ffmpeg(kind.family, kind.demuxer, inside, max_pixels)
         command = ["/usr/bin/python3", "-I", "-S", "-c", _PROGRAM, inside, json.dumps(ffmpeg)]
