@@ -436,3 +436,31 @@ def test_cli_import_checks_new_attachments(tmp_path: Path, media: dict[str, byte
     result = run("workstation", "import", *common, bundle)
     assert result.exit_code == 0, result.output
     assert f"Known content: report {report}" in result.output and "list A" in result.output
+
+
+def test_cli_accepts_a_list_signed_with_openssl(tmp_path: Path) -> None:
+    """An administrator's Ed25519 key and signature made by openssl (PEM key, raw signature)."""
+    analyst = make_analyst(tmp_path)
+    path = imported_vault(tmp_path, analyst, SERVER, Pickup([analyst.key]))
+    secret = tmp_path / "passphrase"
+    secret.write_text(PASSPHRASE + "\n")
+    listed = tmp_path / "list.txt"
+    listed.write_text(f"md5:{'0' * 32}\tsomething\n")
+    private, public, signature = tmp_path / "k.pem", tmp_path / "pub.pem", tmp_path / "list.sig"
+
+    def openssl(*args: object) -> None:
+        subprocess.run(["openssl", *[str(a) for a in args]], check=True, capture_output=True)
+
+    openssl("genpkey", "-algorithm", "ed25519", "-out", private)
+    openssl("pkey", "-in", private, "-pubout", "-out", public)
+    openssl("pkeyutl", "-sign", "-inkey", private, "-rawin", "-in", listed, "-out", signature)
+    common = ("--vault", path, "--passphrase-file", secret)
+    result = run("workstation", "hashlist", "import", *common, "--signature", signature,
+                 "--key", public, "unit", listed)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    listed.write_text(f"md5:{'1' * 32}\tsomething else\n")  # changed after signing
+    result = run("workstation", "hashlist", "import", *common, "--signature", signature,
+                 "--key", public, "unit", listed)  # fmt: skip
+    assert result.exit_code != 0 and "does not verify" in result.output
+    with open_vault(path) as vault:
+        assert [(i.name, i.version) for i in matching.lists(vault)] == [("unit", 1)]
