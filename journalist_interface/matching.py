@@ -29,7 +29,7 @@ import hashlib
 import json
 import re
 import sqlite3
-import weakref
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -261,7 +261,9 @@ class _ListIndex:
     """Per row of the index: list id, list name, hex, label, category."""
 
 
-_INDEXES: weakref.WeakKeyDictionary[Vault, _ListIndex] = weakref.WeakKeyDictionary()
+_INDEXES: dict[str, _ListIndex] = {}
+"""Per vault database (every analyst's view of one vault shares it): its lists' index."""
+_INDEXES_LOCK = threading.Lock()
 
 
 def _generation(db: sqlite3.Connection) -> tuple[int, int, int]:
@@ -274,7 +276,9 @@ def _generation(db: sqlite3.Connection) -> tuple[int, int, int]:
 def _list_index(vault: Vault, db: sqlite3.Connection) -> _ListIndex:
     """The active lists' PDQ hashes, packed; rebuilt only when a list came or went."""
     generation = _generation(db)
-    known = _INDEXES.get(vault)
+    where = str(vault.paths.db_file)
+    with _INDEXES_LOCK:
+        known = _INDEXES.get(where)
     if known is not None and known.generation == generation:
         return known
     rows = db.execute(
@@ -283,7 +287,8 @@ def _list_index(vault: Vault, db: sqlite3.Connection) -> _ListIndex:
         " ORDER BY e.rowid"
     ).fetchall()
     built = _ListIndex(generation, pdq.PdqIndex([row[2] for row in rows]), rows)
-    _INDEXES[vault] = built
+    with _INDEXES_LOCK:
+        _INDEXES[where] = built
     return built
 
 
@@ -341,9 +346,9 @@ def store_fingerprint(vault: Vault, item_id: str, report_id: str, found: Fingerp
 def check(
     vault: Vault, item_ids: Sequence[str] | None, thresholds: Thresholds = Thresholds()
 ) -> list[Match]:
-    """Check the fingerprints of ``item_ids`` (None: all) against the active lists and against
-    each other's images; record what is new, raise priorities, audit each match.  Returns the
-    new matches."""
+    """Check the fingerprints of ``item_ids`` (None: all) against the active lists; record
+    what is new, raise priorities, audit each match; link new images (``item_ids`` given) to
+    the near images of other reports.  Returns the new matches."""
     new: list[Match] = []
     raised: set[str] = set()
     with vault.transaction() as db:
@@ -376,7 +381,8 @@ def check(
                             "label": match.label,
                         },
                     )
-        _link_images(db, prints, thresholds)
+        if item_ids is not None:
+            _link_images(db, prints, thresholds)
     for report_id in sorted(raised):
         _raise_priority(vault, report_id)
     return new
@@ -434,37 +440,57 @@ def _link_images(
     prints: Sequence[tuple[str, str, str, str, list[tuple[str, int]]]],
     thresholds: Thresholds,
 ) -> None:
-    """Give each good PDQ hash of ``prints`` the image key of the near images of other
-    reports (the earliest key among them), so near-duplicates form one Connections cluster."""
-    every = _all_image_hashes(db, thresholds)
-    if not every:
-        return
-    index = pdq.PdqIndex([row[1] for row in every])
+    """Give each new image the image key of the near images already in the vault (the
+    earliest key among them; its own hash's key if there is none), and link the reports of
+    them all under that key, so near-duplicates across reports form one Connections cluster.
+
+    A key is never changed once given: near images that arrive later join it, so a wave stays
+    one cluster as it grows (images near two clusters join the older key)."""
+    new = {item_id for item_id, *_rest in prints}
+    known = _keyed_images(db, new, thresholds)
+    index = pdq.PdqIndex([hex_hash for _item, _report, hex_hash, _key in known])
+    added: list[tuple[str, str, str, str]] = []  # this batch's, compared one by one
     for item_id, report_id, _sha, _md5, hashes in prints:
-        for hex_hash, quality in hashes:
-            if quality < thresholds.pdq_quality:
-                continue
-            near = [every[row] for row, _d in index.near(hex_hash, thresholds.pdq_distance)]
-            reports = {r for r, _h, i in near if i != item_id} | {report_id}
-            if len(reports) < 2:
-                continue
-            key = "pdq:" + min(h for _r, h, _i in near)
-            db.executemany(
-                "INSERT OR IGNORE INTO image_keys (value, report_num)"
-                " SELECT ?, num FROM reports WHERE id = ?",
-                [(key, r) for r in sorted(reports)],
-            )
+        good = [h for h, quality in hashes if quality >= thresholds.pdq_quality]
+        if not good:
+            continue
+        near = [
+            known[row]
+            for hex_hash in good
+            for row, _distance in index.near(hex_hash, thresholds.pdq_distance)
+        ]
+        near += [
+            entry
+            for entry in added
+            if any(pdq.distance(h, entry[2]) <= thresholds.pdq_distance for h in good)
+        ]
+        keys = sorted({key for *_rest, key in near if key})
+        key = keys[0] if keys else "pdq:" + good[0]
+        db.execute("UPDATE fingerprints SET image_key = ? WHERE item_id = ?", (key, item_id))
+        added += [(item_id, report_id, h, key) for h in good]
+        reports = {report for _item, report, _h, _key in near} | {report_id}
+        if len(reports) < 2:
+            continue
+        db.executemany(
+            "INSERT OR IGNORE INTO image_keys (value, report_num)"
+            " SELECT ?, num FROM reports WHERE id = ?",
+            [(key, report) for report in sorted(reports)],
+        )
 
 
-def _all_image_hashes(db: sqlite3.Connection, thresholds: Thresholds) -> list[tuple[str, str, str]]:
-    """(report, hex, item) of every good PDQ hash in the vault."""
+def _keyed_images(
+    db: sqlite3.Connection, leave_out: set[str], thresholds: Thresholds
+) -> list[tuple[str, str, str, str]]:
+    """(item, report, hex, image key) of every good PDQ hash already in the vault."""
     found = []
-    for item_id, report_id, hashes in db.execute(
-        "SELECT item_id, report_id, pdq FROM fingerprints WHERE pdq != '[]'"
+    for item_id, report_id, hashes, key in db.execute(
+        "SELECT item_id, report_id, pdq, image_key FROM fingerprints WHERE pdq != '[]'"
     ):
+        if item_id in leave_out:
+            continue
         for hex_hash, quality in json.loads(hashes):
             if int(quality) >= thresholds.pdq_quality:
-                found.append((report_id, hex_hash, item_id))
+                found.append((item_id, report_id, hex_hash, key or ""))
     return found
 
 

@@ -340,7 +340,8 @@ _V4 = [
         md5 TEXT NOT NULL,
         pdq TEXT NOT NULL DEFAULT '[]',
         family TEXT NOT NULL DEFAULT '',
-        decoded INTEGER NOT NULL DEFAULT 0
+        decoded INTEGER NOT NULL DEFAULT 0,
+        image_key TEXT
     ) WITHOUT ROWID""",
     "CREATE INDEX fingerprints_by_report ON fingerprints(report_id)",
     """CREATE TABLE matches (

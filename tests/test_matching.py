@@ -31,6 +31,7 @@ from workstation_helpers import (
 from blagh.cli import cli
 from crypto.keys import ServerSigningKey
 from journalist_interface import audit, cases, connections, fingerprints, matching, pdq
+from journalist_interface.importer import import_bundle
 from journalist_interface.vault import Vault
 
 SERVER = ServerSigningKey.generate()
@@ -43,7 +44,7 @@ def ffmpeg(*args: str | Path) -> None:
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
-    """The originals, their altered copies, unrelated images, a flat one and a video."""
+    """The original, its altered copies, unrelated images, a flat one and a video of it."""
     folder = tmp_path_factory.mktemp("media")
     out: dict[str, bytes] = {}
     out["original"] = picture(folder / "original.png", "640x480", "testsrc")
@@ -58,8 +59,9 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     out["smpte"] = picture(folder / "smpte.jpg", "640x480", "smptebars")
     ffmpeg("-f", "lavfi", "-i", "color=c=gray:size=320x240", "-frames:v", "1", folder / "flat.png")
     out["flat"] = (folder / "flat.png").read_bytes()
-    ffmpeg("-f", "lavfi", "-i", "testsrc=size=320x240:rate=10:duration=5", "-pix_fmt",
-           "yuv420p", folder / "clip.mp4")  # fmt: skip
+    # A 5-second video showing the original picture (as a sextortion clip reuses one).
+    ffmpeg("-loop", "1", "-framerate", "10", "-i", source, "-t", "5", "-pix_fmt", "yuv420p",
+           folder / "clip.mp4")  # fmt: skip
     out["video"] = (folder / "clip.mp4").read_bytes()
     return out
 
@@ -464,3 +466,36 @@ def test_cli_accepts_a_list_signed_with_openssl(tmp_path: Path) -> None:
     assert result.exit_code != 0 and "does not verify" in result.output
     with open_vault(path) as vault:
         assert [(i.name, i.version) for i in matching.lists(vault)] == [("unit", 1)]
+
+
+def test_a_wave_arriving_over_several_imports_stays_one_cluster(
+    tmp_path: Path, media: dict[str, bytes]
+) -> None:
+    analyst = make_analyst(tmp_path)
+    first = Pickup([analyst.key])
+    reports = [
+        first.report(first.source(), links=[f"https://example.org/{n}"],
+                     files=[(media[n], f"{n}.img", "image/png")])
+        for n in ("original", "mandelbrot")
+    ]  # fmt: skip
+    path = imported_vault(tmp_path, analyst, SERVER, first)
+    with open_vault(path) as vault:
+        matching.after_import(vault)
+        assert connections.clusters(vault)[0] == []
+    for round_, names in enumerate((("reencoded", "resized"), ("cropped", "video"))):
+        later = Pickup([analyst.key])
+        reports += [
+            later.report(later.source(), links=[f"https://example.org/{n}"],
+                         files=[(media[n], f"{n}.bin", "application/octet-stream")])
+            for n in names
+        ]  # fmt: skip
+        with open_vault(path) as vault:
+            import_bundle(vault, later.write(tmp_path / f"later-{round_}", SERVER))
+            matching.after_import(vault)
+    with open_vault(path) as vault:
+        clusters, count = connections.clusters(vault)
+    assert count == 1
+    (cluster,) = clusters
+    assert cluster.kind == "image"
+    # Every report of the wave (the video's first frame is the picture), not the mandelbrot.
+    assert {linked.id for linked in cluster.reports} == set(reports) - {reports[1]}
