@@ -6,6 +6,7 @@ and cropped a little; every list is written here.  The sandbox is the real one (
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import secrets
 import subprocess
@@ -499,3 +500,27 @@ def test_a_wave_arriving_over_several_imports_stays_one_cluster(
     assert cluster.kind == "image"
     # Every report of the wave (the video's first frame is the picture), not the mandelbrot.
     assert {linked.id for linked in cluster.reports} == set(reports) - {reports[1]}
+
+
+def test_the_app_s_import_page_checks_the_new_files(
+    tmp_path: Path, media: dict[str, bytes]
+) -> None:
+    analyst = make_analyst(tmp_path)
+    path = imported_vault(tmp_path, analyst, SERVER, Pickup([analyst.key]))
+    with open_vault(path) as vault:
+        matching.import_list(vault, "hotline-A", write_list(tmp_path, media).read_bytes())
+    pickup = Pickup([analyst.key])
+    report = pickup.report(pickup.source(), files=[(media["resized"], "r.png", "image/png")])
+    bundle = pickup.write(tmp_path / "pickup-2", SERVER).read_bytes()
+    for app in workstation_app(path):
+        client = logged_in(app)
+        answer = client.post(
+            "/import?lang=en",
+            data={**_csrf(client), "bundle": (io.BytesIO(bundle), "pickup.bundle")},
+            content_type="multipart/form-data",
+        )
+        assert answer.status_code == 200
+        assert "Files on a list of known content: 1." in answer.get_data(as_text=True)
+        assert [m.list_name for m in matching.matches_of_report(app_vault(app), report)] == [
+            "hotline-A"
+        ]
