@@ -33,8 +33,10 @@ WRAPPERS_ESM := node_modules/libsodium-wrappers-sumo/dist/modules-sumo-esm/libso
 # reporters' files only inside a bubblewrap sandbox (journalist_interface/sandbox.py): mat2 shows
 # and removes their metadata, exiftool is what mat2 reads images with, ffmpeg re-encodes images
 # for the blurred previews (and is mat2's video backend); prlimit (util-linux) caps them.
+# g++ and python3-dev build pdqhash (Meta's PDQ hasher, known-content matching), which PyPI
+# publishes as source only.
 APT_PACKAGES := nodejs npm gnupg iproute2 util-linux chromium firefox-esr tor nginx libnss3-tools \
-	mat2 bubblewrap libimage-exiftool-perl ffmpeg
+	mat2 bubblewrap libimage-exiftool-perl ffmpeg g++ python3-dev
 # `make run TOR=offline|off|launch|attach` overrides [tor] mode (docs/onion.md).  On development
 # machines and in CI only offline and off: tor must never reach the public Tor network there.
 TOR ?=

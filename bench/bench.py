@@ -20,7 +20,8 @@ the bytes of JavaScript the report page downloads, and the first- and repeat-vis
 landing and report pages (every language, JavaScript on and off) beside SecureDrop's and
 OnionShare's figures.  Last, the workstation's
 (``bench/loop_bench.py``): importing a 1,000-report pickup bundle into a vault, against the raw
-envelope open rate.
+envelope open rate.  And known-content matching (``bench/matching_bench.py``): fingerprinting
+images in the sandbox, PDQ hashing beside Meta's figure, matching against 1,000,000 PDQ hashes.
 
 Throughput is MB/s of plaintext, MB = 10^6 bytes.  Data is fed in 1 MiB pieces, as reads from a
 file or a socket would come, to sinks that discard, so only the cryptography and its glue are
@@ -647,6 +648,12 @@ def main() -> None:
     progress("analyst workstation at scale (bench/workstation_bench.py)")
     print()
     workstation_bench.main()
+
+    import matching_bench  # bench/matching_bench.py: PDQ hashing, matching against 1,000,000
+
+    progress("known-content matching (bench/matching_bench.py)")
+    print()
+    matching_bench.main()
     print(f"\n(benchmark ran in {time.perf_counter() - started:.0f} s)")
 
 

@@ -7,6 +7,7 @@ every ``blagh`` command prints, since :mod:`blagh.cli` runs this group.
 
 from __future__ import annotations
 
+import base64
 import errno
 import socket
 import sys
@@ -124,7 +125,23 @@ def init(
 @_vault_option
 @_passphrase_option
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-def import_command(vault: Path, passphrase_file: Path | None, file: Path) -> None:
+@click.option(
+    "--pdq-distance",
+    type=click.IntRange(0, 128),
+    default=31,
+    show_default=True,
+    help="A PDQ hash within this many bits of a listed one is a match.",
+)
+@click.option(
+    "--pdq-quality",
+    type=click.IntRange(0, 100),
+    default=50,
+    show_default=True,
+    help="PDQ hashes of lower quality (flat, blurred images) are not matched.",
+)
+def import_command(
+    vault: Path, passphrase_file: Path | None, file: Path, pdq_distance: int, pdq_quality: int
+) -> None:
     """Verify the pickup bundle FILE whole (the pinned server key's signature, every item's
     hash), then decrypt what is new into the vault.
 
@@ -139,14 +156,38 @@ def import_command(vault: Path, passphrase_file: Path | None, file: Path) -> Non
         with _ProgressBar() as bar:
             result = import_bundle(opened, file, on_start=bar.start, on_progress=bar.advance)
         audit.record_import(opened, result.bundle, result.new_items, result.new_reports)
-    click.echo(
-        f"Imported {file}: {result.new_items} new item(s) of {result.items}, "
-        f"{result.new_reports} new report(s)."
-    )
+        click.echo(
+            f"Imported {file}: {result.new_items} new item(s) of {result.items}, "
+            f"{result.new_reports} new report(s)."
+        )
+        _check_known_content(opened, pdq_distance, pdq_quality)
     if result.unreadable:
         click.echo(
             f"{result.unreadable} item(s) could not be opened with this analyst's key (sealed to "
             "other keys, or malformed); they are recorded and will be acknowledged."
+        )
+
+
+def _check_known_content(opened: Vault, pdq_distance: int, pdq_quality: int) -> None:
+    """Fingerprint the new attachments in the sandbox and check them against the hash lists."""
+    from journalist_interface import matching
+    from journalist_interface.sandbox import SandboxUnavailable
+
+    try:
+        found = matching.after_import(opened, matching.Thresholds(pdq_distance, pdq_quality))
+    except SandboxUnavailable as error:
+        click.echo(
+            f"The attachments were not checked against the hash lists: {error}. The next "
+            "import checks them.",
+            err=True,
+        )
+        return
+    for match in found:
+        click.echo(
+            f"Known content: report {match.report_id}, file {match.item_id} is on the list "
+            f"{match.list_name} ({match.kind}, distance {match.distance})"
+            + (f": {match.label}" if match.label else "")
+            + ". Its preview stays hidden until an analyst asks for it."
         )
 
 
@@ -326,6 +367,141 @@ def audit_show(vault: Path, passphrase_file: Path | None, report: str | None) ->
     with _open_vault(vault, passphrase_file) as opened:
         for entry in audit.entries(opened, report=report):
             click.echo(entry.line())
+
+
+@workstation.group("hashlist")
+def hashlist_group() -> None:
+    """Lists of known content (SHA-256, MD5 or PDQ hashes) that attachments are checked
+    against: format in docs/casework.md, "Known-content matching"."""
+
+
+@hashlist_group.command("import", short_help="Import a hash list (a new version if it exists).")
+@_vault_option
+@_passphrase_option
+@click.argument("name")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option(
+    "--signature",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    metavar="FILE",
+    help="A detached Ed25519 signature of FILE (64 bytes, raw, hex or base64).",
+)
+@click.option(
+    "--key",
+    "key_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    metavar="FILE",
+    help="The Ed25519 public key the signature must verify with (hex, base64 or PEM).",
+)
+@click.option(
+    "--bare-64",
+    type=click.Choice(["sha256", "pdq"]),
+    default="sha256",
+    show_default=True,
+    help="What an unprefixed 64-digit hash is.",
+)
+@click.option("--pdq-distance", type=click.IntRange(0, 128), default=31, show_default=True)
+@click.option("--pdq-quality", type=click.IntRange(0, 100), default=50, show_default=True)
+def hashlist_import(
+    vault: Path,
+    passphrase_file: Path | None,
+    name: str,
+    file: Path,
+    signature: Path | None,
+    key_file: Path | None,
+    bare_64: str,
+    pdq_distance: int,
+    pdq_quality: int,
+) -> None:
+    """Import the hash list FILE as NAME (a new version when NAME exists: it replaces the
+    entries of the previous one), then check every attachment in the vault against it.
+
+    With --signature, the list is imported only if the signature verifies with --key.
+    """
+    from journalist_interface import matching
+
+    data = file.read_bytes()
+    signer = _check_list_signature(data, signature, key_file)
+    with _open_vault(vault, passphrase_file) as opened:
+        info, found = matching.import_list(
+            opened,
+            name,
+            data,
+            signer=signer,
+            bare_64=bare_64,
+            thresholds=matching.Thresholds(pdq_distance, pdq_quality),
+        )
+    click.echo(
+        f"Imported the list {info.name}, version {info.version}: {info.entries} hash(es)"
+        + (f", signed by {signer}." if signer else ", unsigned.")
+    )
+    files = len({match.item_id for match in found})
+    click.echo(
+        f"{len(found)} new match(es), on {files} of the files already in the vault"
+        + (": their previews are hidden." if files else ".")
+    )
+
+
+def _check_list_signature(data: bytes, signature: Path | None, key_file: Path | None) -> str | None:
+    from crypto.keys import ed25519_fingerprint, parse_ed25519_public, verify_detached
+
+    if signature is None and key_file is None:
+        return None
+    if signature is None or key_file is None:
+        raise BlaghError("a signed list needs both --signature FILE and --key FILE")
+    try:
+        public = parse_ed25519_public(key_file.read_text(encoding="utf-8", errors="replace"))
+    except InvalidPublicKey as error:
+        raise BlaghError(f"{key_file}: {error}") from None
+    raw = signature.read_bytes()
+    if len(raw) != 64:
+        text = raw.decode("ascii", "replace").strip()
+        try:
+            raw = bytes.fromhex(text) if len(text) == 128 else base64.b64decode(text, validate=True)
+        except ValueError:
+            raw = b""
+    if not verify_detached(public, data, raw):
+        raise BlaghError(
+            f"the signature {signature} does not verify {key_file.name}'s key over the list: "
+            "nothing was imported"
+        )
+    return ed25519_fingerprint(public)
+
+
+@hashlist_group.command("list", short_help="List the hash lists and their versions.")
+@_vault_option
+@_passphrase_option
+def hashlist_list(vault: Path, passphrase_file: Path | None) -> None:
+    """One line per version: name, version, day imported, entries, signer, state."""
+    from journalist_interface import matching
+
+    with _open_vault(vault, passphrase_file) as opened:
+        found = matching.lists(opened)
+    if not found:
+        click.echo("No hash list in this vault.")
+    for info in found:
+        state = f"removed {info.removed}" if info.removed else "active"
+        click.echo(
+            f"{info.name}\tv{info.version}\t{info.imported}\t{info.entries} hash(es)\t"
+            f"{info.signed_by or 'unsigned'}\t{state}"
+        )
+
+
+@hashlist_group.command("remove", short_help="Remove a hash list (its entries are deleted).")
+@_vault_option
+@_passphrase_option
+@click.argument("name")
+def hashlist_remove(vault: Path, passphrase_file: Path | None, name: str) -> None:
+    """Delete every entry of the list NAME; its versions stay listed as removed, and the
+    matches already found stay on their reports."""
+    from journalist_interface import matching
+
+    with _open_vault(vault, passphrase_file) as opened:
+        try:
+            gone = matching.remove_list(opened, name)
+        except matching.HashListError as error:
+            raise BlaghError(str(error)) from None
+    click.echo(f"Removed the list {name}: {gone} hash(es) deleted.")
 
 
 @workstation.command("export", short_help="Export a case as a signed evidence zip.")

@@ -313,3 +313,49 @@ def _check_ed25519(public: bytes) -> None:
 def _fingerprint(material: bytes) -> str:
     digest = hashlib.sha256(material).hexdigest()[:20].upper()
     return "-".join(digest[i : i + 4] for i in range(0, 20, 4))
+
+
+_ED25519_SPKI = bytes.fromhex("302a300506032b6570032100")
+"""The DER prefix of an Ed25519 SubjectPublicKeyInfo (what ``openssl pkey -pubout`` writes)."""
+
+
+def parse_ed25519_public(text: str) -> bytes:
+    """A raw Ed25519 public key from 64 hex digits, base64 of its 32 bytes, or a PEM
+    ``PUBLIC KEY`` block; raise :class:`InvalidPublicKey` otherwise."""
+    text = text.strip()
+    raw: bytes | None = None
+    if re.fullmatch(r"[0-9a-fA-F]{64}", text):
+        raw = bytes.fromhex(text)
+    else:
+        body = text
+        if "-----BEGIN PUBLIC KEY-----" in text:
+            body = text.split("-----BEGIN PUBLIC KEY-----", 1)[1].split("-----END", 1)[0]
+        try:
+            decoded = base64.b64decode("".join(body.split()), validate=True)
+        except ValueError:
+            decoded = b""
+        if len(decoded) == KEY_BYTES:
+            raw = decoded
+        elif len(decoded) == len(_ED25519_SPKI) + KEY_BYTES and decoded.startswith(_ED25519_SPKI):
+            raw = decoded[len(_ED25519_SPKI) :]
+    if raw is None:
+        raise InvalidPublicKey("not an Ed25519 public key (hex, base64 or PEM)")
+    _check_ed25519(raw)
+    return raw
+
+
+def verify_detached(public: bytes, message: bytes, signature: bytes) -> bool:
+    """Whether ``signature`` is a valid detached Ed25519 signature of ``message`` by
+    ``public`` (plain Ed25519 over the bytes, as ``openssl pkeyutl -sign -rawin`` makes)."""
+    if len(public) != KEY_BYTES or len(signature) != 64:
+        return False
+    try:
+        nacl.signing.VerifyKey(public).verify(message, signature)
+    except (nacl.exceptions.BadSignatureError, ValueError, TypeError):
+        return False
+    return True
+
+
+def ed25519_fingerprint(public: bytes) -> str:
+    """A short fingerprint of a raw Ed25519 public key, to name who signed a hash list."""
+    return _fingerprint(b"ed25519:" + public)

@@ -66,6 +66,10 @@ class WorkstationConfig:
     """Images announcing more pixels than this (16 bits per channel count twice) are not
     decoded for a preview: "too large to preview" (safeview.py).  The decoder's memory cap
     grows with it; ffmpeg refuses images past about 268 megapixels whatever is set here."""
+    match_pdq_distance: int = 31
+    match_pdq_quality: int = 50
+    """Known-content matching (matching.py): a PDQ hash within ``match_pdq_distance`` bits of a
+    listed one matches, when its quality is at least ``match_pdq_quality``."""
     purge_closed_after_days: int | None = None
     """Closed cases are purged this many days after closing, once a day while someone is logged
     in (retention.py); None: never by the app (``blagh workstation purge`` still can)."""
@@ -83,5 +87,7 @@ class WorkstationConfig:
             raise ValueError("purge_closed_after_days must be 0 or more")
         if self.idle_minutes < 1 or self.max_import_mb < 1:
             raise ValueError("idle_minutes and max_import_mb must be positive")
+        if not 0 <= self.match_pdq_distance <= 128 or not 0 <= self.match_pdq_quality <= 100:
+            raise ValueError("match_pdq_distance is 0 to 128 and match_pdq_quality 0 to 100")
         if not 1 <= self.preview_megapixels <= MAX_PREVIEW_MEGAPIXELS:
             raise ValueError(f"preview_megapixels must be between 1 and {MAX_PREVIEW_MEGAPIXELS}")

@@ -15,6 +15,9 @@ Each report gets a set of *keys* (table ``report_keys``), made when it is import
   tiktok.com/@name, t.me/name…).
 - ``email``: an e-mail address, in lower case.
 - ``file``: the SHA-256 of an attachment's bytes (computed as it is imported).
+- ``image``: images (or video frames) whose PDQ hashes are within the matching distance of each
+  other, whatever their bytes (re-encoded, resized, lightly cropped): table ``image_keys``,
+  filled by :mod:`journalist_interface.matching`; the view ``connection_keys`` reads both.
 
 Reports sharing a key are connected; a *cluster* is a key with the reports that share it,
 listed largest first.
@@ -316,8 +319,8 @@ def of_report(vault: Vault, report_id: str, limit: int = 50) -> list[Cluster]:
         if row is None:
             return []
         shared = db.execute(
-            """SELECT k.kind, k.value, count(*) FROM report_keys k
-               JOIN report_keys o ON o.kind = k.kind AND o.value = k.value
+            """SELECT k.kind, k.value, count(*) FROM connection_keys k
+               JOIN connection_keys o ON o.kind = k.kind AND o.value = k.value
                WHERE k.report_num = ? GROUP BY k.kind, k.value HAVING count(*) > 1
                ORDER BY count(*) DESC, k.kind, k.value""",
             (row[0],),
@@ -332,7 +335,7 @@ def clusters(vault: Vault, limit: int = 100, per_cluster: int = 10) -> tuple[lis
     """The keys shared by two reports or more, largest first; and how many such keys there are."""
     with vault.transaction() as db:
         found = db.execute(
-            """SELECT kind, value, count(*) AS size FROM report_keys
+            """SELECT kind, value, count(*) AS size FROM connection_keys
                GROUP BY kind, value HAVING size > 1
                ORDER BY size DESC, kind, value"""
         ).fetchall()
@@ -348,7 +351,7 @@ def _reports(
     return tuple(
         Linked(report_id, day, category, status, bool(received))
         for report_id, day, category, status, received in db.execute(
-            """SELECT r.id, r.day, r.category, r.status, r.received FROM report_keys k
+            """SELECT r.id, r.day, r.category, r.status, r.received FROM connection_keys k
                JOIN reports r ON r.num = k.report_num
                WHERE k.kind = ? AND k.value = ? AND k.report_num != ?
                ORDER BY r.day DESC, r.num DESC LIMIT ?""",

@@ -25,6 +25,9 @@ Version 4, takedown notices and the status the reporter sees (docs/casework.md):
 (each link's or account's state), ``takedown_history``, ``notice_templates`` (seeded with the
 defaults of notice_templates.py) and ``reporter_status`` (sealed statuses waiting for, or sent
 in, a reply bundle).
+
+Version 5, known-content matching (docs/casework.md): hash lists, fingerprints, matches, the
+analysts' requests to see a matched image, and near-duplicate image keys joined to Connections.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import json
 import sqlite3
 from collections.abc import Callable
 
-LATEST = 4
+LATEST = 5
 SLOT_BITS = 20
 SLOTS = 1 << SLOT_BITS
 
@@ -377,7 +380,82 @@ def _to_4(db: sqlite3.Connection) -> None:
     )
 
 
-STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _to_2, 3: _to_3, 4: _to_4}
+# Version 5, known-content matching (docs/casework.md, journalist_interface/matching.py): hash
+# lists and their entries (every version kept until the list is removed), each attachment's
+# fingerprints (SHA-256, MD5, PDQ), the matches found, the analysts' requests to see a matched
+# image, and ``image_keys``: near-duplicate images across reports, a link type of Connections
+# (the view ``connection_keys`` joins them to ``report_keys``).
+_V5 = [
+    """CREATE TABLE hashlists (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        imported TEXT NOT NULL,
+        analyst TEXT NOT NULL,
+        file_sha256 TEXT NOT NULL,
+        signed_by TEXT,
+        entries INTEGER NOT NULL,
+        removed TEXT,
+        UNIQUE (name, version)
+    )""",
+    """CREATE TABLE hashlist_entries (
+        list_id INTEGER NOT NULL REFERENCES hashlists(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ('sha256', 'md5', 'pdq')),
+        value TEXT NOT NULL,
+        label TEXT NOT NULL DEFAULT '',
+        category TEXT NOT NULL DEFAULT ''
+    )""",
+    "CREATE INDEX hashlist_entries_by_value ON hashlist_entries(kind, value)",
+    "CREATE INDEX hashlist_entries_by_list ON hashlist_entries(list_id)",
+    """CREATE TABLE fingerprints (
+        item_id TEXT PRIMARY KEY,
+        report_id TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        md5 TEXT NOT NULL,
+        pdq TEXT NOT NULL DEFAULT '[]',
+        family TEXT NOT NULL DEFAULT '',
+        decoded INTEGER NOT NULL DEFAULT 0,
+        image_key TEXT
+    ) WITHOUT ROWID""",
+    "CREATE INDEX fingerprints_by_report ON fingerprints(report_id)",
+    """CREATE TABLE matches (
+        item_id TEXT NOT NULL,
+        report_id TEXT NOT NULL,
+        list_id INTEGER NOT NULL,
+        list_name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        value TEXT NOT NULL,
+        distance INTEGER NOT NULL,
+        label TEXT NOT NULL DEFAULT '',
+        category TEXT NOT NULL DEFAULT '',
+        day TEXT NOT NULL,
+        PRIMARY KEY (item_id, list_id, kind, value)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX matches_by_report ON matches(report_id)",
+    """CREATE TABLE match_unhidden (
+        item_id TEXT PRIMARY KEY,
+        report_id TEXT NOT NULL,
+        analyst TEXT NOT NULL,
+        day TEXT NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TABLE image_keys (
+        value TEXT NOT NULL,
+        report_num INTEGER NOT NULL REFERENCES reports(num) ON DELETE CASCADE,
+        PRIMARY KEY (value, report_num)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX image_keys_by_report ON image_keys(report_num)",
+    """CREATE VIEW connection_keys AS
+        SELECT kind, value, report_num FROM report_keys
+        UNION ALL SELECT 'image', value, report_num FROM image_keys""",
+]
+
+
+def _to_5(db: sqlite3.Connection) -> None:
+    for statement in _V5:
+        db.execute(statement)
+
+
+STEPS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _to_2, 3: _to_3, 4: _to_4, 5: _to_5}
 """Version N -> the step that brings a vault from N - 1 to N."""
 
 

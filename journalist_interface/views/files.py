@@ -39,6 +39,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 
 from crypto.manifest import sha256_hex
+from journalist_interface import matching
 from journalist_interface.metadata import MetadataError, Unsupported, clean_copy, inspect
 from journalist_interface.safeview import (
     BLURRED,
@@ -97,6 +98,7 @@ def init_app(app: Flask) -> None:
             "metadata_category": metadata_category,
             "file_kind": _file_kind,
             "preview_refusal": _preview_refusal,
+            "known_matches": _known_matches,
         }
 
 
@@ -105,9 +107,16 @@ def _file_kind(attachment: Attachment) -> FileKind:
 
 
 def _preview_refusal(attachment: Attachment) -> str:
-    """``too_large`` or ``undecodable`` when that is already known of this image, else ``""``
-    (from memory: the report's page asks for every file without reading one)."""
+    """``known_content`` when the file matched a hash list and no analyst asked to see it,
+    ``too_large`` or ``undecodable`` when that is already known of this image, else ``""``
+    (never reads the file: the report's page asks for every file)."""
+    if matching.is_hidden(vault(), attachment.id):
+        return "known_content"
     return _refusal_name(_previews().refusal(attachment.blob))
+
+
+def _known_matches(report_id: str) -> list[matching.Match]:
+    return matching.matches_of_report(vault(), report_id)
 
 
 def _refusal_name(error: PreviewError | None) -> str:
@@ -156,7 +165,12 @@ def details(report_id: str, item_id: str) -> ResponseReturnValue:
     found = _attachment(report_id, item_id)
     kind = kind_of(vault(), found)
     revealed = _revealed().get(_session_key()) == found.id
-    preview, too_large = _make_preview(found, REVEALED if revealed else BLURRED)
+    hidden = matching.is_hidden(vault(), found.id)
+    preview, too_large = (
+        ("known_content", None)
+        if hidden
+        else _make_preview(found, REVEALED if revealed else BLURRED)
+    )
     findings = None
     problem = ""
     unsupported = False
@@ -184,6 +198,7 @@ def details(report_id: str, item_id: str) -> ResponseReturnValue:
         revealed=revealed,
         preview=preview,
         too_large=too_large,
+        matches=[m for m in matching.matches_of_report(vault(), report_id) if m.item_id == item_id],
         max_megapixels=_previews().max_pixels // 1_000_000,
         done=request.args.get("done", ""),
     )
@@ -219,6 +234,9 @@ def preview(report_id: str, item_id: str) -> ResponseReturnValue:
     if mode == REVEALED and _revealed().get(_session_key()) != found.id:
         abort(403)
     g.download = True  # the sandboxing policy: opened on its own, it runs and loads nothing
+    if matching.is_hidden(vault(), found.id):
+        # Not made at all, not even blurred, until an analyst asks (unhide).
+        return _plain(_("This file matched a list of known content: it is not shown."), 403)
     try:
         png = _previews().image(vault(), found, mode)
     except TooLarge:
@@ -253,11 +271,23 @@ def _plain(words: str, status: int, headers: dict[str, str] | None = None) -> Re
 @login_required
 def reveal(report_id: str, item_id: str) -> ResponseReturnValue:
     found = _attachment(report_id, item_id)
-    if not kind_of(vault(), found).previewable:
-        abort(404)
+    if not kind_of(vault(), found).previewable or matching.is_hidden(vault(), found.id):
+        abort(404 if not kind_of(vault(), found).previewable else 403)
     _revealed().set(_session_key(), found.id)
     vault().audit("view_file", report=report_id, item=found.id, mode="revealed")
     target = url_for("files.details", report_id=report_id, item_id=found.id, done="revealed")
+    return redirect(target + "#preview", 303)
+
+
+@bp.post("/reports/<report_id>/files/<item_id>/unhide")
+@login_required
+def unhide(report_id: str, item_id: str) -> ResponseReturnValue:
+    """An analyst asks to see a file that matched a hash list (blurred first, like any image):
+    recorded in the audit log."""
+    found = _attachment(report_id, item_id)
+    if matching.is_hidden(vault(), found.id):
+        matching.unhide(vault(), report_id, found.id)
+    target = url_for("files.details", report_id=report_id, item_id=found.id)
     return redirect(target + "#preview", 303)
 
 

@@ -10,6 +10,7 @@ from flask import (
     Blueprint,
     Response,
     abort,
+    current_app,
     g,
     redirect,
     render_template,
@@ -20,10 +21,11 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 
-from journalist_interface import audit
+from journalist_interface import audit, matching
 from journalist_interface.errors import ImportRefused, NothingToSend
 from journalist_interface.importer import import_bundle
 from journalist_interface.replies import make_reply_bundle
+from journalist_interface.sandbox import SandboxUnavailable
 from journalist_interface.vault import today
 from journalist_interface.views import checked_id, login_required, vault
 
@@ -53,13 +55,25 @@ def import_upload() -> ResponseReturnValue:
                 file.write(chunk)
         result = import_bundle(vault(), incoming)
         audit.record_import(vault(), result.bundle, result.new_items, result.new_reports)
+        known, checked = _check_known_content()
     except ImportRefused as refused:
         reason = str(refused).replace(str(incoming), os.path.basename(upload.filename))
         page = render_template("import.html", refused=reason)
         return Response(page, 400, mimetype="text/html")
     finally:
         incoming.unlink(missing_ok=True)
-    return render_template("import.html", result=result)
+    return render_template("import.html", result=result, known=known, checked=checked)
+
+
+def _check_known_content() -> tuple[int, bool]:
+    """Fingerprint and check the new attachments against the hash lists (matching.py): how
+    many matches were found, and whether the check could run (it needs the sandbox)."""
+    config = current_app.extensions["workstation"].config
+    thresholds = matching.Thresholds(config.match_pdq_distance, config.match_pdq_quality)
+    try:
+        return len(matching.after_import(vault(), thresholds)), True
+    except SandboxUnavailable:
+        return 0, False
 
 
 @bp.get("/outbox")
