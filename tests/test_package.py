@@ -173,6 +173,7 @@ def test_the_wheel_carries_what_the_apps_read_at_run_time(installed: Installed) 
     assert "source_interface/static/vendor/libsodium-wrappers.mjs" in files
     assert files <= names
     assert "blagh/config.template.toml" in names
+    assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
     assert not any(name.startswith("tests/") for name in names)
 
 
