@@ -306,3 +306,62 @@ def test_the_installed_wheel_serves_every_language_and_its_static_files(
             == (installed_static / name).read_bytes()
             == (ROOT / "source_interface" / "static" / name).read_bytes()
         )
+
+
+def test_the_build_refuses_without_libsodium_js(tmp_path: Path) -> None:
+    """A checkout where `make install` has not copied libsodium.js builds no wheel: one without
+    it would serve a reporters' page whose script is missing."""
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, check=True, capture_output=True
+    ).stdout.split(b"\0")
+    source = tmp_path / "source"
+    for name in filter(None, tracked):
+        relative = Path(name.decode())
+        if (ROOT / relative).is_file():
+            (source / relative).parent.mkdir(parents=True, exist_ok=True)
+            (source / relative).write_bytes((ROOT / relative).read_bytes())
+    assert not (source / "source_interface" / "static" / "vendor").exists()
+    build = subprocess.run(
+        [sys.executable, "-m", "build", "--no-isolation", "--wheel", "--outdir", tmp_path, source],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert build.returncode != 0
+    assert "libsodium-sumo.mjs, libsodium-wrappers.mjs missing; run `make install`" in (
+        build.stdout + build.stderr
+    )
+    assert not list(tmp_path.glob("*.whl"))
+
+
+def test_the_makefile_installs_each_role_only_its_debian_packages() -> None:
+    database = subprocess.run(
+        ["make", "--no-print-directory", "-pn", "help"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    packages = {
+        name: set(value.split())
+        for name, value in re.findall(r"(?m)^APT_([A-Z]+) := (.*)$", database)
+    }
+    desktop = {"chromium", "firefox-esr", "nodejs", "npm", "gnupg"}
+    sandbox = {"mat2", "bubblewrap", "ffmpeg", "libimage-exiftool-perl"}
+    assert "tor" in packages["SERVER"] and not (desktop | sandbox) & packages["SERVER"]
+    assert packages["TRANSFER"] == {"tor"}
+    assert sandbox <= packages["WORKSTATION"] and not {"tor", "nginx"} & packages["WORKSTATION"]
+    assert not desktop & packages["WORKSTATION"]
+    assert packages["PACKAGES"] == set().union(
+        *(packages[role] for role in ("SERVER", "TRANSFER", "WORKSTATION", "DEV"))
+    )
+    for role in ("server", "transfer", "workstation"):
+        dry = subprocess.run(
+            ["make", "--no-print-directory", "-n", f"{role}-packages"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        assert dry[0] == "scripts/ensure-system-packages.sh"
+        assert set(dry[1:]) == packages[role.upper()]
