@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from gunicorn_helpers import Browser, Gunicorn, make_data_dir, submit_report
 from media_helpers import gps_jpeg
+from onion_helpers import Serve
+from onion_helpers import make_data_dir as make_onion_data_dir
 
 from crypto.keys import generate_analyst_key
 
@@ -155,6 +157,14 @@ def test_mdwe_is_enforced_here() -> None:
     assert run.returncode == 0, run.stderr
 
 
+def _mdwe_wrapper(folder: Path, blagh: Path) -> Path:
+    """A ``blagh`` that runs the real one under PR_SET_MDWE."""
+    wrapper = folder / "blagh-mdwe"
+    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} -c '{_MDWE}' {blagh} \"$@\"\n", "utf-8")
+    wrapper.chmod(0o755)
+    return wrapper
+
+
 class _MdweGunicorn(Gunicorn):
     """``blagh serve`` started through the PR_SET_MDWE wrapper."""
 
@@ -162,12 +172,7 @@ class _MdweGunicorn(Gunicorn):
         import gunicorn_helpers
 
         original = gunicorn_helpers.BLAGH
-        wrapper = self.cwd / "blagh-mdwe"
-        wrapper.write_text(
-            f"#!/bin/sh\nexec {sys.executable} -c '{_MDWE}' {original} \"$@\"\n", "utf-8"
-        )
-        wrapper.chmod(0o755)
-        gunicorn_helpers.BLAGH = wrapper
+        gunicorn_helpers.BLAGH = _mdwe_wrapper(self.cwd, original)
         try:
             super().start()
         finally:
@@ -188,6 +193,26 @@ def test_blagh_serve_takes_a_report_with_memory_deny_write_execute(tmp_path: Pat
         assert "MemoryError" not in server.log() and "PermissionError" not in server.log()
     finally:
         server.stop()
+
+
+@pytest.mark.tor
+def test_blagh_serve_and_its_own_tor_run_with_memory_deny_write_execute(tmp_path: Path) -> None:
+    """tor, started by blagh as blagh-source.service does, under W^X too (network disabled)."""
+    import onion_helpers
+
+    analyst = generate_analyst_key().public()
+    data_dir = make_onion_data_dir(tmp_path / "data", analyst, mode="offline")
+    original = onion_helpers.BLAGH
+    onion_helpers.BLAGH = _mdwe_wrapper(tmp_path, original)
+    try:
+        serve = Serve(data_dir, tmp_path, "--tor", "offline")
+    finally:
+        onion_helpers.BLAGH = original
+    try:
+        addresses = serve.wait_started()
+        assert len(addresses) == 1, serve.output()
+    finally:
+        assert serve.stop() == 0, serve.log()
 
 
 # The workstation's sandbox (bubblewrap, then mat2 and ffmpeg inside it) as its unit runs it: W^X
