@@ -68,6 +68,30 @@ def _role_packages() -> tuple[set[str], dict[str, set[str]]]:
     return base, {role: {_requirement_name(r) for r in extras[role]} for role in ROLE_MODULES}
 
 
+VENDOR = Path("source_interface/static/vendor")
+
+
+def _copy_of_the_checkout(dest: Path, *, vendor: bool) -> Path:
+    """The files git would commit (tracked, or new and not ignored), and the libsodium.js files
+    `make install` copies when ``vendor``: what a release is built from, and nothing the
+    checkout's own builds or `make catalogs` left there (a build in the checkout would also
+    leave its egg-info there)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    ).stdout.split(b"\0")
+    names = [Path(name.decode()) for name in listed if name]
+    if vendor:
+        names += [p.relative_to(ROOT) for p in (ROOT / VENDOR).glob("*.mjs")]
+    for relative in names:
+        if (ROOT / relative).is_file():
+            (dest / relative).parent.mkdir(parents=True, exist_ok=True)
+            (dest / relative).write_bytes((ROOT / relative).read_bytes())
+    return dest
+
+
 _BLOCKER = """
 import importlib, pkgutil, sys
 blocked = set(sys.argv[1].split(",")) - {""}
@@ -126,8 +150,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     work = tmp_path_factory.mktemp("package")
     assert not work.resolve().is_relative_to(ROOT)
     dist = work / "dist"
+    source = _copy_of_the_checkout(work / "source", vendor=True)
     subprocess.run(
-        [sys.executable, "-m", "build", "--no-isolation", "--outdir", dist, ROOT],
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", dist, source],
         check=True,
         capture_output=True,
         cwd=work,
@@ -151,7 +176,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
         [sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install", *PIP, wheel],
         check=True,
         capture_output=True,
-        env=Installed(wheel, venv, work).env(),  # no PYTHONPATH: the checkout has an egg-info
+        env=Installed(wheel, venv, work).env(),  # no PYTHONPATH: the checkout is not installed
         cwd=work,
     )
     # After the install: pip would take the editable install's metadata there for this one.
@@ -311,16 +336,8 @@ def test_the_installed_wheel_serves_every_language_and_its_static_files(
 def test_the_build_refuses_without_libsodium_js(tmp_path: Path) -> None:
     """A checkout where `make install` has not copied libsodium.js builds no wheel: one without
     it would serve a reporters' page whose script is missing."""
-    tracked = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=ROOT, check=True, capture_output=True
-    ).stdout.split(b"\0")
-    source = tmp_path / "source"
-    for name in filter(None, tracked):
-        relative = Path(name.decode())
-        if (ROOT / relative).is_file():
-            (source / relative).parent.mkdir(parents=True, exist_ok=True)
-            (source / relative).write_bytes((ROOT / relative).read_bytes())
-    assert not (source / "source_interface" / "static" / "vendor").exists()
+    source = _copy_of_the_checkout(tmp_path / "source", vendor=False)
+    assert not (source / VENDOR).exists()
     build = subprocess.run(
         [sys.executable, "-m", "build", "--no-isolation", "--wheel", "--outdir", tmp_path, source],
         capture_output=True,
