@@ -118,6 +118,8 @@ def test_each_role_imports_with_only_its_extra(role: str) -> None:
     blocked = {_import_name(name) for name in others - extras[role] - base}
     if role == "server":
         assert {"waitress", "pyotp"} <= blocked  # the workstation's own, never on the server
+    if role == "workstation":
+        assert {"gunicorn", "gevent", "stem"} <= blocked  # the server's own
     if role == "transfer":
         assert {"flask", "gunicorn", "sqlcipher3", "stem", "waitress"} <= blocked
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -217,7 +219,7 @@ def test_the_server_extra_leaves_out_the_workstation(installed: Installed) -> No
     assert requires[""] == {"click", "pynacl"}
     assert {"gunicorn", "gevent", "stem", "sqlcipher3", "flask"} <= requires["server"]
     assert not {"waitress", "pyotp"} & requires["server"]
-    assert not {"gunicorn", "stem", "xkcdpass"} & requires["workstation"]
+    assert not {"gunicorn", "gevent", "stem", "xkcdpass"} & requires["workstation"]
 
 
 def _get(port: int, path: str) -> tuple[int, bytes]:
