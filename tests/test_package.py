@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import time
 import tomllib
 import zipfile
@@ -201,6 +202,17 @@ def test_the_wheel_carries_what_the_apps_read_at_run_time(installed: Installed) 
     assert files <= names
     assert "blagh/config.template.toml" in names
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
+    assert not any(name.startswith("tests/") for name in names)
+
+
+def test_the_sdist_carries_the_units_and_the_administrators_guide(installed: Installed) -> None:
+    (sdist,) = installed.wheel.parent.glob("blagh-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        names = {name.partition("/")[2] for name in archive.getnames()}
+    shipped = {p.relative_to(ROOT).as_posix() for p in (ROOT / "deploy").rglob("*") if p.is_file()}
+    shipped |= {p.relative_to(ROOT).as_posix() for p in (ROOT / "docs" / "admin").glob("*.md")}
+    assert shipped <= names
+    assert {"LICENSE", "CHANGELOG.md", "SECURITY.md", "constraints.txt"} <= names
     assert not any(name.startswith("tests/") for name in names)
 
 
