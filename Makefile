@@ -21,28 +21,37 @@ VENDOR_DIR   := source_interface/static/vendor
 VENDOR_STAMP := $(VENDOR_DIR)/.copied
 SODIUM_ESM   := node_modules/libsodium-sumo/dist/modules-sumo-esm/libsodium-sumo.mjs
 WRAPPERS_ESM := node_modules/libsodium-wrappers-sumo/dist/modules-sumo-esm/libsodium-wrappers.mjs
-# Debian packages the targets need: node/npm for the libsodium.js interop check,
-# gnupg for the benchmark's SecureDrop-like baseline, iproute2 to bring up loopback
-# inside the tests' network namespace, chromium for the real-browser tests (Playwright drives
-# Debian's build: `playwright install` would download one) and firefox-esr (Tor Browser's engine,
-# driven through its own Marionette protocol: no geckodriver to download), tor to publish the
-# onion services (and tor-gencert, in the same package, for the tests' private Tor network),
-# nginx for the clearnet reverse proxy (docs/clearnet.md; the tests start their own, the package's
-# service is left stopped and disabled) and libnss3-tools (certutil: the tests' CA in Firefox's
-# profile).  The workstation reads
-# reporters' files only inside a bubblewrap sandbox (journalist_interface/sandbox.py): mat2 shows
-# and removes their metadata, exiftool is what mat2 reads images with, ffmpeg re-encodes images
-# for the blurred previews (and is mat2's video backend); prlimit (util-linux) caps them.
-# g++ and python3-dev build pdqhash (Meta's PDQ hasher, known-content matching), which PyPI
-# publishes as source only.
-APT_PACKAGES := nodejs npm gnupg iproute2 util-linux chromium firefox-esr tor nginx libnss3-tools \
-	mat2 bubblewrap libimage-exiftool-perl ffmpeg g++ python3-dev
+# Debian packages, by role (docs/admin/install.md): a production machine installs only its own
+# (`make server-packages`, `transfer-packages`, `workstation-packages`), a development checkout
+# all of them.
+# - server: tor publishes the onion services (a tor of blagh's own, or one it attaches to); nginx
+#   only for the clearnet address (docs/clearnet.md).
+# - transfer station: tor, to reach the pickup onion service.
+# - workstation: it reads reporters' files only inside a bubblewrap sandbox
+#   (journalist_interface/sandbox.py): mat2 shows and removes their metadata, exiftool is what
+#   mat2 reads images with, ffmpeg re-encodes images for the blurred previews (and is mat2's
+#   video backend); prlimit (util-linux) caps them; g++ and python3-dev build pdqhash (Meta's PDQ
+#   hasher, known-content matching), which PyPI publishes as source only.
+# - development and tests: node/npm for libsodium.js (copied into static/vendor, and its interop
+#   check), gnupg for the benchmark's SecureDrop-like baseline, iproute2 to bring up loopback
+#   inside the tests' network namespace, chromium for the real-browser tests (Playwright drives
+#   Debian's build: `playwright install` would download one) and firefox-esr (Tor Browser's
+#   engine, driven through its own Marionette protocol: no geckodriver to download),
+#   libnss3-tools (certutil: the tests' CA in Firefox's profile), tor-gencert (in tor) for the
+#   tests' private Tor network, nginx for the clearnet tests, systemd for `systemd-analyze` (the
+#   unit files' tests, tests/test_deploy.py).
+APT_SERVER      := tor nginx
+APT_TRANSFER    := tor
+APT_WORKSTATION := mat2 bubblewrap libimage-exiftool-perl ffmpeg util-linux g++ python3-dev
+APT_DEV         := nodejs npm gnupg iproute2 chromium firefox-esr libnss3-tools systemd
+APT_PACKAGES    := $(sort $(APT_SERVER) $(APT_TRANSFER) $(APT_WORKSTATION) $(APT_DEV))
 # `make run TOR=offline|off|launch|attach` overrides [tor] mode (docs/onion.md).  On development
 # machines and in CI only offline and off: tor must never reach the public Tor network there.
 TOR ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-tor lint bench pytest vectors clean catalogs messages workstation
+.PHONY: help run test test-tor lint bench pytest vectors clean catalogs messages workstation \
+	wheel server-packages transfer-packages workstation-packages
 
 help: ## list the targets
 	@echo "Blagh — anonymous reporting platform"
@@ -56,7 +65,8 @@ $(SYS_STAMP): Makefile scripts/ensure-system-packages.sh
 
 $(PY_STAMP): pyproject.toml constraints.txt $(SYS_STAMP)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt \
+		-e '.[server,transfer,workstation,test]'
 	@touch $@
 
 $(JS_STAMP): package.json package-lock.json $(SYS_STAMP)
@@ -73,6 +83,20 @@ $(VENDOR_STAMP): $(JS_STAMP)
 	@grep -q 'from"./libsodium-sumo.mjs"' $(VENDOR_DIR)/libsodium-wrappers.mjs || \
 		{ echo "libsodium-wrappers.mjs: its import of libsodium-sumo was not found" >&2; exit 1; }
 	@touch $@
+
+server-packages: ## the Debian packages a server needs, and no more (as root)
+	scripts/ensure-system-packages.sh $(APT_SERVER)
+
+transfer-packages: ## the Debian packages a transfer station needs (as root)
+	scripts/ensure-system-packages.sh $(APT_TRANSFER)
+
+workstation-packages: ## the Debian packages the analysts' workstation needs (as root)
+	scripts/ensure-system-packages.sh $(APT_WORKSTATION)
+
+# The wheel carries the templates, static files, libsodium.js (static/vendor, copied above: the
+# build refuses without it) and the catalogs, compiled by the build itself (setup.py).
+wheel: $(PY_STAMP) $(VENDOR_STAMP) ## build dist/blagh-*.whl and the sdist (docs/admin/install.md)
+	$(PY) -m build --no-isolation --outdir dist .
 
 install: $(PY_STAMP) $(JS_STAMP) $(VENDOR_STAMP) ## set up the virtualenv and node modules (run by the other targets)
 
@@ -122,4 +146,4 @@ vectors: $(PY_STAMP) ## regenerate tests/vectors/ (commit the result)
 	$(PY) tests/vectors/make_vectors.py
 
 clean: ## remove the virtualenv, node modules and caches
-	rm -rf $(VENV) node_modules $(VENDOR_DIR) test-artifacts .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) node_modules $(VENDOR_DIR) dist build test-artifacts .mypy_cache .ruff_cache .pytest_cache .hypothesis

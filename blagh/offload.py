@@ -16,18 +16,27 @@ first call, after gunicorn's worker has patched the standard library, never at i
 
 from __future__ import annotations
 
+import _thread
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from gevent import monkey
-
 from blagh.errors import BlaghError
+
+try:
+    from gevent import monkey
+except ImportError:
+    # The workstation reaches this module through the blob folder (the vault keeps its envelopes
+    # in one) and installs no gevent (pyproject.toml, extra `workstation`): nothing is ever
+    # patched there, so the standard library's own lock and thread id are the native ones.
+    monkey = None
 
 _T = TypeVar("_T")
 
-_native_lock = monkey.get_original("threading", "Lock")
-_native_ident: Callable[[], int] = monkey.get_original("_thread", "get_ident")
+_native_lock = threading.Lock if monkey is None else monkey.get_original("threading", "Lock")
+_native_ident: Callable[[], int] = (
+    _thread.get_ident if monkey is None else monkey.get_original("_thread", "get_ident")
+)
 _in_a_job: set[int] = set()
 """Native ids of the threads running an offloaded job now, whichever offload it came from."""
 
@@ -53,7 +62,7 @@ def thread_in_a_job() -> bool:
 
 def under_gevent() -> bool:
     """Whether this process is a gevent worker (the standard library is patched)."""
-    return bool(monkey.is_module_patched("threading"))
+    return monkey is not None and bool(monkey.is_module_patched("threading"))
 
 
 class Offload:

@@ -42,4 +42,10 @@ if [ ${#services[@]} -gt 0 ] && command -v systemctl >/dev/null; then
   for service in "${services[@]}"; do
     systemctl disable --now "$service.service" >/dev/null 2>&1 || true
   done
+  # A production server set up with [tor] mode = attach needs Debian's tor at boot: say so, once.
+  case " ${services[*]} " in *" tor "*)
+    echo "Note: tor.service is disabled (a development machine must not join the Tor network)." >&2
+    echo "On a server with [tor] mode = attach, run: systemctl enable --now tor" \
+      "(docs/admin/services.md)." >&2 ;;
+  esac
 fi
