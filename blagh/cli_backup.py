@@ -48,7 +48,6 @@ from blagh.datadir import (
     SERVER_SIGNING_KEY,
     DataDir,
 )
-from blagh.sqlcipher import DatabaseError, connect
 from crypto.errors import InvalidPublicKey, KeyFileError
 from crypto.keys import ANALYST_PREFIX, AnalystKey, AnalystPublicKey, open_key_file
 
@@ -218,6 +217,8 @@ def _snapshot_index(index: Path, key: bytes, dest: Path) -> list[str]:
     the copy refers to (its items and drafts)."""
     if not index.is_file():
         raise BackupError(f"{index} is missing; is this a data folder that blagh serve used?")
+    from blagh.sqlcipher import connect  # the server's extra: a transfer station has no SQLCipher
+
     source = connect(index, key)
     try:
         copy_db = connect(dest, key, wal=False)
@@ -263,6 +264,8 @@ def _check_server(folder: Path, manifest: dict[str, Any]) -> None:
     (folder / BLOBS).mkdir(mode=0o700, parents=True, exist_ok=True)
     if not manifest.get("keys"):
         return
+    from blagh.sqlcipher import DatabaseError, connect  # as in _snapshot_index
+
     try:
         key = bytes.fromhex(DataDir(folder).read_db_key())
         db = connect(folder / INDEX, key, wal=False)

@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 from babel.messages.pofile import read_po
 
-from crypto.keys import AnalystPublicKey
+from crypto.keys import AnalystPublicKey, generate_analyst_key, seal_key_file
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -246,7 +246,8 @@ def _get(port: int, path: str) -> tuple[int, bytes]:
 
 @pytest.fixture
 def served(installed: Installed, analyst_public_key: AnalystPublicKey) -> Iterator[int]:
-    data = installed.work / "data"
+    port = _free_port()
+    data = installed.work / f"data-{port}"  # a folder per server: tests sharing `installed`
     cwd = installed.work / "cwd"
     cwd.mkdir(exist_ok=True)
     line = analyst_public_key.to_line()
@@ -261,7 +262,6 @@ def served(installed: Installed, analyst_public_key: AnalystPublicKey) -> Iterat
     text, count = re.subn(r"(?m)^workers = \d+$", "workers = 1", config.read_text("utf-8"))
     assert count == 1
     config.write_text(text, "utf-8")
-    port = _free_port()
     log = installed.work / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -345,6 +345,45 @@ def test_the_installed_wheel_serves_every_language_and_its_static_files(
             == (installed_static / name).read_bytes()
             == (ROOT / "source_interface" / "static" / name).read_bytes()
         )
+
+
+def test_the_installed_wheel_backs_up_the_running_server_and_restores_it(
+    installed: Installed, served: int
+) -> None:
+    """The administrator's path of docs/admin/backup.md, from the installed package only: a
+    backup of the live data folder, sealed to a backup key, restored into a new folder."""
+    assert _get(served, "/")[0] == 200
+    key = generate_analyst_key()
+    key_file, passphrase_file = installed.work / "backup.key", installed.work / "backup.pass"
+    passphrase = "a long backup passphrase for the package test"  # noqa: S105
+    key_file.write_bytes(seal_key_file(key, passphrase, opslimit=1, memlimit=8 * 1024 * 1024))
+    passphrase_file.write_text(passphrase + "\n", "utf-8")
+    out = installed.work / "server.backup"
+    restored = installed.work / "restored"
+
+    def blagh(*args: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [installed.blagh, *map(str, args)],
+            capture_output=True,
+            text=True,
+            env=installed.env(),
+            cwd=installed.work,
+        )
+
+    made = blagh(
+        "backup", "--data-dir", installed.work / f"data-{served}", "--out", out,
+        "--to-key", key.public().to_line(), "--include-keys",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert out.stat().st_mode & 0o777 == 0o600
+    back = blagh(
+        "restore", "--from", out, "--data-dir", restored,
+        "--key-file", key_file, "--passphrase-file", passphrase_file,
+    )  # fmt: skip
+    assert back.returncode == 0, back.stderr
+    assert (restored / "store" / "index.db").is_file()
+    original = installed.work / f"data-{served}"
+    assert (restored / "db.key").read_bytes() == (original / "db.key").read_bytes()
 
 
 def test_the_build_refuses_without_libsodium_js(tmp_path: Path) -> None:
