@@ -8,7 +8,6 @@ would bury the one sentence that matters.  Usage errors follow the same rule (st
 from __future__ import annotations
 
 import errno
-import http.client
 import logging
 import os
 import shlex
@@ -24,6 +23,7 @@ from typing import Any, TypeVar
 import click
 
 from blagh import cli_server
+from blagh.cli_status import serving, status
 from blagh.cli_workstation import verify_evidence, workstation
 from blagh.config import MAX_RECIPIENTS, Config, is_loopback, read_config_file
 from blagh.datadir import DataDir
@@ -254,16 +254,22 @@ def serve(data_dir: Path, host: str | None, port: int | None, tor_mode: str | No
     The onion address and the local address are printed once the service is created.  Stop
     with Ctrl-C: the onion services are removed and a tor that blagh started stops too.
     """
-    from onion.service import OnionServices
     from source_interface.app import open_store
-    from source_interface.server import serve as run_server
 
     directory, config = _load_data_dir(data_dir)
-    open_store(directory).close()  # an index this version cannot open: one line, before tor
     site = config.source_interface
     host = host or site.listen_host
     port = port or site.listen_port
     mode = tor_mode or config.tor.mode
+    with serving(directory, config, mode, host, port):  # one server per data folder
+        open_store(directory).close()  # an index this version cannot open: one line, first
+        _serve(directory, config, mode, host, port)
+
+
+def _serve(directory: DataDir, config: Config, mode: str, host: str, port: int) -> None:
+    from onion.service import OnionServices
+    from source_interface.server import serve as run_server
+
     tor = config.tor
     if mode == "attach" and tor.control_socket is None and tor.control_port is None:
         raise BlaghError(
@@ -316,40 +322,6 @@ def serve(data_dir: Path, host: str | None, port: int | None, tor_mode: str | No
         run_server(config, host, port)
     finally:
         services.stop()
-
-
-@cli.command(short_help="Say whether blagh serve runs and what it publishes.")
-@_DATA_DIR_OPTION
-@click.pass_context
-def status(ctx: click.Context, data_dir: Path) -> None:
-    """Say whether `blagh serve` runs on DIR, whether the source interface answers, and the
-    state of tor and of the onion services: addresses, proof-of-work defence, pickup clients.
-
-    Exit status 0 when the server runs, 3 when it does not.
-    """
-    from onion.service import describe, read_status
-
-    directory, config = _load_data_dir(data_dir)
-    running = read_status(directory)
-    site = config.source_interface
-    host, port = site.listen_host, site.listen_port
-    source = running.service("source") if running else None
-    if source is not None:  # serve may have been given --host or --port
-        where, _, number = source.target.rpartition(":")
-        host, port = where.strip("[]"), int(number)
-    mode = running.mode if running else config.tor.mode
-    lines = [
-        ("blagh serve", f"running (process {running.pid})" if running else "not running"),
-        ("source", f"http://{_host_port(host, port)}/, {_answering(host, port)}"),
-        ("tor mode", mode),
-    ]
-    if mode != "off":
-        lines += describe(config.tor, directory, running)
-    width = max(len(label) for label, _ in lines) + 1
-    for label, text in lines:
-        click.echo(f"{label + ':':<{width}} {text}")
-    if running is None:
-        ctx.exit(3)
 
 
 @cli.group("onion")
@@ -482,18 +454,6 @@ def _check_port_free(host: str, port: int) -> None:
             raise
 
 
-def _answering(host: str, port: int) -> str:
-    connection = http.client.HTTPConnection(host, port, timeout=5)
-    try:
-        connection.request("GET", "/")
-        code = connection.getresponse().status
-    except (OSError, http.client.HTTPException):
-        return "not answering"
-    finally:
-        connection.close()
-    return "answering" if code < 500 else f"answering with errors (HTTP {code})"
-
-
 def _exit_cleanly(signum: int, _frame: object) -> None:
     raise SystemExit(0)
 
@@ -620,6 +580,7 @@ def _read_passphrase_file(path: Path) -> str:
     return passphrase
 
 
+cli.add_command(status)
 cli.add_command(cli_server.serve_pickup)
 cli.add_command(cli_server.pickup_token)
 cli.add_command(cli_server.export_bundle)
