@@ -403,9 +403,30 @@ def onion_client_list(data_dir: Path) -> None:
 
 
 def _load_data_dir(data_dir: Path) -> tuple[DataDir, Config]:
+    """The data folder named by --data-dir, and its config.toml.
+
+    One rule (config.template.toml, docs/monitoring.md): --data-dir names the folder, and the
+    config in it must agree, its ``[instance] data_dir`` naming the same folder ("." does);
+    a config that names another one is an error, never silently overridden.
+    """
     directory = DataDir(data_dir)
+    directory.check_private()
     config = read_config_file(directory.config_file)
+    named = config.instance.data_dir
+    if not _same_folder(named, directory.path):
+        raise BlaghError(
+            f"{directory.config_file} says [instance] data_dir = \"{named}\", but --data-dir "
+            f"names {directory.path}: they must name the same folder. Set data_dir = \".\" "
+            "in that config (the folder that holds it), or give the --data-dir it names"
+        )
     return directory, replace(config, instance=replace(config.instance, data_dir=directory.path))
+
+
+def _same_folder(one: Path, other: Path) -> bool:
+    try:
+        return one.samefile(other)
+    except OSError:
+        return one.absolute() == other.absolute()
 
 
 def _host_port(host: str, port: int) -> str:
@@ -543,8 +564,10 @@ def config_group() -> None:
 @config_group.command("check", short_help="Validate a config file and summarise it.")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 def config_check(file: Path) -> None:
-    """Validate the config FILE and summarise it, or print its first problem."""
+    """Validate the config FILE and summarise it, or print its first problem.  The data
+    folder its [instance] data_dir names must exist, with mode 0700."""
     config = read_config_file(file)
+    DataDir(config.instance.data_dir).check_private()
     click.echo(f"ok: {file}")
     for line in _summary(config):
         click.echo(f"  {line}")

@@ -1,0 +1,95 @@
+"""Safety rails of the `blagh` command (issue 13): the data folder named one way and checked,
+passphrase strength, `key show` without the passphrase, bundle kinds told apart, clear output
+path errors, private files."""
+
+from __future__ import annotations
+
+import re
+import stat
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from blagh.cli import cli
+from crypto.keys import generate_analyst_key
+
+
+def run(*args: str | Path, input: str | None = None) -> Result:
+    return CliRunner().invoke(cli, [str(arg) for arg in args], input=input, prog_name="blagh")
+
+
+def one_line_error(result: Result, exit_code: int = 1) -> str:
+    assert result.exit_code == exit_code, result.output
+    assert "Traceback" not in result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("blagh: error: ")
+    return lines[0].removeprefix("blagh: error: ")
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture(scope="module")
+def analyst_line() -> str:
+    return generate_analyst_key().public().to_line()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, analyst_line: str) -> Path:
+    path = tmp_path / "srv"
+    assert run("init", "--data-dir", path, "--analyst-key-line", analyst_line).exit_code == 0
+    return path
+
+
+# --- the data folder ----------------------------------------------------------------------------
+
+
+def test_init_names_the_folder_that_holds_the_config(data_dir: Path) -> None:
+    assert re.search(r'(?m)^data_dir = "\."$', (data_dir / "config.toml").read_text())
+    result = run("config", "check", data_dir / "config.toml")
+    assert result.exit_code == 0, result.output
+    assert f"data in {data_dir}\n" in result.stdout
+
+
+def test_config_check_refuses_a_missing_data_folder(tmp_path: Path, analyst_line: str) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[instance]\ndata_dir = "nowhere"\n[recipients]\nanalysts = ["{analyst_line}"]\n'
+    )
+    message = one_line_error(run("config", "check", config))
+    assert message == (
+        f"the data folder {tmp_path}/nowhere does not exist; create it with "
+        f"`blagh init --data-dir {tmp_path}/nowhere`, or fix [instance] data_dir"
+    )
+
+
+def test_a_data_folder_open_to_others_is_refused(data_dir: Path) -> None:
+    data_dir.chmod(0o755)
+    expected = (
+        f"the data folder {data_dir} has mode 0755: other users can reach its keys and "
+        f"database; run chmod 700 {data_dir}"
+    )
+    assert one_line_error(run("config", "check", data_dir / "config.toml")) == expected
+    assert one_line_error(run("status", "--data-dir", data_dir)) == expected
+    assert one_line_error(run("serve", "--data-dir", data_dir, "--tor", "off")) == expected
+    data_dir.chmod(0o700)
+    assert run("config", "check", data_dir / "config.toml").exit_code == 0
+
+
+def test_a_config_naming_another_folder_is_an_error_not_overridden(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    config = data_dir / "config.toml"
+    config.write_text(config.read_text().replace('data_dir = "."', 'data_dir = "/srv/other"'))
+    message = one_line_error(run("purge", "--data-dir", data_dir))
+    assert message == (
+        f'{config} says [instance] data_dir = "/srv/other", but --data-dir names {data_dir}: '
+        'they must name the same folder. Set data_dir = "." in that config (the folder that '
+        "holds it), or give the --data-dir it names"
+    )
+    # The absolute path of the folder itself is the same folder.
+    config.write_text(config.read_text().replace('"/srv/other"', f'"{data_dir}"'))
+    assert run("purge", "--data-dir", data_dir).exit_code == 0
