@@ -14,6 +14,7 @@ import shlex
 import signal
 import socket
 import sys
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -30,7 +31,13 @@ from blagh.datadir import DataDir
 from blagh.errors import BlaghError
 from blagh.files import write_new_file
 from crypto.errors import CryptoError, InvalidPublicKey, KeyFileError
-from crypto.keys import AnalystPublicKey, generate_analyst_key, open_key_file, seal_key_file
+from crypto.keys import (
+    AnalystPublicKey,
+    generate_analyst_key,
+    key_file_public,
+    open_key_file,
+    seal_key_file,
+)
 from onion.errors import OnionError
 
 
@@ -415,8 +422,8 @@ def _load_data_dir(data_dir: Path) -> tuple[DataDir, Config]:
     named = config.instance.data_dir
     if not _same_folder(named, directory.path):
         raise BlaghError(
-            f"{directory.config_file} says [instance] data_dir = \"{named}\", but --data-dir "
-            f"names {directory.path}: they must name the same folder. Set data_dir = \".\" "
+            f'{directory.config_file} says [instance] data_dir = "{named}", but --data-dir '
+            f'names {directory.path}: they must name the same folder. Set data_dir = "." '
             "in that config (the folder that holds it), or give the --data-dir it names"
         )
     return directory, replace(config, instance=replace(config.instance, data_dir=directory.path))
@@ -507,13 +514,19 @@ def keygen(out: Path, passphrase_file: Path | None) -> None:
         raise BlaghError(f"{out.parent} is not a directory; create it or choose another --out")
     if passphrase_file is not None:
         passphrase = _read_passphrase_file(passphrase_file)
+        if not _strong_enough(passphrase):
+            raise BlaghError(f"{passphrase_file}: {_WEAK_PASSPHRASE}")
     else:
-        passphrase = click.prompt(
-            "Passphrase for the new key file",
-            hide_input=True,
-            confirmation_prompt="Repeat the passphrase",
-            err=True,
-        )
+        while True:
+            passphrase = click.prompt(
+                "Passphrase for the new key file",
+                hide_input=True,
+                confirmation_prompt="Repeat the passphrase",
+                err=True,
+            )
+            if _strong_enough(passphrase):
+                break
+            click.echo(f"Error: {_WEAK_PASSPHRASE}", err=True)
     key = generate_analyst_key()
     try:
         write_new_file(out, seal_key_file(key, passphrase))
@@ -531,6 +544,20 @@ def keygen(out: Path, passphrase_file: Path | None) -> None:
     click.echo("channel.  Keep the key file and its passphrase on this workstation only.")
 
 
+MIN_PASSPHRASE_CHARACTERS = 12
+"""The shortest analyst key passphrase ``keygen`` accepts.  The key file is attacked offline
+(docs/keys.md): a short password falls to a search, a few random words do not."""
+
+_WEAK_PASSPHRASE = (
+    f"the passphrase is too short: use at least {MIN_PASSPHRASE_CHARACTERS} characters, "
+    "best a few random words (e.g. five or six diceware words)"
+)
+
+
+def _strong_enough(passphrase: str) -> bool:
+    return len(unicodedata.normalize("NFC", passphrase).strip()) >= MIN_PASSPHRASE_CHARACTERS
+
+
 @cli.group()
 def key() -> None:
     """Inspect analyst key files."""
@@ -540,18 +567,29 @@ def key() -> None:
 @_path_option("--key-file", "The analyst key file that `blagh keygen` wrote.", required=True)
 @_path_option("--passphrase-file", _FROM_FILE_HELP)
 def key_show(key_file: Path, passphrase_file: Path | None) -> None:
-    """Print the public key line and fingerprint of an analyst key file."""
+    """Print the public key line and fingerprint of an analyst key file.
+
+    No passphrase is needed: the file carries its public keys in clear.  With
+    --passphrase-file the file is opened too, which proves the public part belongs to its
+    secret keys (and that the passphrase is right).  A key file made before that (version 1)
+    has no public part: then the passphrase is asked for.
+    """
     data = key_file.read_bytes()
-    if passphrase_file is not None:
-        passphrase = _read_passphrase_file(passphrase_file)
-    else:
-        passphrase = click.prompt("Passphrase", hide_input=True, err=True)
     try:
-        public = open_key_file(data, passphrase).public()
-    except KeyFileError:
-        raise BlaghError(
-            f"could not open {key_file}: wrong passphrase or damaged key file"
-        ) from None
+        public = key_file_public(data)
+    except KeyFileError as error:
+        raise BlaghError(f"{key_file}: {error}; check the path (--key-file)") from None
+    if public is None or passphrase_file is not None:
+        if passphrase_file is not None:
+            passphrase = _read_passphrase_file(passphrase_file)
+        else:
+            passphrase = click.prompt("Passphrase", hide_input=True, err=True)
+        try:
+            public = open_key_file(data, passphrase).public()
+        except KeyFileError:
+            raise BlaghError(
+                f"could not open {key_file}: wrong passphrase or damaged key file"
+            ) from None
     click.echo(public.to_line())
     click.echo(f"Fingerprint: {public.fingerprint()}")
 

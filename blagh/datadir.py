@@ -116,9 +116,9 @@ class DataDir:
                 self.instance_salt_file: secrets.token_bytes(SALT_BYTES),
                 self.login_hash_key_file: secrets.token_bytes(HASH_KEY_BYTES),
                 self.server_signing_key_file: signing_key.seed,
-                self.config_file: render_config_file(
-                    data_dir=Path("."), analysts=analysts
-                ).encode("utf-8"),
+                self.config_file: render_config_file(data_dir=Path("."), analysts=analysts).encode(
+                    "utf-8"
+                ),
             }
             for path, data in contents.items():
                 write_new_file(path, data)

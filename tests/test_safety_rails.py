@@ -93,3 +93,66 @@ def test_a_config_naming_another_folder_is_an_error_not_overridden(
     # The absolute path of the folder itself is the same folder.
     config.write_text(config.read_text().replace('"/srv/other"', f'"{data_dir}"'))
     assert run("purge", "--data-dir", data_dir).exit_code == 0
+
+
+# --- analyst keys -------------------------------------------------------------------------------
+
+VECTORS = Path(__file__).parent / "vectors" / "keyfile"
+
+
+def test_keygen_refuses_a_short_passphrase(tmp_path: Path) -> None:
+    short = tmp_path / "short"
+    short.write_text("hunter2\n")
+    message = one_line_error(run("keygen", "--out", tmp_path / "a.key", "--passphrase-file", short))
+    assert message == (
+        f"{short}: the passphrase is too short: use at least 12 characters, best a few random "
+        "words (e.g. five or six diceware words)"
+    )
+    assert not (tmp_path / "a.key").exists()
+    # Asked again at the prompt, until it is long enough.
+    answers = "x\nx\nlong enough words\nlong enough words\n"
+    result = run("keygen", "--out", tmp_path / "a.key", input=answers)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("the passphrase is too short") == 1
+
+
+def test_key_show_needs_no_passphrase(tmp_path: Path) -> None:
+    passphrase = tmp_path / "pass"
+    passphrase.write_text("correct horse battery staple\n")
+    made = run("keygen", "--out", tmp_path / "a.key", "--passphrase-file", passphrase)
+    assert made.exit_code == 0
+    line = next(x for x in made.stdout.splitlines() if x.startswith("blagh-analyst-v1:"))
+    result = run("key", "show", "--key-file", tmp_path / "a.key", input="")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == line
+    assert "Passphrase" not in result.output
+    # With the passphrase, the file is opened and the public part checked against it.
+    checked = run("key", "show", "--key-file", tmp_path / "a.key", "--passphrase-file", passphrase)
+    assert checked.exit_code == 0 and checked.stdout == result.stdout
+    # A public part swapped for another key's: opening the file refuses it.
+    data = (tmp_path / "a.key").read_bytes()
+    other = generate_analyst_key().public()
+    (tmp_path / "b.key").write_bytes(data[:137] + other.encryption + other.verify)
+    assert (
+        one_line_error(
+            run("key", "show", "--key-file", tmp_path / "b.key", "--passphrase-file", passphrase)
+        )
+        == f"could not open {tmp_path}/b.key: wrong passphrase or damaged key file"
+    )
+    (tmp_path / "c.key").write_bytes(b"not a key file")
+    assert one_line_error(run("key", "show", "--key-file", tmp_path / "c.key")) == (
+        f"{tmp_path}/c.key: this is not a blagh analyst key file, or it is damaged; check the "
+        "path (--key-file)"
+    )
+
+
+def test_key_show_of_a_version_1_file_asks_for_the_passphrase(tmp_path: Path) -> None:
+    import json
+
+    vector = json.loads((VECTORS / "success_basic.json").read_text())
+    old = tmp_path / "old.key"
+    old.write_bytes(bytes.fromhex(vector["key_file"]))
+    result = run("key", "show", "--key-file", old, input=vector["passphrase"] + "\n")
+    assert result.exit_code == 0, result.output
+    assert "Passphrase" in result.stderr
+    assert "Fingerprint: 4D55-1A43-67D1-EE57-D310" in result.stdout
