@@ -296,7 +296,27 @@ def test_a_pickup_bundle_is_not_a_reply_bundle(server: Server, tmp_path: Path) -
     opened = bundle.open_current()
     with opened.file:
         path.write_bytes(opened.file.read())
-    refused(server, path, "does not verify with a trusted key")
+    message = refused(server, path, "pickup bundle")
+    assert message == (
+        f"{path} is a pickup bundle, not a reply bundle: it goes from the server to the "
+        "workstation: import it there with `blagh workstation import`"
+    )
+    result = run("import-replies", "--data-dir", server.data_dir.path, path)
+    assert result.exit_code == 1
+    assert result.stderr == f"blagh: error: {message}\n"
+
+
+def test_a_zip_is_named_as_one(server: Server, tmp_path: Path) -> None:
+    import zipfile
+
+    path = tmp_path / "evidence.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("manifest.signed", b"x")
+    message = refused(server, path, "zip archive")
+    assert message == (
+        f"{path} is a zip archive, not a reply bundle: an evidence export is checked with "
+        "`blagh verify-evidence`"
+    )
 
 
 def test_not_a_tar_file(server: Server, tmp_path: Path) -> None:
@@ -339,7 +359,8 @@ def test_a_reply_too_large(server: Server, tmp_path: Path) -> None:
         (lambda m: m.update(delete_reports="all"), "delete_reports is not a list of ids"),
         (lambda m: m["items"][0].update(report=None), "names no report"),
         (lambda m: m.update(version=2), "not a blagh-replies bundle of version 1"),
-        (lambda m: m.update(format="blagh-pickup"), "not a blagh-replies bundle"),
+        (lambda m: m.update(format="blagh-pickup"), "is a pickup bundle, not a reply bundle"),
+        (lambda m: m.update(format="blagh-other"), "not a blagh-replies bundle"),
     ],
 )
 def test_malformed_manifests(server: Server, tmp_path: Path, edit: Any, match: str) -> None:
