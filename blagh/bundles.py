@@ -194,8 +194,15 @@ class BundleReader:
     the reader do more than read one header and one bounded manifest.
     """
 
-    def __init__(self, path: Path, trusted: Iterable[bytes], expected_format: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        trusted: Iterable[bytes],
+        expected_format: str,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
         self._path = path
+        self._progress = progress
         self._fd, length = _open(path)
         try:
             self._verify(path, TarScanner(self._fd, length), list(trusted), expected_format)
@@ -258,10 +265,14 @@ class BundleReader:
         missing = sorted(set(expected) - set(seen))
         if missing:
             raise BundleError(f"{path} lacks {len(missing)} item(s) its manifest lists")
+        total, done = sum(member.size for member in seen.values()), 0
         for name, member in seen.items():
             digest = Sha256()
             for chunk in self._chunks(member):
                 digest.update(chunk)
+                done += len(chunk)
+                if self._progress is not None:  # the long part: every byte hashed
+                    self._progress(done, total)
             if digest.hexdigest() != expected[name]["sha256"]:
                 raise BundleError(f"{path}: item {name!r} does not match its SHA-256")
         self.manifest: dict[str, Any] = manifest

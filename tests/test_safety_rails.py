@@ -156,3 +156,61 @@ def test_key_show_of_a_version_1_file_asks_for_the_passphrase(tmp_path: Path) ->
     assert result.exit_code == 0, result.output
     assert "Passphrase" in result.stderr
     assert "Fingerprint: 4D55-1A43-67D1-EE57-D310" in result.stdout
+
+
+# --- output paths and progress ------------------------------------------------------------------
+
+
+def test_export_bundle_bad_output_paths_and_progress(tmp_path: Path) -> None:
+    from pickup_helpers import add_report, make_server
+
+    server = make_server(tmp_path)
+    try:
+        add_report(server, files=1)
+        data = server.data_dir.path
+        missing = tmp_path / "no-such-media" / "pickup.bundle"
+        message = one_line_error(run("export-bundle", "--data-dir", data, "--out", missing))
+        assert message == f"{missing.parent} is not a directory; create it or choose another --out"
+        (tmp_path / "a-file").write_text("x")
+        under_file = tmp_path / "a-file" / "pickup.bundle"
+        message = one_line_error(run("export-bundle", "--data-dir", data, "--out", under_file))
+        assert message == f"{tmp_path}/a-file is not a directory; create it or choose another --out"
+        out = tmp_path / "pickup.bundle"
+        result = run("export-bundle", "--data-dir", data, "--out", out)
+        assert result.exit_code == 0, result.output
+        assert "Writing the bundle" in result.stderr
+        assert mode(out) == 0o600
+    finally:
+        server.close()
+
+
+def test_a_failed_copy_names_the_output_not_its_temporary_file(tmp_path: Path) -> None:
+    import errno
+    import io
+
+    from source_interface.pickup.bundles import copy_to_new_file
+
+    out = tmp_path / "gone" / "pickup.bundle"
+    with pytest.raises(OSError) as caught:
+        copy_to_new_file(io.BytesIO(b"bundle"), out)
+    assert caught.value.errno == errno.ENOENT
+    assert caught.value.filename == str(out)
+    assert ".partial" not in str(caught.value)
+
+
+def test_import_replies_shows_progress(tmp_path: Path) -> None:
+    from pickup_helpers import Reply, add_report, all_item_ids, make_server, reply_bundle
+
+    server = make_server(tmp_path)
+    try:
+        reporter = add_report(server)
+        reply = Reply(reporter.reports[0].id, reporter.public_key or b"", "Thanks.")
+        bundle = reply_bundle(
+            tmp_path / "r.bundle", server.analyst, [reply], acknowledged=all_item_ids(server)
+        )
+        result = run("import-replies", "--data-dir", server.data_dir.path, bundle)
+        assert result.exit_code == 0, result.output
+        assert "Checking the bundle" in result.stderr
+        assert result.stdout.startswith("1 reply stored")
+    finally:
+        server.close()

@@ -318,9 +318,7 @@ def test_import_command_refusal_is_one_line(
     assert "Traceback" not in result.output
 
 
-def test_a_reply_bundle_is_named_as_one(
-    tmp_path: Path, vault_path: Path, analyst: Analyst
-) -> None:
+def test_a_reply_bundle_is_named_as_one(tmp_path: Path, vault_path: Path, analyst: Analyst) -> None:
     """A bundle of the wrong kind is named for what it is, not "signature does not verify"."""
     from blagh.bundles import write_bundle
 
