@@ -88,9 +88,7 @@ def collect(directory: DataDir, config: Config) -> dict[str, Any]:
     """Everything ``blagh status`` says, as the dictionary ``--json`` prints."""
     from onion.errors import OnionError
     from onion.service import describe, read_status
-    from source_interface.app import open_store
     from source_interface.diskspace import FreeSpace
-    from source_interface.health import snapshot
 
     pid = running_pid(directory.path)
     state = read_json(directory.path / STATE_FILE) if pid else None
@@ -139,6 +137,21 @@ def collect(directory: DataDir, config: Config) -> dict[str, Any]:
             "describe": "off: no onion service" if pid else "off: blagh serve is not running",
         }
     space = FreeSpace(directory.path, config.limits.free_space_floor_mb * 1024 * 1024)
+    if not (directory.path / "store" / "index.db").exists():
+        # Never served: say so rather than create a store just to count nothing in it.
+        report["store"] = {"error": "none yet: blagh serve has never run on this folder"}
+    else:
+        _add_store(report, directory, space)
+    report["last_error"] = read_json(directory.path / LAST_ERROR_FILE)
+    if pid and not report["source"]["answering"]:
+        report["problems"].append("the source interface is not answering")
+    return report
+
+
+def _add_store(report: dict[str, Any], directory: DataDir, space: Any) -> None:
+    from source_interface.app import open_store
+    from source_interface.health import snapshot
+
     try:
         store = open_store(directory)
     except BlaghError as error:
@@ -151,10 +164,6 @@ def collect(directory: DataDir, config: Config) -> dict[str, Any]:
             store.close()
         if not report["store"]["disk_ok"]:
             report["problems"].append("free disk space is below [limits] free_space_floor_mb")
-    report["last_error"] = read_json(directory.path / LAST_ERROR_FILE)
-    if pid and not report["source"]["answering"]:
-        report["problems"].append("the source interface is not answering")
-    return report
 
 
 def _lines(report: dict[str, Any]) -> list[tuple[str, str]]:

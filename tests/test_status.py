@@ -168,3 +168,38 @@ def test_last_error_is_shown_with_a_day_only(tmp_path: Path, analyst: AnalystKey
     assert re.fullmatch(
         r"last error:    \d{4}-\d\d-\d\d: the blob folder is not writable \(EACCES\)", line
     )
+
+
+def test_below_the_disk_floor_is_a_problem(tmp_path: Path, analyst: AnalystKey) -> None:
+    """Running with a problem: exit status 4, a "problem" line, the health check 503."""
+    data_dir = make_data_dir(
+        tmp_path / "data", analyst, workers=1, limits={"free_space_floor_mb": 1024 * 1024}
+    )
+    health = free_port()
+    set_health_port(data_dir, health)
+    server = Gunicorn(data_dir, tmp_path, workers=1)
+    server.start()
+    try:
+        result = blagh("status", "--data-dir", data_dir.path)
+        assert result.returncode == 4, result.stdout + result.stderr
+        assert "BELOW the floor of 1048576 MiB" in result.stdout
+        assert "problem:       free disk space is below [limits] free_space_floor_mb" in (
+            result.stdout
+        )
+        code, body = get(health, "/health")
+        assert code == 503 and json.loads(body)["disk_ok"] is False
+    finally:
+        server.stop()
+
+
+def test_status_of_a_folder_never_served_creates_nothing(
+    tmp_path: Path, analyst: AnalystKey
+) -> None:
+    data_dir = make_data_dir(tmp_path / "data", analyst, workers=1)
+    before = sorted(p.name for p in data_dir.path.iterdir())
+    result = blagh("status", "--data-dir", data_dir.path, "--json")
+    assert result.returncode == 3
+    report = json.loads(result.stdout)
+    assert report["running"] is False and report["tor_mode"] is None
+    assert report["store"] == {"error": "none yet: blagh serve has never run on this folder"}
+    assert sorted(p.name for p in data_dir.path.iterdir()) == before
