@@ -4,6 +4,7 @@ path errors, private files."""
 
 from __future__ import annotations
 
+import json
 import re
 import stat
 from pathlib import Path
@@ -147,8 +148,6 @@ def test_key_show_needs_no_passphrase(tmp_path: Path) -> None:
 
 
 def test_key_show_of_a_version_1_file_asks_for_the_passphrase(tmp_path: Path) -> None:
-    import json
-
     vector = json.loads((VECTORS / "success_basic.json").read_text())
     old = tmp_path / "old.key"
     old.write_bytes(bytes.fromhex(vector["key_file"]))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import os
 import re
 import signal
@@ -150,8 +151,6 @@ def test_a_killed_server_reads_as_down(tmp_path: Path, analyst: AnalystKey) -> N
 def test_last_error_is_shown_with_a_day_only(tmp_path: Path, analyst: AnalystKey) -> None:
     data_dir = make_data_dir(tmp_path / "data", analyst, workers=1)
     handler = LastError()
-    import logging
-
     logger = logging.getLogger("source_interface.test_status")
     logger.addHandler(handler)
     try:
