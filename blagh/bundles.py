@@ -15,6 +15,7 @@ expected member, and the bundle is refused.
 """
 
 import io
+import json
 import os
 import re
 import stat
@@ -44,6 +45,50 @@ MAX_ITEMS = 1_000_000
 """More items than a 64 MiB manifest can list: a bound stated, not one that binds in practice."""
 ITEM_ID = re.compile(r"[0-9a-f]{32}")
 _READ_SIZE = 1024 * 1024
+
+
+KINDS = {
+    "blagh-pickup": (
+        "a pickup bundle",
+        "it goes from the server to the workstation: import it there with "
+        "`blagh workstation import`",
+    ),
+    "blagh-replies": (
+        "a reply bundle",
+        "it goes from the workstation to the server: apply it there with "
+        "`blagh import-replies` (or `blagh deliver` from the transfer station)",
+    ),
+    "blagh-evidence": (
+        "an evidence export",
+        "check it with `blagh verify-evidence`",
+    ),
+}
+"""Every kind of file a manifest signs, by its ``format``: what to call it and where it goes,
+so that a file given to the wrong command is named for what it is."""
+
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+def kind_name(fmt: str) -> str:
+    return KINDS.get(fmt, (f"a {fmt} file", ""))[0]
+
+
+def wrong_kind(path: Path, found: str, expected: str) -> "BundleError":
+    """The error for ``path`` being a ``found`` file given where an ``expected`` one goes."""
+    name, advice = KINDS.get(found, (f"a {found} file", ""))
+    message = f"{path} is {name}, not {kind_name(expected)}"
+    return BundleError(message + (f": {advice}" if advice else ""))
+
+
+def unverified_format(signed: bytes) -> str | None:
+    """The ``format`` a signed manifest claims, read without checking the signature: only to
+    name a refused file for what it is, never to trust anything in it."""
+    try:
+        manifest = json.loads(signed[HEADER_BYTES:].decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None
+    found = manifest.get("format") if isinstance(manifest, dict) else None
+    return found if isinstance(found, str) and found in KINDS else None
 
 
 class BundleError(BlaghError):
@@ -149,13 +194,26 @@ class BundleReader:
     the reader do more than read one header and one bounded manifest.
     """
 
-    def __init__(self, path: Path, trusted: Iterable[bytes], expected_format: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        trusted: Iterable[bytes],
+        expected_format: str,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
         self._path = path
+        self._progress = progress
         self._fd, length = _open(path)
         try:
             self._verify(path, TarScanner(self._fd, length), list(trusted), expected_format)
         except TarRefused as refused:
+            zipped = os.pread(self._fd, len(ZIP_MAGIC), 0) == ZIP_MAGIC
             self.close()
+            if zipped:
+                raise BundleError(
+                    f"{path} is a zip archive, not {kind_name(expected_format)}: an evidence "
+                    "export is checked with `blagh verify-evidence`"
+                ) from None
             raise BundleError(f"{path} is not a bundle, or is damaged: {refused}") from None
         except OSError as error:
             self.close()
@@ -172,12 +230,18 @@ class BundleReader:
         try:
             verified = verify_manifest(signed, trusted)
         except BadSignature:
+            found = unverified_format(signed)
+            if found is not None and found != expected_format:
+                raise wrong_kind(path, found, expected_format) from None
             raise BundleError(
                 f"{path}: the manifest's signature does not verify with a trusted key "
                 "(wrong signer, or the manifest was changed)"
             ) from None
         manifest = verified.manifest
-        if manifest.get("format") != expected_format or manifest.get("version") != 1:
+        claimed = manifest.get("format")
+        if claimed != expected_format and isinstance(claimed, str) and claimed in KINDS:
+            raise wrong_kind(path, claimed, expected_format)
+        if claimed != expected_format or manifest.get("version") != 1:
             raise BundleError(f"{path} is not a {expected_format} bundle of version 1")
         listed = manifest.get("items")
         if not isinstance(listed, list) or not all(_is_item(i) for i in listed):
@@ -201,10 +265,14 @@ class BundleReader:
         missing = sorted(set(expected) - set(seen))
         if missing:
             raise BundleError(f"{path} lacks {len(missing)} item(s) its manifest lists")
+        total, done = sum(member.size for member in seen.values()), 0
         for name, member in seen.items():
             digest = Sha256()
             for chunk in self._chunks(member):
                 digest.update(chunk)
+                done += len(chunk)
+                if self._progress is not None:  # the long part: every byte hashed
+                    self._progress(done, total)
             if digest.hexdigest() != expected[name]["sha256"]:
                 raise BundleError(f"{path}: item {name!r} does not match its SHA-256")
         self.manifest: dict[str, Any] = manifest

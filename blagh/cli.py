@@ -8,13 +8,13 @@ would bury the one sentence that matters.  Usage errors follow the same rule (st
 from __future__ import annotations
 
 import errno
-import http.client
 import logging
 import os
 import shlex
 import signal
 import socket
 import sys
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -24,13 +24,20 @@ from typing import Any, TypeVar
 import click
 
 from blagh import cli_backup, cli_server
+from blagh.cli_status import serving, status
 from blagh.cli_workstation import verify_evidence, workstation
 from blagh.config import MAX_RECIPIENTS, Config, is_loopback, read_config_file
 from blagh.datadir import DataDir
 from blagh.errors import BlaghError
 from blagh.files import write_new_file
 from crypto.errors import CryptoError, InvalidPublicKey, KeyFileError
-from crypto.keys import AnalystPublicKey, generate_analyst_key, open_key_file, seal_key_file
+from crypto.keys import (
+    AnalystPublicKey,
+    generate_analyst_key,
+    key_file_public,
+    open_key_file,
+    seal_key_file,
+)
 from onion.errors import OnionError
 
 
@@ -254,16 +261,22 @@ def serve(data_dir: Path, host: str | None, port: int | None, tor_mode: str | No
     The onion address and the local address are printed once the service is created.  Stop
     with Ctrl-C: the onion services are removed and a tor that blagh started stops too.
     """
-    from onion.service import OnionServices
     from source_interface.app import open_store
-    from source_interface.server import serve as run_server
 
     directory, config = _load_data_dir(data_dir)
-    open_store(directory).close()  # an index this version cannot open: one line, before tor
     site = config.source_interface
     host = host or site.listen_host
     port = port or site.listen_port
     mode = tor_mode or config.tor.mode
+    with serving(directory, config, mode, host, port):  # one server per data folder
+        open_store(directory).close()  # an index this version cannot open: one line, first
+        _serve(directory, config, mode, host, port)
+
+
+def _serve(directory: DataDir, config: Config, mode: str, host: str, port: int) -> None:
+    from onion.service import OnionServices
+    from source_interface.server import serve as run_server
+
     tor = config.tor
     if mode == "attach" and tor.control_socket is None and tor.control_port is None:
         raise BlaghError(
@@ -316,40 +329,6 @@ def serve(data_dir: Path, host: str | None, port: int | None, tor_mode: str | No
         run_server(config, host, port)
     finally:
         services.stop()
-
-
-@cli.command(short_help="Say whether blagh serve runs and what it publishes.")
-@_DATA_DIR_OPTION
-@click.pass_context
-def status(ctx: click.Context, data_dir: Path) -> None:
-    """Say whether `blagh serve` runs on DIR, whether the source interface answers, and the
-    state of tor and of the onion services: addresses, proof-of-work defence, pickup clients.
-
-    Exit status 0 when the server runs, 3 when it does not.
-    """
-    from onion.service import describe, read_status
-
-    directory, config = _load_data_dir(data_dir)
-    running = read_status(directory)
-    site = config.source_interface
-    host, port = site.listen_host, site.listen_port
-    source = running.service("source") if running else None
-    if source is not None:  # serve may have been given --host or --port
-        where, _, number = source.target.rpartition(":")
-        host, port = where.strip("[]"), int(number)
-    mode = running.mode if running else config.tor.mode
-    lines = [
-        ("blagh serve", f"running (process {running.pid})" if running else "not running"),
-        ("source", f"http://{_host_port(host, port)}/, {_answering(host, port)}"),
-        ("tor mode", mode),
-    ]
-    if mode != "off":
-        lines += describe(config.tor, directory, running)
-    width = max(len(label) for label, _ in lines) + 1
-    for label, text in lines:
-        click.echo(f"{label + ':':<{width}} {text}")
-    if running is None:
-        ctx.exit(3)
 
 
 @cli.group("onion")
@@ -431,9 +410,30 @@ def onion_client_list(data_dir: Path) -> None:
 
 
 def _load_data_dir(data_dir: Path) -> tuple[DataDir, Config]:
+    """The data folder named by --data-dir, and its config.toml.
+
+    One rule (config.template.toml, docs/monitoring.md): --data-dir names the folder, and the
+    config in it must agree, its ``[instance] data_dir`` naming the same folder ("." does);
+    a config that names another one is an error, never silently overridden.
+    """
     directory = DataDir(data_dir)
+    directory.check_private()
     config = read_config_file(directory.config_file)
+    named = config.instance.data_dir
+    if not _same_folder(named, directory.path):
+        raise BlaghError(
+            f'{directory.config_file} says [instance] data_dir = "{named}", but --data-dir '
+            f'names {directory.path}: they must name the same folder. Set data_dir = "." '
+            "in that config (the folder that holds it), or give the --data-dir it names"
+        )
     return directory, replace(config, instance=replace(config.instance, data_dir=directory.path))
+
+
+def _same_folder(one: Path, other: Path) -> bool:
+    try:
+        return one.samefile(other)
+    except OSError:
+        return one.absolute() == other.absolute()
 
 
 def _host_port(host: str, port: int) -> str:
@@ -482,18 +482,6 @@ def _check_port_free(host: str, port: int) -> None:
             raise
 
 
-def _answering(host: str, port: int) -> str:
-    connection = http.client.HTTPConnection(host, port, timeout=5)
-    try:
-        connection.request("GET", "/")
-        code = connection.getresponse().status
-    except (OSError, http.client.HTTPException):
-        return "not answering"
-    finally:
-        connection.close()
-    return "answering" if code < 500 else f"answering with errors (HTTP {code})"
-
-
 def _exit_cleanly(signum: int, _frame: object) -> None:
     raise SystemExit(0)
 
@@ -526,13 +514,19 @@ def keygen(out: Path, passphrase_file: Path | None) -> None:
         raise BlaghError(f"{out.parent} is not a directory; create it or choose another --out")
     if passphrase_file is not None:
         passphrase = _read_passphrase_file(passphrase_file)
+        if not _strong_enough(passphrase):
+            raise BlaghError(f"{passphrase_file}: {_WEAK_PASSPHRASE}")
     else:
-        passphrase = click.prompt(
-            "Passphrase for the new key file",
-            hide_input=True,
-            confirmation_prompt="Repeat the passphrase",
-            err=True,
-        )
+        while True:
+            passphrase = click.prompt(
+                "Passphrase for the new key file",
+                hide_input=True,
+                confirmation_prompt="Repeat the passphrase",
+                err=True,
+            )
+            if _strong_enough(passphrase):
+                break
+            click.echo(f"Error: {_WEAK_PASSPHRASE}", err=True)
     key = generate_analyst_key()
     try:
         write_new_file(out, seal_key_file(key, passphrase))
@@ -550,6 +544,20 @@ def keygen(out: Path, passphrase_file: Path | None) -> None:
     click.echo("channel.  Keep the key file and its passphrase on this workstation only.")
 
 
+MIN_PASSPHRASE_CHARACTERS = 12
+"""The shortest analyst key passphrase ``keygen`` accepts.  The key file is attacked offline
+(docs/keys.md): a short password falls to a search, a few random words do not."""
+
+_WEAK_PASSPHRASE = (
+    f"the passphrase is too short: use at least {MIN_PASSPHRASE_CHARACTERS} characters, "
+    "best a few random words (e.g. five or six diceware words)"
+)
+
+
+def _strong_enough(passphrase: str) -> bool:
+    return len(unicodedata.normalize("NFC", passphrase).strip()) >= MIN_PASSPHRASE_CHARACTERS
+
+
 @cli.group()
 def key() -> None:
     """Inspect analyst key files."""
@@ -559,18 +567,29 @@ def key() -> None:
 @_path_option("--key-file", "The analyst key file that `blagh keygen` wrote.", required=True)
 @_path_option("--passphrase-file", _FROM_FILE_HELP)
 def key_show(key_file: Path, passphrase_file: Path | None) -> None:
-    """Print the public key line and fingerprint of an analyst key file."""
+    """Print the public key line and fingerprint of an analyst key file.
+
+    No passphrase is needed: the file carries its public keys in clear.  With
+    --passphrase-file the file is opened too, which proves the public part belongs to its
+    secret keys (and that the passphrase is right).  A key file made before that (version 1)
+    has no public part: then the passphrase is asked for.
+    """
     data = key_file.read_bytes()
-    if passphrase_file is not None:
-        passphrase = _read_passphrase_file(passphrase_file)
-    else:
-        passphrase = click.prompt("Passphrase", hide_input=True, err=True)
     try:
-        public = open_key_file(data, passphrase).public()
-    except KeyFileError:
-        raise BlaghError(
-            f"could not open {key_file}: wrong passphrase or damaged key file"
-        ) from None
+        public = key_file_public(data)
+    except KeyFileError as error:
+        raise BlaghError(f"{key_file}: {error}; check the path (--key-file)") from None
+    if public is None or passphrase_file is not None:
+        if passphrase_file is not None:
+            passphrase = _read_passphrase_file(passphrase_file)
+        else:
+            passphrase = click.prompt("Passphrase", hide_input=True, err=True)
+        try:
+            public = open_key_file(data, passphrase).public()
+        except KeyFileError:
+            raise BlaghError(
+                f"could not open {key_file}: wrong passphrase or damaged key file"
+            ) from None
     click.echo(public.to_line())
     click.echo(f"Fingerprint: {public.fingerprint()}")
 
@@ -583,8 +602,10 @@ def config_group() -> None:
 @config_group.command("check", short_help="Validate a config file and summarise it.")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 def config_check(file: Path) -> None:
-    """Validate the config FILE and summarise it, or print its first problem."""
+    """Validate the config FILE and summarise it, or print its first problem.  The data
+    folder its [instance] data_dir names must exist, with mode 0700."""
     config = read_config_file(file)
+    DataDir(config.instance.data_dir).check_private()
     click.echo(f"ok: {file}")
     for line in _summary(config):
         click.echo(f"  {line}")
@@ -620,6 +641,7 @@ def _read_passphrase_file(path: Path) -> str:
     return passphrase
 
 
+cli.add_command(status)
 cli.add_command(cli_server.serve_pickup)
 cli.add_command(cli_server.pickup_token)
 cli.add_command(cli_server.export_bundle)

@@ -217,8 +217,7 @@ def export_bundle(data_dir: Path, out: Path) -> None:
     from source_interface.pickup.bundles import PickupBundles, copy_to_new_file
 
     directory, config = _load(data_dir)
-    if os.path.lexists(out):
-        raise BlaghError(f"{out} already exists; choose another --out")
+    _check_new_file(out)
     with _store(directory) as store:
         store.purge(config.retention.delivered_days)
         bundles = PickupBundles(
@@ -226,12 +225,30 @@ def export_bundle(data_dir: Path, out: Path) -> None:
         )
         bundle = bundles.open_current()
         with bundle.file:
+            total = os.fstat(bundle.file.fileno()).st_size
+            update, end = _progress("Writing the bundle")
             try:
-                size = copy_to_new_file(bundle.file, out)
+                size = copy_to_new_file(bundle.file, out, total, update)
             except FileExistsError:
                 raise BlaghError(f"{out} already exists; choose another --out") from None
+            finally:
+                end()
     items = "1 item" if bundle.items == 1 else f"{bundle.items} items"
     click.echo(f"Wrote {out}: {items}, {size} bytes (bundle {bundle.bundle_id}).")
+
+
+def _check_new_file(out: Path) -> None:
+    """Refuse, in words, an --out that cannot become a new file: before any work is done."""
+    if os.path.lexists(out):
+        raise BlaghError(f"{out} already exists; choose another --out")
+    parent = out.absolute().parent
+    if not parent.is_dir():
+        raise BlaghError(f"{parent} is not a directory; create it or choose another --out")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise BlaghError(
+            f"cannot write in {parent}: permission denied; choose another --out, or check the "
+            "folder's owner and permissions"
+        )
 
 
 @click.command("import-replies", short_help="Apply a reply bundle from the workstation.")
@@ -245,13 +262,18 @@ def import_replies(data_dir: Path, file: Path) -> None:
     from source_interface.pickup.bundles import import_reply_bundle
 
     directory, config = _load(data_dir)
-    with _store(directory) as store:
-        result = import_reply_bundle(
-            store,
-            config.recipients.analysts,
-            file,
-            delivered_days=config.retention.delivered_days,
-        )
+    update, end = _progress("Checking the bundle")
+    try:
+        with _store(directory) as store:
+            result = import_reply_bundle(
+                store,
+                config.recipients.analysts,
+                file,
+                delivered_days=config.retention.delivered_days,
+                progress=update,
+            )
+    finally:
+        end()
     click.echo(result.summary() + ".")
 
 

@@ -588,6 +588,131 @@ def verify_evidence(file: Path, analyst_keys: tuple[str, ...]) -> None:
         click.echo("--analyst-key LINE to require their key.")
 
 
+# --- analysts' accounts, for an admin -----------------------------------------------------------
+
+
+@workstation.group("analyst")
+def analyst_group() -> None:
+    """Analysts' accounts on this vault (an admin's commands; each goes in the audit log).
+
+    
+    blagh workstation analyst add --vault DIR --name NAME --key-file FILE
+    blagh workstation analyst remove --vault DIR NAME
+    blagh workstation analyst reset-totp --vault DIR NAME   (a lost phone)
+    """
+
+
+@analyst_group.command("add", short_help="Give a new analyst an account and access.")
+@_vault_option
+@_passphrase_option
+@click.option("--name", required=True, metavar="NAME", help="The new analyst's account name.")
+@click.option(
+    "--key-file",
+    "new_key_file",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    metavar="FILE",
+    help="The new analyst's key file (`blagh keygen`, made on this workstation).",
+)
+@click.option(
+    "--role", type=click.Choice(("analyst", "admin")), default="analyst", show_default=True
+)
+@click.option(
+    "--new-passphrase-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE",
+    help="The new analyst's passphrase, instead of asking them to type it.",
+)
+def analyst_add(
+    vault: Path,
+    passphrase_file: Path | None,
+    name: str,
+    new_key_file: Path,
+    role: str,
+    new_passphrase_file: Path | None,
+) -> None:
+    """Give the analyst NAME an account: the vault's key is sealed to their key file, which
+    they unlock with their own passphrase (asked after yours: it proves the file is theirs)."""
+    from journalist_interface import accounts
+
+    data = new_key_file.read_bytes()
+    if len(data) > 4096:
+        raise BlaghError(f"{new_key_file} is not an analyst key file (too large)")
+    with _admin_vault(vault, passphrase_file) as opened:
+        if new_passphrase_file is not None:
+            new_passphrase = _passphrase(new_passphrase_file)
+        else:
+            new_passphrase = click.prompt(
+                f"Passphrase of {name}'s key file", hide_input=True, err=True
+            )
+        try:
+            added = accounts.add_analyst(opened, name, role, data, new_passphrase)
+        except accounts.AccountError as error:
+            raise BlaghError(f"{error}; nothing was changed") from None
+    click.echo(f"Added the {added.role} {added.name} (key fingerprint {added.fingerprint}).")
+    click.echo("Also add their public key line to [recipients] analysts in the server's config")
+    click.echo("(`blagh key show --key-file FILE` prints it), or they read no new report.")
+
+
+@analyst_group.command("remove", short_help="Take an analyst's access away.")
+@_vault_option
+@_passphrase_option
+@click.argument("name")
+def analyst_remove(vault: Path, passphrase_file: Path | None, name: str) -> None:
+    """Take NAME off the vault: their key opens it no more (the database gets a new key).
+    Their name stays in the history; it is not reused."""
+    from journalist_interface import accounts
+
+    with _admin_vault(vault, passphrase_file) as opened:
+        try:
+            accounts.remove_analyst(opened, name)
+        except accounts.AccountError as error:
+            raise BlaghError(f"{error}; nothing was changed") from None
+    click.echo(f"Removed {name}: their key no longer opens this vault.")
+    click.echo("Remove their public key line from [recipients] analysts in the server's config")
+    click.echo("too, or new reports stay readable with their key.")
+
+
+@analyst_group.command("reset-totp", short_help="Turn off an analyst's login code (lost phone).")
+@_vault_option
+@_passphrase_option
+@click.argument("name")
+def analyst_reset_totp(vault: Path, passphrase_file: Path | None, name: str) -> None:
+    """Turn off the TOTP code at login of NAME, who lost their phone: their key file and
+    passphrase log them in again, and they set up a new code from their account page."""
+    from journalist_interface import accounts
+
+    with _admin_vault(vault, passphrase_file) as opened:
+        try:
+            accounts.totp_reset(opened, name)
+        except accounts.AccountError as error:
+            raise BlaghError(f"{error}; see the names in the app's Analysts page") from None
+    click.echo(f"Turned off the login code of {name}. Ask them to set up a new one at once")
+    click.echo("(Your account, in the app), with the authenticator app on their new phone.")
+
+
+class _admin_vault:
+    """The vault, opened by an analyst who must be an admin of it."""
+
+    def __init__(self, path: Path, passphrase_file: Path | None) -> None:
+        self._vault = _open_vault(path, passphrase_file)
+
+    def __enter__(self) -> Vault:
+        from journalist_interface import accounts
+
+        found = accounts.account(self._vault, self._vault.analyst)
+        if found is None or not found.admin:
+            self._vault.close()
+            raise BlaghError(
+                f"{self._vault.analyst} is not an admin of this vault: only an admin adds or "
+                "removes analysts or resets a login code; give an admin's --analyst"
+            )
+        return self._vault
+
+    def __exit__(self, *exc: object) -> None:
+        self._vault.close()
+
+
 def _open_vault(path: Path, passphrase_file: Path | None) -> Vault:
     """The vault at ``path``, opened with the passphrase of ``--analyst`` (or of its maker)."""
     from journalist_interface.vault import Vault

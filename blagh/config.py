@@ -106,6 +106,7 @@ class SourceInterfaceConfig:
 
     listen_host: Annotated[str, Bounds(1, 253)] = "127.0.0.1"
     listen_port: Port = 8080
+    health_port: Port | None = None
     workers: Annotated[int, Bounds(1, 64)] = 2
     max_upload_mb: Annotated[int, Bounds(1, 10240)] = 500
     max_files_per_report: Annotated[int, Bounds(1, 100)] = 20
@@ -338,6 +339,17 @@ class Config:
             raise ConfigError(
                 f"[clearnet] listen {_show(clearnet.listen)} has the port of the onion "
                 "service (or of the pickup API): give the clearnet listener a port of its own"
+            )
+        health = self.source_interface.health_port
+        if health is not None and health in (
+            self.source_interface.listen_port,
+            self.pickup.listen_port,
+            clearnet.port if clearnet.enabled else None,
+        ):
+            # The health listener is told apart by its port, like the clearnet one.
+            raise ConfigError(
+                f"[source_interface] health_port {health} is also the port of another "
+                "listener (the onion service, the pickup API or [clearnet]): give it its own"
             )
         if self.pickup.enabled and self.pickup.listen_port == self.source_interface.listen_port:
             raise ConfigError(

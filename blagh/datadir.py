@@ -116,9 +116,9 @@ class DataDir:
                 self.instance_salt_file: secrets.token_bytes(SALT_BYTES),
                 self.login_hash_key_file: secrets.token_bytes(HASH_KEY_BYTES),
                 self.server_signing_key_file: signing_key.seed,
-                self.config_file: render_config_file(
-                    data_dir=self.path.absolute(), analysts=analysts
-                ).encode("utf-8"),
+                self.config_file: render_config_file(data_dir=Path("."), analysts=analysts).encode(
+                    "utf-8"
+                ),
             }
             for path, data in contents.items():
                 write_new_file(path, data)
@@ -135,6 +135,24 @@ class DataDir:
                     self.path.rmdir()
             raise
         return signing_key.public()
+
+    def check_private(self) -> None:
+        """Refuse a data folder that is missing, not a folder, or open to other users."""
+        try:
+            info = self.path.stat()
+        except FileNotFoundError:
+            raise SetupError(
+                f"the data folder {self.path} does not exist; create it with "
+                f"`blagh init --data-dir {self.path}`, or fix [instance] data_dir"
+            ) from None
+        if not stat.S_ISDIR(info.st_mode):
+            raise SetupError(f"{self.path} is not a folder; fix [instance] data_dir")
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o077:
+            raise SetupError(
+                f"the data folder {self.path} has mode {mode:04o}: other users can reach its "
+                f"keys and database; run chmod 700 {self.path}"
+            )
 
     def _make_directory(self) -> bool:
         """Create the directory, or accept an empty one; return whether it was created."""

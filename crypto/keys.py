@@ -31,7 +31,9 @@ ANALYST_PREFIX = "blagh-analyst-v1:"
 SERVER_PREFIX = "blagh-server-v1:"
 
 KEY_FILE_MAGIC = b"BLAGHKEY"
-KEY_FILE_VERSION = 1
+KEY_FILE_VERSION = 2
+"""Version 2 is version 1 followed by the public keys in clear (docs/keys.md): ``blagh key
+show`` reads them without the passphrase.  Version 1 files still open."""
 KEY_FILE_OPSLIMIT = 3
 """argon2id passes for the key file."""
 
@@ -57,8 +59,10 @@ _SALT_BYTES = 16
 _NONCE_BYTES = nacl.bindings.crypto_secretbox_NONCEBYTES
 _MAC_BYTES = nacl.bindings.crypto_secretbox_MACBYTES
 _HEADER = struct.Struct("<8sBII16s24s")
-KEY_FILE_BYTES = _HEADER.size + _MAC_BYTES + 2 * KEY_BYTES
-"""A key file is always exactly this long: 137 bytes."""
+KEY_FILE_V1_BYTES = _HEADER.size + _MAC_BYTES + 2 * KEY_BYTES
+"""A version 1 key file is always exactly this long: 137 bytes."""
+KEY_FILE_BYTES = KEY_FILE_V1_BYTES + 2 * KEY_BYTES
+"""A version 2 key file is always exactly this long: 201 bytes."""
 
 _KEY_FILE_ERROR = "the key file could not be opened: wrong passphrase, or a damaged file"
 
@@ -158,7 +162,29 @@ def seal_key_file(
     sealed: bytes = nacl.bindings.crypto_secretbox_easy(
         key.encryption_secret + key.signing_seed, nonce, box_key
     )
-    return header + sealed
+    public = key.public()
+    return header + sealed + public.encryption + public.verify
+
+
+def key_file_public(data: bytes) -> AnalystPublicKey | None:
+    """The public keys a version 2 key file carries in clear, read without the passphrase;
+    None for a version 1 file, which has none.
+
+    Nothing authenticates them until the file is opened (:func:`open_key_file` refuses a file
+    whose public part does not match its secret keys): they tell an analyst which key a file
+    holds, not that nobody changed it.  Raises :class:`KeyFileError` for anything else.
+    """
+    if len(data) == KEY_FILE_V1_BYTES and data[:9] == KEY_FILE_MAGIC + b"\x01":
+        return None
+    if len(data) != KEY_FILE_BYTES or data[:9] != KEY_FILE_MAGIC + bytes([KEY_FILE_VERSION]):
+        raise KeyFileError("this is not a blagh analyst key file, or it is damaged")
+    try:
+        return AnalystPublicKey(
+            encryption=data[KEY_FILE_V1_BYTES : KEY_FILE_V1_BYTES + KEY_BYTES],
+            verify=data[KEY_FILE_V1_BYTES + KEY_BYTES :],
+        )
+    except (ValueError, InvalidPublicKey):
+        raise KeyFileError("this is not a blagh analyst key file, or it is damaged") from None
 
 
 def open_key_file(data: bytes, passphrase: str) -> AnalystKey:
@@ -168,22 +194,27 @@ def open_key_file(data: bytes, passphrase: str) -> AnalystKey:
     wrong passphrase, raises :class:`KeyFileError` with one message: telling them apart would
     only help someone probing files or guessing passphrases.
     """
-    if len(data) != KEY_FILE_BYTES or not passphrase:
+    if len(data) not in (KEY_FILE_V1_BYTES, KEY_FILE_BYTES) or not passphrase:
         raise KeyFileError(_KEY_FILE_ERROR)
     header = data[: _HEADER.size]
     magic, version, opslimit, memlimit, salt, nonce = _HEADER.unpack(header)
-    if magic != KEY_FILE_MAGIC or version != KEY_FILE_VERSION:
+    expected_version = 1 if len(data) == KEY_FILE_V1_BYTES else KEY_FILE_VERSION
+    if magic != KEY_FILE_MAGIC or version != expected_version:
         raise KeyFileError(_KEY_FILE_ERROR)
     if not _params_ok(opslimit, memlimit):
         raise KeyFileError(_KEY_FILE_ERROR)
     box_key = _box_key(header, salt, passphrase, opslimit, memlimit)
     try:
         plain: bytes = nacl.bindings.crypto_secretbox_open_easy(
-            data[_HEADER.size :], nonce, box_key
+            data[_HEADER.size : KEY_FILE_V1_BYTES], nonce, box_key
         )
     except nacl.exceptions.CryptoError:
         raise KeyFileError(_KEY_FILE_ERROR) from None
-    return AnalystKey(encryption_secret=plain[:KEY_BYTES], signing_seed=plain[KEY_BYTES:])
+    key = AnalystKey(encryption_secret=plain[:KEY_BYTES], signing_seed=plain[KEY_BYTES:])
+    public = key.public()
+    if version != 1 and data[KEY_FILE_V1_BYTES:] != public.encryption + public.verify:
+        raise KeyFileError(_KEY_FILE_ERROR)  # a public part that is not this key's
+    return key
 
 
 VAULT_SALT_BYTES = 16

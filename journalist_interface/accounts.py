@@ -200,9 +200,39 @@ def totp_disable(vault: Vault, name: str, code: str) -> None:
     _audit(vault, action="totp_off", name=name)
 
 
+def totp_reset(vault: Vault, name: str) -> None:
+    """Turn TOTP off for ``name`` without a code: an admin's step for an analyst who lost their
+    phone (``blagh workstation analyst reset-totp``).  Their key and passphrase still log them
+    in; they set up a new code from their account page."""
+    with vault.transaction() as db:
+        row = db.execute("SELECT 1 FROM analysts WHERE name = ? AND active", (name,)).fetchone()
+        if row is None:
+            raise AccountError(AccountError.NO_ACCOUNT, "there is no such analyst")
+        db.execute(
+            "UPDATE analysts SET totp_secret = NULL, totp_pending = NULL, totp_last = 0"
+            " WHERE name = ?",
+            (name,),
+        )
+    _audit(vault, action="totp_reset", name=name)
+
+
 def provisioning_uri(secret: str, name: str) -> str:
     """The ``otpauth://`` address an authenticator app reads (typed in, or from a QR code)."""
     return pyotp.TOTP(secret).provisioning_uri(name=name, issuer_name=ISSUER)
+
+
+def qr_svg(uri: str) -> str:
+    """The ``otpauth://`` address as a QR code, an SVG element to put inline in the page.
+
+    Inline, so the page loads no image (the secret never becomes a URL a browser might cache or
+    log) and needs no script: the workstation's CSP allows neither inline script nor data URLs.
+    Black on white with a quiet zone, the way phone cameras read best.
+    """
+    import segno
+
+    code = segno.make(uri, error="m")
+    svg: str = code.svg_inline(scale=4, dark="#000", light="#fff", svgclass="qr", border=4)
+    return svg
 
 
 def grouped(secret: str) -> str:

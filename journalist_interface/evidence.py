@@ -46,6 +46,8 @@ from typing import IO, Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from blagh.bundles import MANIFEST_MEMBER, kind_name, unverified_format
+from blagh.strict_tar import TarRefused, TarScanner
 from crypto.errors import BadSignature
 from crypto.keys import AnalystPublicKey
 from crypto.manifest import HEADER_BYTES, KEY_BYTES, MAGIC, Sha256, sign_manifest, verify_manifest
@@ -417,6 +419,13 @@ def verify(path: Path, trusted: Sequence[AnalystPublicKey] = ()) -> Verified:
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as error:
+        signed = _bundle_manifest(path)
+        if signed is not None:
+            found = unverified_format(signed)
+            name = kind_name(found) if found else "a bundle"
+            raise EvidenceError(
+                f"{path} is {name}, not an evidence export: a bundle is imported, not verified"
+            ) from None
         raise EvidenceError(f"{path} is not a readable zip file ({error})") from None
     with archive:
         infos = archive.infolist()
@@ -485,6 +494,24 @@ def _read(archive: zipfile.ZipFile, name: str) -> bytes:
         return archive.read(name)
     except (zipfile.BadZipFile, OSError, EOFError) as error:
         raise EvidenceError(f"{name} is damaged in the archive ({error})") from None
+
+
+def _bundle_manifest(path: Path) -> bytes | None:
+    """The first member of ``path`` if it is a bundle (blagh/bundles.py), else None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        first = TarScanner(fd, os.fstat(fd).st_size).next_member()
+        if first is None or first.name != MANIFEST_MEMBER or first.size > 1024 * 1024:
+            return None
+        data: bytes = os.pread(fd, first.size, first.offset)
+        return data
+    except (TarRefused, OSError):
+        return None
+    finally:
+        os.close(fd)
 
 
 def _signer(signed: bytes) -> bytes:

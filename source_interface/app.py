@@ -14,6 +14,7 @@ from blagh.datadir import DataDir
 from blagh.offload import Offload
 from source_interface import browser, i18n, security, sessions, static_files
 from source_interface.diskspace import FreeSpace
+from source_interface.health import health_app
 from source_interface.listeners import ListenerMiddleware
 from source_interface.presealed import UploadBounds, UploadFolder
 from source_interface.quietlog import QuietFlask
@@ -88,5 +89,7 @@ def create_app(config: Config) -> Flask:
     app.register_blueprint(report.bp)
     app.register_blueprint(followup.bp)
     app.register_blueprint(uploads.bp)
-    app.wsgi_app = ListenerMiddleware(app.wsgi_app, config.clearnet)  # type: ignore[method-assign]
+    app.wsgi_app = ListenerMiddleware(  # type: ignore[method-assign]
+        app.wsgi_app, config.clearnet, health_app(store, space), site.health_port
+    )
     return app

@@ -42,10 +42,17 @@ log = logging.getLogger(__name__)
 class Janitor:
     """One round of housekeeping at a time, across the workers of one data folder."""
 
-    def __init__(self, store: Store, uploads: UploadFolder, lock_path: Path) -> None:
+    def __init__(
+        self,
+        store: Store,
+        uploads: UploadFolder,
+        lock_path: Path,
+        report: Callable[[], None] | None = None,
+    ) -> None:
         self._store = store
         self._uploads = uploads
         self._lock_path = lock_path
+        self._report = report
         self._next_sweep = time.monotonic() + FIRST_SWEEP_SECONDS
 
     def housekeeping(self) -> None:
@@ -69,6 +76,8 @@ class Janitor:
             except BlockingIOError:
                 return
             self._store.blobs.io.run(self.housekeeping)
+            if self._report is not None:  # blagh/serverstate.py: the last error, for status
+                self._store.blobs.io.run(self._report)
             if time.monotonic() >= self._next_sweep:
                 self._next_sweep = time.monotonic() + SWEEP_SECONDS
                 self._store.blobs.io.run(self.sweep)

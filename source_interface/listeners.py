@@ -8,6 +8,8 @@ connection was accepted on.  :class:`ListenerMiddleware` reads it, and then:
 * on the clearnet listener, takes the scheme from the proxy's ``X-Forwarded-Proto`` (so
   ``request.is_secure`` and ``Secure`` cookies follow the reporter's real connection) and marks
   the request ``clearnet``;
+* on the health listener (``[source_interface] health_port``, source_interface/health.py),
+  answers ``GET /health`` and nothing else, without the app;
 * on every other (the onion listener, tests without gunicorn), removes every forwarded header
   before the app sees it, so that nothing downstream can be steered by one.
 
@@ -42,13 +44,24 @@ def is_clearnet(environ: dict[str, Any]) -> bool:
 
 
 class ListenerMiddleware:
-    def __init__(self, app: WSGIApp, clearnet: ClearnetConfig) -> None:
+    def __init__(
+        self,
+        app: WSGIApp,
+        clearnet: ClearnetConfig,
+        health: WSGIApp | None = None,
+        health_port: int | None = None,
+    ) -> None:
         self.app = app
         self._enabled = clearnet.enabled
         self._unix = clearnet.unix_socket
         self._port = clearnet.port
+        self._health = health if health_port is not None else None
+        self._health_port = health_port
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if self._health is not None and _local_port(environ) == self._health_port:
+            health: Iterable[bytes] = self._health(environ, start_response)
+            return health
         clearnet = self._enabled and self._accepted_on_clearnet(environ.get("gunicorn.socket"))
         proto = environ.get("HTTP_X_FORWARDED_PROTO", "").strip().lower()
         for key in FORWARDED:
@@ -71,3 +84,15 @@ class ListenerMiddleware:
         if self._unix is not None:
             return bool(local == self._unix)
         return isinstance(local, tuple) and local[1] == self._port
+
+
+def _local_port(environ: dict[str, Any]) -> int | None:
+    """The port of the listening socket the connection came on (None: not a TCP socket)."""
+    sock = environ.get("gunicorn.socket")
+    if sock is None:
+        return None
+    try:
+        local = sock.getsockname()
+    except OSError:
+        return None
+    return local[1] if isinstance(local, tuple) else None

@@ -365,10 +365,11 @@ class UploadFolder:
         with self._folder_locked():
             self._make_room(self._listing(), form, size)
             try:
-                temp.write_text(
-                    json.dumps({"size": size, "recipients": recipients, "form": form}), "ascii"
-                )
-                os.chmod(temp, 0o600)
+                flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
+                meta_fd = os.open(temp, flags, 0o600)
+                with os.fdopen(meta_fd, "w", encoding="ascii") as meta_file:
+                    # 0600 from creation, not after: never readable by others, even for a moment.
+                    json.dump({"size": size, "recipients": recipients, "form": form}, meta_file)
                 if self.pool is not None:
                     os.close(self.pool.claim(part))
                 else:

@@ -9,6 +9,7 @@ Access logs are off, and the error log says neither who nor exactly when
 carry no ``Server`` header, and gunicorn's control socket (on by default in gunicorn 27) is off.
 """
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from gunicorn.http import wsgi
 
 from blagh.config import Config
 from blagh.datadir import DataDir
+from blagh.serverstate import LastError
 from source_interface.app import create_app, open_store
 from source_interface.janitor import Janitor, run_forever
 from source_interface.quietlog import QuietLogger
@@ -106,6 +108,12 @@ class SourceServer(GunicornServer):
         binds = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
         if config.clearnet.enabled:
             binds.append(config.clearnet.listen)
+        if config.source_interface.health_port is not None:
+            binds.append(
+                f"[{host}]:{config.source_interface.health_port}"
+                if ":" in host
+                else f"{host}:{config.source_interface.health_port}"
+            )
         super().__init__(
             config,
             bind=binds,
@@ -141,10 +149,14 @@ def _start_janitor(worker: Any) -> None:
 
     app: Flask = worker.wsgi
     services: Services = app.extensions["blagh"]
+    last_error = LastError()
+    logging.getLogger().addHandler(last_error)
+    data_dir = services.config.instance.data_dir
     janitor = Janitor(
         services.store,
         app.extensions["blagh_uploads"],
         services.store.blobs.root.parent / "janitor.lock",
+        report=lambda: last_error.flush_to(data_dir),
     )
     gevent.spawn(run_forever, janitor, gevent.sleep)
 

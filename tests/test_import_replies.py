@@ -296,7 +296,27 @@ def test_a_pickup_bundle_is_not_a_reply_bundle(server: Server, tmp_path: Path) -
     opened = bundle.open_current()
     with opened.file:
         path.write_bytes(opened.file.read())
-    refused(server, path, "does not verify with a trusted key")
+    message = refused(server, path, "pickup bundle")
+    assert message == (
+        f"{path} is a pickup bundle, not a reply bundle: it goes from the server to the "
+        "workstation: import it there with `blagh workstation import`"
+    )
+    result = run("import-replies", "--data-dir", server.data_dir.path, path)
+    assert result.exit_code == 1
+    assert result.stderr == f"blagh: error: {message}\n"  # refused before any progress
+
+
+def test_a_zip_is_named_as_one(server: Server, tmp_path: Path) -> None:
+    import zipfile
+
+    path = tmp_path / "evidence.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("manifest.signed", b"x")
+    message = refused(server, path, "zip archive")
+    assert message == (
+        f"{path} is a zip archive, not a reply bundle: an evidence export is checked with "
+        "`blagh verify-evidence`"
+    )
 
 
 def test_not_a_tar_file(server: Server, tmp_path: Path) -> None:
@@ -339,7 +359,8 @@ def test_a_reply_too_large(server: Server, tmp_path: Path) -> None:
         (lambda m: m.update(delete_reports="all"), "delete_reports is not a list of ids"),
         (lambda m: m["items"][0].update(report=None), "names no report"),
         (lambda m: m.update(version=2), "not a blagh-replies bundle of version 1"),
-        (lambda m: m.update(format="blagh-pickup"), "not a blagh-replies bundle"),
+        (lambda m: m.update(format="blagh-pickup"), "is a pickup bundle, not a reply bundle"),
+        (lambda m: m.update(format="blagh-other"), "not a blagh-replies bundle"),
     ],
 )
 def test_malformed_manifests(server: Server, tmp_path: Path, edit: Any, match: str) -> None:
@@ -384,7 +405,7 @@ def test_import_replies_command(server: Server, good: Path) -> None:
     assert result.stdout == "2 replies stored, 4 items acknowledged, 1 report deleted.\n"
     again = run("import-replies", "--data-dir", data_dir, good)
     assert again.exit_code == 1
-    (line,) = again.stderr.splitlines()
+    (line,) = [x for x in again.stderr.splitlines() if x.startswith("blagh:")]  # and progress
     assert line.startswith("blagh: error: ") and "was imported before" in line
 
 
@@ -399,7 +420,7 @@ def test_import_replies_command_refuses_a_tampered_bundle_in_one_line(
     before = server.counts()
     result = run("import-replies", "--data-dir", server.data_dir.path, bad)
     assert result.exit_code == 1
-    (line,) = result.stderr.splitlines()
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("blagh:")]
     assert line == f"blagh: error: {bad}: item '{info.name}' does not match its SHA-256"
     assert server.counts() == before
 

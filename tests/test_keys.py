@@ -211,9 +211,9 @@ def test_key_file_round_trip_at_real_parameters(analyst: keys.AnalystKey, sealed
 
 
 def test_key_file_layout(sealed: bytes) -> None:
-    assert len(sealed) == keys.KEY_FILE_BYTES == 137
+    assert len(sealed) == keys.KEY_FILE_BYTES == 201
     assert sealed[:8] == b"BLAGHKEY"
-    assert sealed[8] == 1
+    assert sealed[8] == 2
     assert struct.unpack("<II", sealed[9:17]) == (3, 256 * 1024 * 1024)
     assert (keys.KEY_FILE_OPSLIMIT, keys.KEY_FILE_MEMLIMIT) == (3, 256 * 1024 * 1024)
 
@@ -221,7 +221,7 @@ def test_key_file_layout(sealed: bytes) -> None:
 def test_key_file_box_key_is_bound_to_the_header(analyst: keys.AnalystKey) -> None:
     # Recompute the documented construction independently and open the box with it.
     data = keys.seal_key_file(analyst, PASSPHRASE, **CHEAP)
-    header, box = data[:57], data[57:]
+    header, box = data[:57], data[57:137]
     salt, nonce = header[17:33], header[33:57]
     stretched = nacl.bindings.crypto_pwhash_alg(
         32,
@@ -291,7 +291,8 @@ def test_parameters_out_of_bounds(analyst: keys.AnalystKey, opslimit: int, memli
 
 def test_foreign_magic_and_version(cheap_sealed: bytes) -> None:
     _open_fails(b"AGEKEY01" + cheap_sealed[8:])
-    _open_fails(cheap_sealed[:8] + b"\x02" + cheap_sealed[9:])
+    _open_fails(cheap_sealed[:8] + b"\x03" + cheap_sealed[9:])
+    _open_fails(cheap_sealed[:8] + b"\x01" + cheap_sealed[9:])  # a version 1 file is shorter
 
 
 def test_key_file_error_says_nothing_specific(cheap_sealed: bytes) -> None:

@@ -391,7 +391,7 @@ def test_serve_offline_status_and_clean_stop(
         status = run_blagh("status", "--data-dir", data_dir.path)
         assert status.returncode == 0, status.stderr
         lines = status.stdout.splitlines()
-        assert lines[0] == f"blagh serve:   running (process {server.proc.pid})"
+        assert lines[0].startswith(f"blagh serve:   running (process {server.proc.pid}) since ")
         assert lines[1] == f"source:        http://127.0.0.1:{server.port}/, answering"
         assert lines[2] == "tor mode:      offline"
         assert lines[3].startswith("tor:           tor (started by blagh, network disabled)")
@@ -414,7 +414,7 @@ def test_serve_offline_status_and_clean_stop(
     assert secret[:20] not in server.log() + server.output()
     status = run_blagh("status", "--data-dir", data_dir.path)
     assert status.returncode == 3
-    assert status.stdout.splitlines()[0] == "blagh serve:    not running"
+    assert status.stdout.splitlines()[0] == "blagh serve:   not running"
 
     # The same address next time.
     server = Serve(data_dir, work)

@@ -602,6 +602,8 @@ def test_pickup_and_deliver_through_gunicorn(server: Server, token: str, tmp_pat
         )
         assert picked.exit_code == 0, picked.output
         (bundle,) = out.glob("pickup-*.bundle")
+        assert bundle.stat().st_mode & 0o777 == 0o600  # was 0755: open()'s default mode
+        assert {p.stat().st_mode & 0o777 for p in out.iterdir()} == {0o600}
         assert (
             picked.stdout
             == f"Downloaded {bundle}: 4 items, {bundle.stat().st_size} bytes; verified.\n"

@@ -318,6 +318,32 @@ def test_import_command_refusal_is_one_line(
     assert "Traceback" not in result.output
 
 
+def test_a_reply_bundle_is_named_as_one(tmp_path: Path, vault_path: Path, analyst: Analyst) -> None:
+    """A bundle of the wrong kind is named for what it is, not "signature does not verify"."""
+    from blagh.bundles import write_bundle
+
+    key = analyst.key
+    bundle = tmp_path / "replies.bundle"
+    with bundle.open("wb") as out:
+        manifest = {"format": "blagh-replies", "version": 1, "items": []}
+        write_bundle(out, manifest, key.sign, key.public().verify, [])
+    result = run("workstation", "import", "--vault", vault_path,
+                 "--passphrase-file", passphrase_file(tmp_path), bundle)  # fmt: skip
+    assert result.exit_code == 1
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("blagh:")]
+    assert line == (
+        f"blagh: error: {bundle} is a reply bundle, not a pickup bundle: it goes from the "
+        "workstation to the server: apply it there with `blagh import-replies` (or `blagh "
+        "deliver` from the transfer station). The whole bundle was refused: nothing was imported"
+    )
+    result = run("verify-evidence", bundle)
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"blagh: error: {bundle} is a reply bundle, not an evidence export: a bundle is "
+        "imported, not verified\n"
+    )
+
+
 def test_import_command_wrong_passphrase(tmp_path: Path, vault_path: Path, pickup: Pickup) -> None:
     wrong = tmp_path / "wrong"
     wrong.write_text("not it\n")

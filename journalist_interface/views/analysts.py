@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
+from markupsafe import Markup
 
 from journalist_interface import accounts
 from journalist_interface.accounts import AccountError
@@ -113,6 +114,10 @@ def _account_page(error: str | None = None, status: int = 200) -> Response:
         account=found,
         pending=accounts.grouped(pending) if pending else None,
         uri=accounts.provisioning_uri(pending, name) if pending else None,
+        # segno draws the address as path geometry: no text of it reaches the markup.
+        qr=Markup(accounts.qr_svg(accounts.provisioning_uri(pending, name)))  # noqa: S704
+        if pending
+        else None,
         error=error,
         done=request.args.get("done", ""),
     )

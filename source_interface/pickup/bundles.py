@@ -22,7 +22,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -268,19 +268,34 @@ class PickupBundles:
                     pass
 
 
-def copy_to_new_file(source: BinaryIO, out: Path) -> int:
-    """Copy an open bundle to ``out`` (which must not exist), whole or not at all."""
+def copy_to_new_file(
+    source: BinaryIO,
+    out: Path,
+    size: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Copy an open bundle to ``out`` (which must not exist), whole or not at all.
+
+    A failure names ``out``, never the temporary file beside it, which the user never chose
+    and which is gone by the time they read the message.
+    """
     temp = out.with_name(f".{out.name}.{secrets.token_hex(4)}.partial")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     copied = 0
     try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "wb") as file:
             while chunk := source.read(_COPY_SIZE):
                 file.write(chunk)
                 copied += len(chunk)
+                if progress is not None:
+                    progress(copied, max(size, copied))
             file.flush()
             os.fsync(file.fileno())
         os.link(temp, out)  # FileExistsError rather than replacing a file
+    except FileExistsError:
+        raise
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, str(out)) from None
     finally:
         temp.unlink(missing_ok=True)
     return copied
@@ -366,6 +381,7 @@ def import_reply_bundle(
     *,
     delivered_days: int,
     label: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ImportResult:
     """Verify the reply bundle at ``path`` whole, then apply it; refuse it whole otherwise.
 
@@ -378,7 +394,7 @@ def import_reply_bundle(
     its path (an upload's temporary file means nothing to the sender).
     """
     try:
-        return _import(store, analysts, path, delivered_days)
+        return _import(store, analysts, path, delivered_days, progress)
     except BundleError as error:
         if label is None:
             raise
@@ -386,10 +402,14 @@ def import_reply_bundle(
 
 
 def _import(
-    store: Store, analysts: Sequence[AnalystPublicKey], path: Path, delivered_days: int
+    store: Store,
+    analysts: Sequence[AnalystPublicKey],
+    path: Path,
+    delivered_days: int,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ImportResult:
     trusted = [analyst.verify for analyst in analysts]
-    with BundleReader(path, trusted, REPLIES_FORMAT) as reader:
+    with BundleReader(path, trusted, REPLIES_FORMAT, progress) as reader:
         plan = _check_manifest(path, reader.manifest)
         if store.index.bundle_applied(plan.bundle_id):
             raise _replayed(path, plan.bundle_id)

@@ -377,11 +377,20 @@ def _check_content_range(header: str, offset: int) -> int:
 
 
 def _start_partial(out_dir: Path, etag: str) -> None:
-    fd = os.open(
-        out_dir / PARTIAL, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
-    )
-    os.close(fd)
-    (out_dir / PARTIAL_ETAG).write_text(etag + "\n", "ascii")
+    # 0600, not open()'s 0777 less the umask: the bundle is ciphertext, but who may read it
+    # from the removable media is the station's user's business only.
+    _private(out_dir / PARTIAL, b"")
+    _private(out_dir / PARTIAL_ETAG, (etag + "\n").encode("ascii"))
+
+
+def _private(path: Path, data: bytes) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
+    fd = os.open(path, flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, data)
+    finally:
+        os.close(fd)
 
 
 def _forget_partial(out_dir: Path) -> None:

@@ -1135,6 +1135,16 @@ class Index:
             kept = kept and row[0] != keep
         return kept, dropped
 
+    def monitoring(self) -> tuple[int, str | None]:
+        """For ``blagh status`` and the health check: how many items wait for the
+        workstation, and the last day it acknowledged any (a day: nothing finer)."""
+        pending, last = self._db.execute(
+            "SELECT (SELECT COUNT(*) FROM items WHERE delivered_day IS NULL"
+            " AND kind IN ('fields', 'file', 'message')),"
+            " (SELECT MAX(delivered_day) FROM items)"
+        ).fetchone()
+        return int(pending), last
+
     # --- pickup: answering a request whose bundle did not change without listing items ------
 
     def pickup_state(self) -> "PickupState":

@@ -1,0 +1,62 @@
+"""The server's health, for ``blagh status`` and for ``GET /health`` on the health listener.
+
+The health listener (``[source_interface] health_port``) is a port of its own on loopback:
+source_interface/listeners.py answers ``/health`` there and nowhere else, so neither a Tor
+client nor a clearnet visitor can reach it (on their listeners the path is an ordinary 404).
+What it says is about the server, never about a reporter: counts, days, disk space.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from source_interface.diskspace import FreeSpace
+from source_interface.store import Store
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+
+
+def snapshot(store: Store, space: FreeSpace) -> dict[str, Any]:
+    """Pending items, the last day the workstation acknowledged any, free disk and floor."""
+    pending, last_day = store.index.monitoring()
+    free = space.available()
+    return {
+        "pending_items": pending,
+        "last_pickup_day": last_day,
+        "disk_free_mb": free // MIB,
+        "disk_floor_mb": space.floor_bytes // MIB,
+        "disk_ok": space.floor_bytes <= 0 or free >= space.floor_bytes,
+    }
+
+
+def health_app(store: Store, space: FreeSpace) -> Callable[..., Iterable[bytes]]:
+    """The WSGI app of the health listener: ``GET /health`` only."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != "/health" or environ.get("REQUEST_METHOD") != "GET":
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"only GET /health here\n"]
+        try:
+            report = snapshot(store, space)
+            report["ok"] = bool(report["disk_ok"])
+        except Exception:
+            log.exception("the health check could not read the store")
+            report = {"ok": False, "store": "unreadable"}
+        body = (json.dumps(report, sort_keys=True) + "\n").encode("utf-8")
+        status = "200 OK" if report["ok"] else "503 Service Unavailable"
+        start_response(
+            status,
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(body))),
+                ("Cache-Control", "no-store"),
+            ],
+        )
+        return [body]
+
+    return app
