@@ -20,6 +20,7 @@ block being read, or a delimiter's length of body.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING
 
@@ -52,9 +53,20 @@ class Part:
         disposition = headers.get("Content-Disposition")
         if disposition is None:
             raise ValueError("a form part without Content-Disposition")
+        simple = _SIMPLE_DISPOSITION.fullmatch(disposition)
+        if simple:
+            self.name: str = simple.group(1)
+            self.filename: str | None = simple.group(2)
+            return
         _, options = parse_options_header(disposition)
         self.name = options.get("name", "")
-        self.filename: str | None = options.get("filename")
+        self.filename = options.get("filename")
+
+
+_SIMPLE_DISPOSITION = re.compile(r'form-data; name="([^"\\%]*)"(?:; filename="([^"\\%]*)")?')
+"""What browsers send for almost every part, read without Werkzeug's general parser (a tenth of
+a report's CPU): no escapes, no percent-encoding, no RFC 2231 parameters. Anything else, however
+unusual, still goes through ``parse_options_header``, so both give the same result."""
 
 
 END_OF_PART = None

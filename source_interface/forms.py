@@ -6,7 +6,7 @@ here stores or logs them.  Messages are translated when the form is read, inside
 lazy strings would reach templates marked as safe HTML.
 """
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -110,7 +110,7 @@ class ReportForm:
             len(self.email) > MAX_EMAIL or "@" not in self.email.strip("@") or " " in self.email
         ):
             errors["email"] = _("This e-mail address does not look right: check it.")
-        if any("\ufffd" in value for value in asdict(self).values() if isinstance(value, str)):
+        if any("\ufffd" in value for value in vars(self).values() if isinstance(value, str)):
             errors["form"] = _(
                 "Some text was not sent in a form we can read (not UTF-8). "
                 "Check your browser's text encoding and submit again."

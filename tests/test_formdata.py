@@ -14,10 +14,12 @@ from typing import Any
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from werkzeug.datastructures import Headers
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
+from werkzeug.http import parse_options_header
 
-from source_interface.formdata import MAX_HEADER_BYTES, PartReader, StreamingFormDataParser
+from source_interface.formdata import MAX_HEADER_BYTES, Part, PartReader, StreamingFormDataParser
 
 
 class ChunkedStream(io.RawIOBase):
@@ -188,3 +190,33 @@ def test_memory_stays_flat_whatever_the_body() -> None:
         received += sum(len(e) for e in reader.feed(near_miss) if isinstance(e, bytes))
         assert len(reader._buffer) < len(boundary) + 4
     assert received > 49 * len(near_miss)
+
+
+header_text = st.text(
+    st.characters(exclude_categories=("Cs",), exclude_characters="\r\n"), max_size=12
+)
+dispositions = st.one_of(
+    st.builds(
+        lambda name, filename: f'form-data; name="{name}"'
+        + ("" if filename is None else f'; filename="{filename}"'),
+        header_text,
+        st.none() | header_text,
+    ),
+    st.lists(
+        st.sampled_from(
+            ["form-data", "Form-Data", ";", " ", "name=", "filename=", "filename*=", '"', "\\",
+             "%22", "UTF-8''", "a", "é", "x;y", "name*0="]
+        ),
+        max_size=12,
+    ).map("".join),
+)  # fmt: skip
+
+
+@settings(max_examples=1000, deadline=None)
+@given(disposition=dispositions)
+def test_a_part_reads_its_disposition_as_werkzeug_does(disposition: str) -> None:
+    """The fast path for what browsers send, and the fallback for everything else, give what
+    ``parse_options_header`` gives: quotes, escapes, percent signs and RFC 2231 included."""
+    _, options = parse_options_header(disposition)
+    part = Part(Headers([("Content-Disposition", disposition)]))
+    assert (part.name, part.filename) == (options.get("name", ""), options.get("filename"))
