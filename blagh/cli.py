@@ -259,7 +259,8 @@ def serve(data_dir: Path, host: str | None, port: int | None, tor_mode: str | No
     from source_interface.server import serve as run_server
 
     directory, config = _load_data_dir(data_dir)
-    open_store(directory).close()  # an index this version cannot open: one line, before tor
+    # An index this version cannot open, or a database out of reach: one line, before tor.
+    open_store(directory, config.store).close()
     site = config.source_interface
     host = host or site.listen_host
     port = port or site.listen_port

@@ -154,7 +154,7 @@ def pickup_token_add(data_dir: Path, name: str, out: Path | None) -> None:
         raise BlaghError(f"{out} already exists; choose another --out")
     token = new_token()
     with _store(directory) as store:
-        if not store.index.add_pickup_token(name, token_hash(token)):
+        if not store.add_pickup_token(name, token_hash(token)):
             raise BlaghError(
                 f"a token named {name} exists already; remove it first "
                 f"(blagh pickup-token remove) or choose another name"
@@ -163,7 +163,7 @@ def pickup_token_add(data_dir: Path, name: str, out: Path | None) -> None:
             try:
                 write_new_file(out, (token + "\n").encode("ascii"))
             except BaseException:
-                store.index.remove_pickup_token(name)
+                store.remove_pickup_token(name)
                 raise
     if out is not None:
         click.echo(f"Made the token {name}; it is in {out} (mode 0600).")
@@ -183,7 +183,7 @@ def pickup_token_remove(data_dir: Path, name: str) -> None:
     """Revoke the token of the transfer station NAME, at once."""
     directory, _config = _load(data_dir)
     with _store(directory) as store:
-        if not store.index.remove_pickup_token(name):
+        if not store.remove_pickup_token(name):
             raise BlaghError(f"there is no token named {name}; see blagh pickup-token list")
     click.echo(f"Removed the token {name}.")
 
@@ -194,7 +194,7 @@ def pickup_token_list(data_dir: Path) -> None:
     """List the tokens by name, with the day each was made."""
     directory, _config = _load(data_dir)
     with _store(directory) as store:
-        tokens = store.index.pickup_tokens()
+        tokens = store.pickup_tokens()
     if not tokens:
         click.echo("No token: add one with `blagh pickup-token add NAME`.")
     for name, day in tokens:

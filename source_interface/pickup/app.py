@@ -63,7 +63,7 @@ class Pickup:
 def create_pickup_app(config: Config) -> Flask:
     """Build the pickup API for ``config``; its data folder must exist (``blagh init``)."""
     data_dir = DataDir(Path(config.instance.data_dir))
-    store = open_store(data_dir)
+    store = open_store(data_dir, config.store)
     app = QuietFlask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_REPLY_BUNDLE_BYTES
     app.extensions["blagh-pickup"] = Pickup(
@@ -102,7 +102,7 @@ def _authenticate() -> Response | None:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         return _unauthorised()
-    if _pickup().store.index.pickup_token_name(token_hash(token)) is None:
+    if _pickup().store.pickup_token_name(token_hash(token)) is None:
         return _unauthorised()
     return None
 

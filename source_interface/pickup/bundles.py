@@ -123,7 +123,7 @@ class PickupBundles:
                 ready = self._open_recorded()
                 if ready is not None:
                     return ready
-                snapshot = self._store.index.undelivered_snapshot()
+                snapshot = self._store.undelivered_snapshot()
                 pending = snapshot.items
                 key = self._key(pending)
                 path = self._store.pickup_dir / f"{key}.bundle"
@@ -136,7 +136,7 @@ class PickupBundles:
                         file = path.open("rb")
                     except FileNotFoundError:
                         continue
-                self._store.index.record_pickup_bundle(
+                self._store.record_pickup_bundle(
                     snapshot.generation, self._context, key, len(pending)
                 )
                 size = os.fstat(file.fileno()).st_size
@@ -154,7 +154,7 @@ class PickupBundles:
         is undelivered until acknowledged, which moves the generation, before retention can
         delete it), and whatever deletes envelopes deletes the cached copies after its commit.
         """
-        state = self._store.index.pickup_state()
+        state = self._store.pickup_state()
         if (
             state.bundle_key is None
             or state.bundle_items is None
@@ -241,7 +241,7 @@ class PickupBundles:
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
-        if self._store.index.pickup_state().deletions != deletions:
+        if self._store.pickup_state().deletions != deletions:
             path.unlink(missing_ok=True)
             return False
         self._remove_stale(keep=path)
@@ -391,7 +391,7 @@ def _import(
     trusted = [analyst.verify for analyst in analysts]
     with BundleReader(path, trusted, REPLIES_FORMAT) as reader:
         plan = _check_manifest(path, reader.manifest)
-        if store.index.bundle_applied(plan.bundle_id):
+        if store.bundle_applied(plan.bundle_id):
             raise _replayed(path, plan.bundle_id)
         for reply in plan.replies:
             head = b""
@@ -516,6 +516,6 @@ def _copy_replies(
         if pending is not None:
             pending.discard()
         for new in made:
-            store.blobs.delete(new.blob.name)
+            store.delete_blob(new.blob.name)
         raise
     return made
