@@ -34,7 +34,9 @@ WRAPPERS_ESM := node_modules/libsodium-wrappers-sumo/dist/modules-sumo-esm/libso
 # and removes their metadata, exiftool is what mat2 reads images with, ffmpeg re-encodes images
 # for the blurred previews (and is mat2's video backend); prlimit (util-linux) caps them.
 APT_PACKAGES := nodejs npm gnupg iproute2 util-linux chromium firefox-esr tor nginx libnss3-tools \
-	mat2 bubblewrap libimage-exiftool-perl ffmpeg
+	mat2 bubblewrap libimage-exiftool-perl ffmpeg postgresql
+# postgresql: the tests' throw-away clusters for the PostgreSQL store (tests/postgres_helpers.py;
+# the package's own cluster is not used).
 # `make run TOR=offline|off|launch|attach` overrides [tor] mode (docs/onion.md).  On development
 # machines and in CI only offline and off: tor must never reach the public Tor network there.
 TOR ?=

@@ -200,7 +200,11 @@ class PgIndex:
                 "cannot connect to PostgreSQL with [store] dsn: check that the server runs and "
                 "that the DSN's host, port, user and database are right"
             ) from None
-        self._run(self._make_schema)
+        try:
+            self._run(self._make_schema)
+        except BaseException:
+            self._pool.close()
+            raise
 
     def _run(self, function: Callable[..., _T], *args: Any) -> _T:
         return self.jobs.run(function, *args)

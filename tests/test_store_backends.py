@@ -1,0 +1,244 @@
+"""The server store's interface on every backend: SQLCipher + files, and PostgreSQL (a real
+server, a throw-away cluster: tests/postgres_helpers.py).  Only the store's methods are used,
+never SQL: what the views, the pickup API and the janitor rely on holds on both."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from postgres_helpers import Cluster, cluster
+from source_helpers import DAY
+
+from source_interface.store import BlobRef, NewReply, PostgresStore, Store
+from source_interface.store.index import (
+    DuplicateSubmission,
+    NewSession,
+    NewSource,
+    Submission,
+    new_id,
+    today,
+)
+from source_interface.store.postgres import CHUNK_BYTES
+
+KEY = bytes(range(32))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Cluster]:
+    with cluster() as made:
+        yield made
+
+
+def _open(backend: str, root: Path, postgres: Cluster | None, database: str) -> Store:
+    if backend == "postgresql":
+        assert postgres is not None
+        return PostgresStore(root, postgres.dsn(database))
+    return Store(root, KEY)
+
+
+@pytest.fixture(params=["sqlcipher", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database(backend: str, request: pytest.FixtureRequest) -> tuple[Cluster | None, str]:
+    if backend != "postgresql":
+        return None, ""
+    pg: Cluster = request.getfixturevalue("postgres")
+    name = "t" + secrets.token_hex(6)
+    pg.new_database(name)
+    return pg, name
+
+
+@pytest.fixture
+def store(backend: str, database: tuple[Cluster | None, str], tmp_path: Path) -> Iterator[Store]:
+    made = _open(backend, tmp_path / "store", *database)
+    yield made
+    made.close()
+
+
+def blob(store: Store, data: bytes = b"ciphertext") -> BlobRef:
+    pending = store.new_blob()
+    pending.write(data)
+    return pending.commit()
+
+
+def test_an_envelope_larger_than_a_chunk_comes_back_whole_and_streamed(store: Store) -> None:
+    data = secrets.token_bytes(3 * CHUNK_BYTES + 123)
+    pending = store.new_blob()
+    for start in range(0, len(data), 10_000):
+        pending.write(data[start : start + 10_000])
+    ref = pending.commit()
+    assert ref.size == len(data) and ref.sha256 == hashlib.sha256(data).hexdigest()
+    with store.open_blob(ref.name) as f:
+        first = f.read(1000)
+        assert first == data[:1000]
+        assert first + f.read() == data
+    assert list(store.blobs.temp_dir.iterdir()) == []
+    with pytest.raises(FileNotFoundError):
+        store.open_blob("0" * 32)
+
+
+def test_a_report_its_items_and_its_draft(store: Store) -> None:
+    token = secrets.token_bytes(32)
+    kept = blob(store, b"kept file")
+    assert store.add_to_draft(token, [kept], 3600) == (True, [])
+    assert store.draft(token) == [kept]
+    source_id = new_id()
+    report = store.add_report(
+        source_id,
+        [("fields", blob(store)), ("file", kept)],
+        draft=token,
+        new_source=NewSource(b"v" * 32, b"p" * 32),
+        submission=Submission(b"k" * 32, "codename"),
+        new_session=NewSession(b"s" * 32, b"sealed", 600),
+    )
+    assert [item.kind for item in report.items] == ["fields", "file"]
+    assert store.draft(token) == []
+    assert DAY.match(report.day) and report.day == today()
+    found = store.source_by_verifier(b"v" * 32)
+    assert found is not None and found.id == source_id and found.public_key == b"p" * 32
+    session = store.session(b"s" * 32, 600)
+    assert session is not None and session.source_id == source_id
+    assert store.submission(b"k" * 32) == "codename"
+    with pytest.raises(DuplicateSubmission):
+        store.add_report(
+            source_id, [("fields", blob(store))], submission=Submission(b"k" * 32, "x")
+        )
+    assert len(store.reports_of(source_id)) == 1
+    assert store.read_blob(kept.name) == b"kept file"
+
+
+def test_items_only_go_to_the_owners_report(store: Store) -> None:
+    owner, stranger = store.create_source(None, None), store.create_source(None, None)
+    report = store.add_report(owner.id, [("fields", blob(store))])
+    assert not store.add_items(stranger.id, report.id, [("message", blob(store, b"x"))])
+    assert store.report(stranger.id, report.id) is None
+    assert store.add_items(owner.id, report.id, [("message", blob(store, b"m"))])
+    found = store.report(owner.id, report.id)
+    assert found is not None and [i.kind for i in found.items] == ["fields", "message"]
+
+
+def test_a_failed_report_leaves_no_row(store: Store) -> None:
+    source = store.create_source(None, None)
+    fields = blob(store)
+    with pytest.raises(Exception):  # noqa: B017 - each backend's integrity error
+        store.add_report(source.id, [("fields", fields), ("file", fields)])
+    assert store.reports_of(source.id) == []
+    assert store.add_report(source.id, [("fields", blob(store))]).items
+
+
+def test_deleting_a_source_removes_its_rows_and_envelopes(store: Store) -> None:
+    mine, theirs = store.create_source(b"a" * 32, b"p" * 32), store.create_source(None, None)
+    store.add_report(mine.id, [("fields", blob(store, b"1")), ("file", blob(store, b"2"))])
+    store.create_session(b"t" * 32, mine.id, b"sealed", 60)
+    their_blob = blob(store, b"theirs")
+    store.add_report(theirs.id, [("fields", their_blob)])
+    store.delete_source(mine.id)
+    assert store.source(mine.id) is None and store.session(b"t" * 32, 60) is None
+    assert store.blobs.names() == {their_blob.name}
+
+
+def test_the_sweep_removes_envelopes_no_row_refers_to(store: Store) -> None:
+    source = store.create_source(None, None)
+    kept = blob(store, b"in a report")
+    store.add_report(source.id, [("fields", kept)])
+    orphan = blob(store, b"committed, never referenced (crash before the row)")
+    store.create_source(None, None)  # a crash left it without its report
+    assert store.sweep(min_age=3600) == 0, "an envelope of today may belong to a request"
+    assert orphan.name in store.blobs.names()
+    assert store.sweep() == 1
+    assert store.blobs.names() == {kept.name}
+
+
+def test_pickup_snapshot_replies_and_retention(store: Store) -> None:
+    source = store.create_source(b"v" * 32, b"p" * 32)
+    report = store.add_report(source.id, [("fields", blob(store)), ("file", blob(store, b"f"))])
+    snapshot = store.undelivered_snapshot()
+    assert [item.kind for item in snapshot.items] == ["fields", "file"]
+    assert snapshot.items[0].source_public_key == b"p" * 32
+    generation = snapshot.generation
+    assert store.record_pickup_bundle(generation, "ctx", "key", 2)
+    assert store.pickup_state().bundle_key == "key"
+    reply = NewReply(new_id(), report.id, blob(store, b"reply"))
+    applied = store.apply_replies("b1", [reply], [i.id for i in snapshot.items], [])
+    assert applied is not None and (applied.stored, applied.acknowledged) == (1, 2)
+    assert store.bundle_applied("b1")
+    assert store.apply_replies("b1", [], [], []) is None
+    assert store.undelivered_snapshot().items == []
+    assert store.pickup_state().generation > generation
+    purged = store.purge(0)
+    assert purged.items == 2
+    found = store.report(source.id, report.id)
+    assert found is not None and [i.kind for i in found.items] == ["reply"]
+
+
+def test_pickup_tokens(store: Store) -> None:
+    assert store.add_pickup_token("station", b"h" * 32)
+    assert not store.add_pickup_token("station", b"i" * 32)
+    assert store.pickup_token_name(b"h" * 32) == "station"
+    assert store.pickup_tokens() == [("station", today())]
+    assert store.remove_pickup_token("station") and store.pickup_tokens() == []
+
+
+def test_reopening_keeps_everything(
+    backend: str, database: tuple[Cluster | None, str], tmp_path: Path
+) -> None:
+    first = _open(backend, tmp_path / "store", *database)
+    source = first.create_source(b"v" * 32, None)
+    ref = blob(first, b"durable")
+    first.add_report(source.id, [("fields", ref)])
+    first.close()
+    again = _open(backend, tmp_path / "store", *database)
+    try:
+        found = again.source_by_verifier(b"v" * 32)
+        assert found is not None
+        [report] = again.reports_of(found.id)
+        assert again.read_blob(report.items[0].blob) == b"durable"
+    finally:
+        again.close()
+
+
+def test_postgresql_keeps_days_only_and_no_plaintext(postgres: Cluster, tmp_path: Path) -> None:
+    name = "t" + secrets.token_hex(6)
+    dsn = postgres.new_database(name)
+    store = PostgresStore(tmp_path / "store", dsn)
+    try:
+        source = store.create_source(b"v" * 32, b"p" * 32)
+        store.add_report(source.id, [("fields", blob(store, b"sealed bytes"))])
+    finally:
+        store.close()
+    with psycopg.connect(dsn) as db:
+        types = {
+            row[0]
+            for row in db.execute(
+                "SELECT data_type FROM information_schema.columns WHERE table_schema = 'public'"
+            )
+        }
+        serials = db.execute(
+            "SELECT count(*) FROM information_schema.columns"
+            " WHERE table_schema = 'public' AND column_default LIKE 'nextval%'"
+        ).fetchone()
+        days = {d for (d,) in db.execute("SELECT day FROM reports UNION SELECT day FROM blobs")}
+    assert not [t for t in types if "time" in t or "date" in t], types
+    assert serials == (0,)
+    assert days == {today()}
+
+
+def test_postgresql_refuses_a_server_that_may_lose_a_commit(
+    postgres: Cluster, tmp_path: Path
+) -> None:
+    name = "t" + secrets.token_hex(6)
+    dsn = postgres.new_database(name)
+    with psycopg.connect(postgres.dsn(), autocommit=True) as db:
+        db.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+    from source_interface.store.postgres import PostgresError
+
+    with pytest.raises(PostgresError, match="synchronous_commit"):
+        PostgresStore(tmp_path / "store", dsn)
