@@ -386,3 +386,30 @@ def deliver(
     finally:
         end()
     click.echo(f"Delivered {file}: {summary.get('summary', 'applied')}.")
+
+
+@click.group()
+def store() -> None:
+    """The server store's backends (docs/scale.md)."""
+
+
+@store.command("migrate")
+@_DATA_DIR
+@click.option(
+    "--dsn",
+    required=True,
+    envvar="BLAGH_STORE_DSN",
+    metavar="DSN",
+    help="The empty PostgreSQL database, a libpq connection string (or BLAGH_STORE_DSN, "
+    "which keeps a password out of the process list).",
+)
+def store_migrate(data_dir: Path, dsn: str) -> None:
+    """Copy this data folder's SQLCipher store into an empty PostgreSQL database and check
+    every envelope; then set [store] backend = "postgresql".  Stop Blagh first."""
+    from source_interface.store.migrate import migrate
+
+    directory, _config = _load(data_dir)
+    done = migrate(directory.path / "store", bytes.fromhex(directory.read_db_key()), dsn)
+    rows = ", ".join(f"{count} {table}" for table, count in done.rows.items())
+    click.echo(f"Copied {rows}; {done.envelopes} envelopes ({done.bytes} bytes), each checked.")
+    click.echo('Now set [store] backend = "postgresql" and dsn in config.toml, then start Blagh.')
