@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from postgres_helpers import Cluster, cluster
+from postgres_helpers import Cluster
 from source_helpers import DAY
 
 from source_interface.store import BlobRef, NewReply, PostgresStore, Store
@@ -26,12 +26,6 @@ from source_interface.store.index import (
 from source_interface.store.postgres import CHUNK_BYTES
 
 KEY = bytes(range(32))
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[Cluster]:
-    with cluster() as made:
-        yield made
 
 
 def _open(backend: str, root: Path, postgres: Cluster | None, database: str) -> Store:

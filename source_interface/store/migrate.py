@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 
+from blagh.errors import SetupError
 from blagh.sqlcipher import connect
 from source_interface.errors import SourceInterfaceError
 from source_interface.store.blobs import BlobFolder
@@ -46,7 +47,7 @@ TABLES = {
 no input reaches these statements but values)."""
 
 
-class MigrationError(SourceInterfaceError):
+class MigrationError(SourceInterfaceError, SetupError):
     """The copy was refused or failed its check; the PostgreSQL database was left unchanged."""
 
 
