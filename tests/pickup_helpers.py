@@ -71,7 +71,13 @@ class Server:
         self.store.close()
 
 
-def make_server(tmp_path: Path, *, analysts: Iterable[AnalystKey] = (), **retention: Any) -> Server:
+def make_server(
+    tmp_path: Path,
+    *,
+    analysts: Iterable[AnalystKey] = (),
+    store: dict[str, str] | None = None,
+    **retention: Any,
+) -> Server:
     path = tmp_path / "data"
     analyst = generate_analyst_key()
     keys = [analyst, *analysts]
@@ -83,10 +89,15 @@ def make_server(tmp_path: Path, *, analysts: Iterable[AnalystKey] = (), **retent
             "recipients": {"analysts": [key.public().to_line() for key in keys]},
             "pickup": {"enabled": True},
             "retention": retention,
+            "store": store or {},
         }
     )
     return Server(
-        directory, config, open_store(directory), analyst, directory.read_server_signing_key()
+        directory,
+        config,
+        open_store(directory, config.store),
+        analyst,
+        directory.read_server_signing_key(),
     )
 
 
@@ -129,9 +140,7 @@ def add_report(
     analysts = [key.encryption for key in server.config.recipients.analysts]
     if reporter is None:
         secret, public = generate_keypair() if codename else (None, None)
-        source = server.store.index.create_source(
-            secrets.token_bytes(32) if codename else None, public
-        )
+        source = server.store.create_source(secrets.token_bytes(32) if codename else None, public)
         reporter = Reporter(source.id, secret, public)
     recipients = analysts + ([reporter.public_key] if reporter.public_key else [])
     fields = encode_document(
@@ -151,7 +160,7 @@ def add_report(
     for number in range(files):
         plain = attachment_header(f"shot{number}.png", "image/png") + b"\x89PNG" + bytes(number)
         items.append(("file", _blob(server.store, seal(plain, analysts))))
-    report = server.store.index.add_report(reporter.source_id, items)
+    report = server.store.add_report(reporter.source_id, items)
     reporter.reports.append(report)
     return reporter
 
