@@ -286,3 +286,59 @@ def test_pickup_bundles_and_a_reply_bundle(server: Server, tmp_path: Path) -> No
     assert left.items == 1
     kinds = [i.kind for i in server.store.reports_of(reporter.source_id)[0].items]
     assert kinds == ["fields", "file", "file", "reply"]
+
+
+def test_sessions_expire_and_are_forgotten(store: Store) -> None:
+    source = store.create_source(b"v" * 32, b"p" * 32)
+    store.create_session(b"s" * 32, source.id, b"sealed secret", 600)
+    found = store.session(b"s" * 32, 600)
+    assert found is not None and found.sealed_secret == b"sealed secret"
+    store.replace_session_secret(b"s" * 32, b"other")
+    found = store.session(b"s" * 32, 600)
+    assert found is not None and found.sealed_secret == b"other"
+    store.create_session(b"x" * 32, source.id, b"idle", -600)  # expired already
+    assert store.session(b"x" * 32, 600) is None
+    assert store.index.expire_sessions() == 1
+    store.delete_session(b"s" * 32)
+    assert store.session(b"s" * 32, 600) is None
+
+
+def test_drafts_are_bounded_and_expire(store: Store) -> None:
+    one, two = secrets.token_bytes(32), secrets.token_bytes(32)
+    a, b, c = blob(store, b"a" * 100), blob(store, b"b" * 100), blob(store, b"c" * 100)
+    assert store.add_to_draft(one, [a, b], 3600, max_files=1) == (False, [a.name, b.name])
+    assert store.add_to_draft(one, [a], 3600, max_files=2, max_bytes=150) == (True, [])
+    assert store.add_to_draft(one, [b], 3600, max_files=2, max_bytes=150) == (False, [b.name])
+    # All drafts together past 250 bytes: the other (older) draft goes, this one stays.
+    assert store.add_to_draft(two, [b, c], 3600, max_total_bytes=250) == (True, [a.name])
+    assert store.draft(one) == [] and store.draft(two) == [b, c]
+    assert store.remove_from_draft(two, [c.name, "0" * 32]) == [c.name]
+    stale = blob(store, b"stale")
+    store.add_to_draft(one, [stale], -600)
+    assert store.draft(one) == []
+    store.delete_blob(a.name)
+    store.delete_blob(c.name)
+    store.sweep()
+    assert store.blobs.names() == {b.name}
+
+
+def test_one_form_sent_at_once_from_many_threads_stores_one_report(store: Store) -> None:
+    """On PostgreSQL several workers (machines) write at once: the submission key is taken
+    by one transaction, the others wait for its commit and are refused."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    key = secrets.token_bytes(32)
+    source = store.create_source(None, None)
+    refs = [blob(store, bytes([n]) * 10) for n in range(8)]
+
+    def send(ref: BlobRef) -> str:
+        try:
+            store.add_report(source.id, [("fields", ref)], submission=Submission(key, "received"))
+        except DuplicateSubmission as refused:
+            return "refused:" + refused.outcome
+        return "stored"
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = sorted(pool.map(send, refs))
+    assert outcomes == ["refused:received"] * 7 + ["stored"]
+    assert len(store.reports_of(source.id)) == 1
