@@ -228,3 +228,101 @@ def test_store_migrate_refuses_a_damaged_envelope(
     with psycopg.connect(dsn) as db:
         assert db.execute("SELECT count(*) FROM sources").fetchone() == (0,)
         assert db.execute("SELECT count(*) FROM blob_chunks").fetchone() == (0,)
+
+
+def opened_reports(store: Store, analyst: AnalystKey) -> dict[str, list[tuple[str, bytes]]]:
+    """Every report the store holds, opened with the analyst's key: its files by description.
+    Every item's envelope must be there, whole (size and SHA-256 as its row says)."""
+    found: dict[str, tuple[str, list[tuple[str, bytes]]]] = {}
+    for item in store.undelivered_snapshot().items:
+        sealed = store.read_blob(item.blob)
+        assert (len(sealed), hashlib.sha256(sealed).hexdigest()) == (item.size, item.sha256)
+        plain = open_envelope(sealed, [analyst.encryption_secret])
+        _, files = found.setdefault(item.report_id, ("", []))
+        if item.kind == "fields":
+            found[item.report_id] = (decode_document(plain, "report")["description"], files)
+        else:
+            header, content = split_attachment(plain)
+            files.append((header["name"], content))
+    return dict(found.values())
+
+
+def test_sigkill_workers_mid_upload_on_postgresql(
+    postgres: Cluster, tmp_path: Path, analyst: AnalystKey
+) -> None:
+    """Workers killed while uploads stream in and reports commit: on PostgreSQL too, what was
+    acknowledged is whole, every row's envelope is there, and the sweep leaves exactly what rows
+    refer to."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from test_source_gunicorn import MB, Attempt, SlowUpload, _size_of_files, racer
+
+    data_dir = make_data_dir(tmp_path / "data", analyst, workers=2)
+    dsn = postgres.new_database("k" + secrets.token_hex(6))
+    use_postgres(data_dir, dsn)
+    server = Gunicorn(data_dir, tmp_path, workers=2)
+    temp = data_dir.path / "store" / "blobs" / "tmp"
+    slow: list[SlowUpload] = []
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+    try:
+        server.start()
+        for i in range(3):
+            files = [Upload("first.bin", os.urandom(MB)), Upload("second.bin", os.urandom(6 * MB))]
+            upload = SlowUpload(server.port, f"slow {i}", files)
+            upload.send(0.5)
+            slow.append(upload)
+        deadline = time.monotonic() + 20
+        while _size_of_files(temp) < 3 * 3 * MB:
+            assert time.monotonic() < deadline, "the uploads never reached the server"
+            time.sleep(0.02)
+        raced: list[Attempt] = []
+        threads = [
+            threading.Thread(target=racer, args=(server.port, stop, raced)) for _ in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        for _round in range(2):
+            acknowledged = sum(1 for a in raced if a.status == 303)
+            deadline = time.monotonic() + 20
+            while sum(1 for a in raced if a.status == 303) < acknowledged + 3:
+                assert time.monotonic() < deadline, "no racer got through"
+                time.sleep(0.01)
+            killed = server.worker_pids()
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+            server.wait_ready(killed)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+        server.stop()
+
+        store = PostgresStore(tmp_path / "check", dsn)
+        try:
+            stored = opened_reports(store, analyst)
+            assert not any(d.startswith("slow ") for d in stored)
+            whole = [a for a in raced if a.status == 303]
+            assert len(whole) >= 6
+            for attempt in raced:
+                if attempt.status == 303 or attempt.description in stored:
+                    expected = [(f.filename, f.content) for f in attempt.files]
+                    assert stored[attempt.description] == expected
+            store.sweep(min_age=0)
+            with psycopg.connect(dsn) as db:
+                referenced = {
+                    n for (n,) in db.execute("SELECT blob FROM items UNION SELECT blob FROM drafts")
+                }
+                chunked = {n for (n,) in db.execute("SELECT DISTINCT name FROM blob_chunks")}
+            assert store.blobs.names() == referenced == chunked
+        finally:
+            store.close()
+    finally:
+        stop.set()
+        for upload in slow:
+            upload.close()
+        for thread in threads:
+            thread.join(timeout=60)
+        server.stop()

@@ -240,6 +240,7 @@ class PgIndex:
 
     def close(self) -> None:
         self._pool.close()
+        self.jobs.close()
 
     # --- sources, reports, items --------------------------------------------------------
 
