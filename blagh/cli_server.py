@@ -28,7 +28,7 @@ from crypto.errors import InvalidPublicKey
 from crypto.keys import ServerVerifyKey
 
 if TYPE_CHECKING:
-    from source_interface.store import Store
+    from source_interface.store.protocol import ServerStore
 
 _DATA_DIR = click.option(
     "--data-dir",
@@ -73,7 +73,7 @@ def _load(data_dir: Path) -> tuple[DataDir, Config]:
 
 
 @contextmanager
-def _store(directory: DataDir) -> Iterator[Store]:
+def _store(directory: DataDir) -> Iterator[ServerStore]:
     from source_interface.app import open_store
 
     store = open_store(directory)

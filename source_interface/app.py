@@ -21,11 +21,12 @@ from source_interface.sealing import UploadLimits, sealing_request_class
 from source_interface.services import Services, load_retired_words, load_wordlist
 from source_interface.sessions import Sessions
 from source_interface.store import PostgresStore, Store
+from source_interface.store.protocol import ServerStore
 from source_interface.throttle import FailureThrottle
 from source_interface.views import followup, landing, report, uploads
 
 
-def open_store(data_dir: DataDir, config: StoreConfig | None = None) -> Store:
+def open_store(data_dir: DataDir, config: StoreConfig | None = None) -> ServerStore:
     """The server store of a data folder made by ``blagh init``, on the backend ``[store]``
     names (``config``, or else the data folder's config file)."""
     if config is None:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from source_interface.presealed import UploadFolder
-from source_interface.store import Store
+from source_interface.store.protocol import ServerStore
 
 HOUSEKEEPING_SECONDS = 60.0
 """Drafts, sessions and partial uploads are expired at most this long after their time; a
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 class Janitor:
     """One round of housekeeping at a time, across the workers of one data folder."""
 
-    def __init__(self, store: Store, uploads: UploadFolder, lock_path: Path) -> None:
+    def __init__(self, store: ServerStore, uploads: UploadFolder, lock_path: Path) -> None:
         self._store = store
         self._uploads = uploads
         self._lock_path = lock_path

@@ -17,8 +17,8 @@ from werkzeug.wrappers import Response
 
 from crypto import wrap
 from crypto.errors import DecryptionError
-from source_interface.store import Store
 from source_interface.store.index import NewSession
+from source_interface.store.protocol import ServerStore
 
 SUBMISSION_FIELD = "submission"
 """The report form's one-time submission id (a hidden field): the same form sent twice stores
@@ -85,7 +85,7 @@ def _cookie_args(request: Request) -> dict[str, object]:
 class Sessions:
     """Creates, reads and ends source sessions; one per app, sharing the app's store."""
 
-    def __init__(self, store: Store, idle_seconds: int) -> None:
+    def __init__(self, store: ServerStore, idle_seconds: int) -> None:
         self._store = store
         self._idle = idle_seconds
 

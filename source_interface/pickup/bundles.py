@@ -5,7 +5,7 @@ items it is built once and kept in the store's ``pickup/`` folder, so that every
 it gets the same bytes: an interrupted download can resume with an HTTP range, and
 ``blagh export-bundle`` copies the very file the pickup API serves.  Its bundle id is derived
 from what it holds (the items, the analysts' keys, the signing key), not drawn at random.
-Whatever deletes envelopes also deletes these copies (:meth:`Store.clear_pickup_cache`).
+Whatever deletes envelopes also deletes these copies (:meth:`ServerStore.clear_pickup_cache`).
 
 A reply bundle is verified whole by :class:`~blagh.bundles.BundleReader` (signature by an
 analyst key of the config, member list, every hash) and then checked for what the server
@@ -48,9 +48,9 @@ from source_interface.store import (
     PendingBlob,
     PendingItem,
     ReplyConflict,
-    Store,
 )
 from source_interface.store.index import today
+from source_interface.store.protocol import ServerStore
 
 PICKUP_FORMAT = "blagh-pickup"
 REPLIES_FORMAT = "blagh-replies"
@@ -97,7 +97,10 @@ class PickupBundles:
     """Builds the pickup bundle of what is not yet acknowledged, and keeps it ready."""
 
     def __init__(
-        self, store: Store, analysts: Sequence[AnalystPublicKey], signing_key: ServerSigningKey
+        self,
+        store: ServerStore,
+        analysts: Sequence[AnalystPublicKey],
+        signing_key: ServerSigningKey,
     ) -> None:
         self._store = store
         self._analysts = [analyst.to_line() for analyst in analysts]
@@ -360,7 +363,7 @@ class _Plan:
 
 
 def import_reply_bundle(
-    store: Store,
+    store: ServerStore,
     analysts: Sequence[AnalystPublicKey],
     path: Path,
     *,
@@ -386,7 +389,7 @@ def import_reply_bundle(
 
 
 def _import(
-    store: Store, analysts: Sequence[AnalystPublicKey], path: Path, delivered_days: int
+    store: ServerStore, analysts: Sequence[AnalystPublicKey], path: Path, delivered_days: int
 ) -> ImportResult:
     trusted = [analyst.verify for analyst in analysts]
     with BundleReader(path, trusted, REPLIES_FORMAT) as reader:
@@ -496,7 +499,7 @@ def envelope_shape_ok(head: bytes, size: int, min_recipients: int = 1) -> bool:
 
 
 def _copy_replies(
-    store: Store, reader: BundleReader, path: Path, replies: list[_Reply]
+    store: ServerStore, reader: BundleReader, path: Path, replies: list[_Reply]
 ) -> list[NewReply]:
     """Each reply's envelope as a committed blob, its hash checked again while copied; on
     any failure the blobs made so far are deleted."""
