@@ -342,3 +342,38 @@ def test_one_form_sent_at_once_from_many_threads_stores_one_report(store: Store)
         outcomes = sorted(pool.map(send, refs))
     assert outcomes == ["refused:received"] * 7 + ["stored"]
     assert len(store.reports_of(source.id)) == 1
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "host=127.0.0.1 port=1 user=blagh password=hunter2-secret dbname=blagh",
+        "host=127.0.0.1 user=blagh password=hunter2-secret dbname",  # malformed
+    ],
+)
+def test_a_dsn_that_does_not_work_is_refused_without_showing_it(
+    dsn: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from source_interface.store.postgres import PostgresError
+
+    with pytest.raises(PostgresError) as refused:
+        PostgresStore(tmp_path / "store", dsn)
+    shown = str(refused.value) + repr(refused.value) + caplog.text
+    assert "hunter2" not in shown and "[store] dsn" in str(refused.value)
+    assert refused.value.__cause__ is None and refused.value.__suppress_context__
+
+
+def test_serve_refuses_an_unreachable_database_in_one_line(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+    from gunicorn_helpers import make_data_dir
+    from test_store_flows import use_postgres
+
+    from blagh.cli import cli
+    from crypto.keys import generate_analyst_key
+
+    data_dir = make_data_dir(tmp_path / "data", generate_analyst_key(), workers=1)
+    use_postgres(data_dir, "host=127.0.0.1 port=1 user=blagh password=hunter2-secret")
+    result = CliRunner().invoke(cli, ["serve", "--data-dir", str(data_dir.path), "--tor", "off"])
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1 and "[store] dsn" in result.stderr
+    assert "hunter2" not in result.output + result.stderr

@@ -71,6 +71,8 @@ POOL_SIZE = 8
 
 QUEUE = 4096
 
+CONNECT_SECONDS = 10
+
 SCHEMA_VERSION = 1
 
 SCHEMA = """
@@ -186,6 +188,8 @@ class PgIndex:
     def __init__(self, dsn: str) -> None:
         self.jobs = Offload("postgresql", threads=POOL_SIZE, queue=QUEUE)
         try:
+            # One connection first: a wrong DSN fails at once, not after the pool's retries.
+            psycopg.connect(dsn, connect_timeout=CONNECT_SECONDS).close()
             self._pool = ConnectionPool(
                 dsn,
                 min_size=1,
