@@ -88,10 +88,14 @@ class Site:
 
 
 def make_site(
-    tmp_path: Path, limits: Mapping[str, Any] | None = None, **source_interface: Any
+    tmp_path: Path,
+    limits: Mapping[str, Any] | None = None,
+    *,
+    store: Mapping[str, str] | None = None,
+    **source_interface: Any,
 ) -> Site:
-    """A fresh data folder and app; ``source_interface`` overrides that config section, and
-    ``limits`` the ``[limits]`` one.
+    """A fresh data folder and app; ``source_interface`` overrides that config section,
+    ``limits`` the ``[limits]`` one and ``store`` the ``[store]`` one.
 
     Pages are in English unless ``default_language`` says otherwise, so tests can read them.
     """
@@ -104,6 +108,7 @@ def make_site(
             "recipients": {"analysts": [analyst.public().to_line()]},
             "source_interface": {"default_language": "en", **source_interface},
             "limits": dict(limits or {}),
+            "store": dict(store or {}),
         }
     )
     return Site(data_dir, analyst, config, create_app(config))
