@@ -50,20 +50,27 @@ class Server:
     signing_key: ServerSigningKey
 
     def counts(self) -> dict[str, Any]:
-        """Rows per table and the exact set of blob files: to show nothing changed."""
-        with self.store.index.transaction() as db:
-            found: dict[str, Any] = {
-                table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
-                for table in ("sources", "reports", "items", "applied_bundles", "pickup_tokens")
-            }
-            found["delivered"] = db.execute(
-                "SELECT count(*) FROM items WHERE delivered_day IS NOT NULL"
-            ).fetchone()[0]
+        """Rows per table and the exact set of blobs: to show nothing changed."""
+        found: dict[str, Any] = {
+            table: self.rows(f"SELECT count(*) FROM {table}")[0][0]  # noqa: S608
+            for table in ("sources", "reports", "items", "applied_bundles", "pickup_tokens")
+        }
+        found["delivered"] = self.rows(
+            "SELECT count(*) FROM items WHERE delivered_day IS NOT NULL"
+        )[0][0]
         found["blobs"] = frozenset(self.store.blobs.names())
         found["tmp"] = frozenset(p.name for p in self.store.blobs.temp_dir.iterdir())
         return found
 
     def rows(self, sql: str, parameters: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a query on the real index: SQLCipher, or PostgreSQL (``?`` marks become
+        ``%s``)."""
+        if self.config.store.backend == "postgresql":
+            import psycopg
+
+            with psycopg.connect(self.config.store.dsn) as pg:
+                found = pg.execute(sql.replace("?", "%s"), tuple(parameters)).fetchall()
+            return [tuple(row) for row in found]
         with self.store.index.transaction() as db:
             return db.execute(sql, tuple(parameters)).fetchall()
 
@@ -83,6 +90,11 @@ def make_server(
     keys = [analyst, *analysts]
     directory = DataDir(path)
     directory.create([key.public() for key in keys])
+    if store:  # the commands (blagh export-bundle, ...) read the data folder's config.toml
+        text = directory.config_file.read_text("utf-8")
+        text = text.replace('backend = "sqlcipher"', f'backend = "{store["backend"]}"', 1)
+        text = text.replace('dsn = ""', f'dsn = "{store["dsn"]}"', 1)
+        directory.config_file.write_text(text, "utf-8")
     config = load_config(
         {
             "instance": {"data_dir": str(path)},

@@ -60,6 +60,7 @@ def server(
         yield running
     finally:
         running.stop()
+    assert "Traceback" not in running.log(), running.log()
 
 
 def js_report(server: Gunicorn, analyst: AnalystKey, description: str, file: bytes) -> None:
@@ -299,6 +300,7 @@ def test_sigkill_workers_mid_upload_on_postgresql(
         for thread in threads:
             thread.join(timeout=60)
         server.stop()
+        assert "Traceback" not in server.log(), server.log()
 
         store = PostgresStore(tmp_path / "check", dsn)
         try:

@@ -25,8 +25,10 @@ single writer thread would serialise every machine's worker behind one connectio
 
 from __future__ import annotations
 
+import atexit
 import io
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -209,6 +211,9 @@ class PgIndex:
         except BaseException:
             self._pool.close()
             raise
+        # A worker's store lives as long as the process: close the pool before the interpreter
+        # is finalised, or its finaliser fails there (under gevent, with a traceback in the log).
+        atexit.register(_close_at_exit, weakref.ref(self))
 
     def _run(self, function: Callable[..., _T], *args: Any) -> _T:
         return self.jobs.run(function, *args)
@@ -848,6 +853,12 @@ class PgIndex:
             " AND NOT EXISTS (SELECT 1 FROM drafts WHERE blob = b.name)",
             (before_day, before_day),
         )
+
+
+def _close_at_exit(index: weakref.ref[PgIndex]) -> None:
+    alive = index()
+    if alive is not None:
+        alive.close()
 
 
 def _pending(row: tuple[Any, ...]) -> PendingItem:
