@@ -229,7 +229,7 @@ class PgIndex:
         with self.transaction() as db:
             for setting in ("fsync", "synchronous_commit"):
                 (value,) = db.execute(f"SHOW {setting}").fetchone() or ("off",)
-                if value in ("off", "local"):
+                if value == "off":
                     raise PostgresError(
                         f"PostgreSQL has {setting} = {value}: an acknowledged report could be "
                         "lost in a crash; set it to on"
