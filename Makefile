@@ -39,11 +39,13 @@ WRAPPERS_ESM := node_modules/libsodium-wrappers-sumo/dist/modules-sumo-esm/libso
 #   engine, driven through its own Marionette protocol: no geckodriver to download),
 #   libnss3-tools (certutil: the tests' CA in Firefox's profile), tor-gencert (in tor) for the
 #   tests' private Tor network, nginx for the clearnet tests, systemd for `systemd-analyze` (the
-#   unit files' tests, tests/test_deploy.py).
+#   unit files' tests, tests/test_deploy.py), postgresql for the tests' throw-away clusters of
+#   the PostgreSQL store (tests/postgres_helpers.py; the package's own cluster is not used).
 APT_SERVER      := tor nginx
 APT_TRANSFER    := tor
 APT_WORKSTATION := mat2 bubblewrap libimage-exiftool-perl ffmpeg util-linux g++ python3-dev
-APT_DEV         := nodejs npm gnupg iproute2 chromium firefox-esr libnss3-tools systemd
+APT_DEV         := nodejs npm gnupg iproute2 chromium firefox-esr libnss3-tools systemd \
+	postgresql
 APT_PACKAGES    := $(sort $(APT_SERVER) $(APT_TRANSFER) $(APT_WORKSTATION) $(APT_DEV))
 # `make run TOR=offline|off|launch|attach` overrides [tor] mode (docs/onion.md).  On development
 # machines and in CI only offline and off: tor must never reach the public Tor network there.
@@ -66,7 +68,7 @@ $(SYS_STAMP): Makefile scripts/ensure-system-packages.sh
 $(PY_STAMP): pyproject.toml constraints.txt $(SYS_STAMP)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt \
-		-e '.[server,transfer,workstation,test]'
+		-e '.[server,postgres,transfer,workstation,test]'
 	@touch $@
 
 $(JS_STAMP): package.json package-lock.json $(SYS_STAMP)

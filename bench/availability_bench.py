@@ -517,7 +517,7 @@ def filled(reports: int, analyst: AnalystKey, work: Path) -> Scale:
     token = new_token()
     store = open_store(data_dir)
     try:
-        assert store.index.add_pickup_token("bench", token_hash(token))
+        assert store.add_pickup_token("bench", token_hash(token))
     finally:
         store.close()
     return Scale(reports, data_dir, work, token, seconds)

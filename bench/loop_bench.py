@@ -78,7 +78,7 @@ def build_bundle(work: Path) -> Bundle:
     try:
         for number in range(REPORTS):
             _secret, public = generate_keypair()  # the reporter's, from their codename
-            source = store.index.create_source(secrets.token_bytes(32), public)
+            source = store.create_source(secrets.token_bytes(32), public)
             fields = encode_document(
                 "report",
                 {
@@ -100,7 +100,7 @@ def build_bundle(work: Path) -> Bundle:
                 ("fields", _blob(store, seal(fields, [analyst.public().encryption, public]))),
                 ("file", _blob(store, seal(attachment, [analyst.public().encryption]))),
             ]
-            store.index.add_report(source.id, items)
+            store.add_report(source.id, items)
         signing_key = directory.read_server_signing_key()
         current = PickupBundles(store, [analyst.public()], signing_key).open_current()
         path = work / "pickup.bundle"

@@ -80,8 +80,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(work: Path) -> Iterator[tuple[int, psutil.Process]]:
-    """``blagh serve`` on a fresh data folder; yields its port and master process."""
+def running_server(
+    work: Path, store_dsn: str | None = None
+) -> Iterator[tuple[int, psutil.Process]]:
+    """``blagh serve`` on a fresh data folder; yields its port and master process.  With
+    ``store_dsn``, on the PostgreSQL store of that database (bench/store_backend_bench.py)."""
     data_dir = DataDir(work / "data")
     data_dir.create([generate_analyst_key().public()])
     config = data_dir.config_file.read_text("utf-8")
@@ -89,6 +92,9 @@ def running_server(work: Path) -> Iterator[tuple[int, psutil.Process]]:
         r"(?m)^max_upload_mb = \d+$", f"max_upload_mb = {UPLOAD_LIMIT_MIB}", config
     )
     assert count == 1, "config.toml has no max_upload_mb line"
+    if store_dsn is not None:
+        config = config.replace('backend = "sqlcipher"', 'backend = "postgresql"', 1)
+        config = config.replace('dsn = ""', f'dsn = "{store_dsn}"', 1)
     data_dir.config_file.write_text(config, "utf-8")
     workers = read_config_file(data_dir.config_file).source_interface.workers
     port = free_port()

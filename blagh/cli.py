@@ -269,7 +269,8 @@ def serve(data_dir: Path, host: str | None, port: int | None, tor_mode: str | No
     port = port or site.listen_port
     mode = tor_mode or config.tor.mode
     with serving(directory, config, mode, host, port):  # one server per data folder
-        open_store(directory).close()  # an index this version cannot open: one line, first
+        # An index this version cannot open, or a database out of reach: one line, before tor.
+        open_store(directory, config.store).close()
         _serve(directory, config, mode, host, port)
 
 
@@ -649,6 +650,7 @@ cli.add_command(cli_server.import_replies)
 cli.add_command(cli_server.purge)
 cli.add_command(cli_server.pickup)
 cli.add_command(cli_server.deliver)
+cli.add_command(cli_server.store)
 cli.add_command(workstation)
 cli.add_command(cli_backup.backup)
 cli.add_command(cli_backup.restore)

@@ -28,7 +28,7 @@ from crypto.errors import InvalidPublicKey
 from crypto.keys import ServerVerifyKey
 
 if TYPE_CHECKING:
-    from source_interface.store import Store
+    from source_interface.store.protocol import ServerStore
 
 _DATA_DIR = click.option(
     "--data-dir",
@@ -73,7 +73,7 @@ def _load(data_dir: Path) -> tuple[DataDir, Config]:
 
 
 @contextmanager
-def _store(directory: DataDir) -> Iterator[Store]:
+def _store(directory: DataDir) -> Iterator[ServerStore]:
     from source_interface.app import open_store
 
     store = open_store(directory)
@@ -154,7 +154,7 @@ def pickup_token_add(data_dir: Path, name: str, out: Path | None) -> None:
         raise BlaghError(f"{out} already exists; choose another --out")
     token = new_token()
     with _store(directory) as store:
-        if not store.index.add_pickup_token(name, token_hash(token)):
+        if not store.add_pickup_token(name, token_hash(token)):
             raise BlaghError(
                 f"a token named {name} exists already; remove it first "
                 f"(blagh pickup-token remove) or choose another name"
@@ -163,7 +163,7 @@ def pickup_token_add(data_dir: Path, name: str, out: Path | None) -> None:
             try:
                 write_new_file(out, (token + "\n").encode("ascii"))
             except BaseException:
-                store.index.remove_pickup_token(name)
+                store.remove_pickup_token(name)
                 raise
     if out is not None:
         click.echo(f"Made the token {name}; it is in {out} (mode 0600).")
@@ -183,7 +183,7 @@ def pickup_token_remove(data_dir: Path, name: str) -> None:
     """Revoke the token of the transfer station NAME, at once."""
     directory, _config = _load(data_dir)
     with _store(directory) as store:
-        if not store.index.remove_pickup_token(name):
+        if not store.remove_pickup_token(name):
             raise BlaghError(f"there is no token named {name}; see blagh pickup-token list")
     click.echo(f"Removed the token {name}.")
 
@@ -194,7 +194,7 @@ def pickup_token_list(data_dir: Path) -> None:
     """List the tokens by name, with the day each was made."""
     directory, _config = _load(data_dir)
     with _store(directory) as store:
-        tokens = store.index.pickup_tokens()
+        tokens = store.pickup_tokens()
     if not tokens:
         click.echo("No token: add one with `blagh pickup-token add NAME`.")
     for name, day in tokens:
@@ -408,3 +408,30 @@ def deliver(
     finally:
         end()
     click.echo(f"Delivered {file}: {summary.get('summary', 'applied')}.")
+
+
+@click.group()
+def store() -> None:
+    """The server store's backends (docs/scale.md)."""
+
+
+@store.command("migrate")
+@_DATA_DIR
+@click.option(
+    "--dsn",
+    required=True,
+    envvar="BLAGH_STORE_DSN",
+    metavar="DSN",
+    help="The empty PostgreSQL database, a libpq connection string (or BLAGH_STORE_DSN, "
+    "which keeps a password out of the process list).",
+)
+def store_migrate(data_dir: Path, dsn: str) -> None:
+    """Copy this data folder's SQLCipher store into an empty PostgreSQL database and check
+    every envelope; then set [store] backend = "postgresql".  Stop Blagh first."""
+    from source_interface.store.migrate import migrate
+
+    directory, _config = _load(data_dir)
+    done = migrate(directory.path / "store", bytes.fromhex(directory.read_db_key()), dsn)
+    rows = ", ".join(f"{count} {table}" for table, count in done.rows.items())
+    click.echo(f"Copied {rows}; {done.envelopes} envelopes ({done.bytes} bytes), each checked.")
+    click.echo('Now set [store] backend = "postgresql" and dsn in config.toml, then start Blagh.')

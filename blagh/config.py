@@ -64,6 +64,7 @@ def _hint(text: str) -> dict[str, str]:
 Port = Annotated[int, Bounds(1, 65535)]
 Language = Literal["ar", "fr", "en", "es"]
 TorMode = Literal["launch", "attach", "offline", "off"]
+StoreBackend = Literal["sqlcipher", "postgresql"]
 AnalystLine = Annotated[
     AnalystPublicKey, ParsedBy(AnalystPublicKey.from_line, "an analyst public key line")
 ]
@@ -314,6 +315,22 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class StoreConfig:
+    """``[store]``: where the server keeps its index and envelopes (docs/scale.md)."""
+
+    backend: StoreBackend = "sqlcipher"
+    dsn: str = field(default="", repr=False)
+    """A libpq connection string; it may carry a password, so it is never shown (repr, logs,
+    errors)."""
+
+    def __post_init__(self) -> None:
+        if self.backend == "postgresql" and not self.dsn.strip():
+            raise ConfigError(
+                '[store] backend = "postgresql" needs dsn = "host=... dbname=... user=..."'
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     """The whole configuration: one attribute per TOML section, in the file's order."""
 
@@ -328,6 +345,7 @@ class Config:
     pickup: PickupConfig = field(default_factory=PickupConfig)
     clearnet: ClearnetConfig = field(default_factory=ClearnetConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
 
     def __post_init__(self) -> None:
         clearnet = self.clearnet

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from blagh.config import Config
+from blagh.config import Config, StoreConfig, read_config_file
 from blagh.datadir import DataDir
 from blagh.offload import Offload
 from source_interface import browser, i18n, security, sessions, static_files
@@ -21,20 +21,27 @@ from source_interface.quietlog import QuietFlask
 from source_interface.sealing import UploadLimits, sealing_request_class
 from source_interface.services import Services, load_retired_words, load_wordlist
 from source_interface.sessions import Sessions
-from source_interface.store import Store
+from source_interface.store import PostgresStore, Store
+from source_interface.store.protocol import ServerStore
 from source_interface.throttle import FailureThrottle
 from source_interface.views import followup, landing, report, uploads
 
 
-def open_store(data_dir: DataDir) -> Store:
-    """The server store inside a data folder made by ``blagh init``."""
+def open_store(data_dir: DataDir, config: StoreConfig | None = None) -> ServerStore:
+    """The server store of a data folder made by ``blagh init``, on the backend ``[store]``
+    names (``config``, or else the data folder's config file)."""
+    if config is None:
+        file = data_dir.config_file
+        config = read_config_file(file).store if file.exists() else StoreConfig()
+    if config.backend == "postgresql":
+        return PostgresStore(data_dir.path / "store", config.dsn)
     return Store(data_dir.path / "store", bytes.fromhex(data_dir.read_db_key()))
 
 
 def create_app(config: Config) -> Flask:
     """Build the source interface for ``config``; its data folder must exist (``blagh init``)."""
     data_dir = DataDir(Path(config.instance.data_dir))
-    store = open_store(data_dir)
+    store = open_store(data_dir, config.store)
     site = config.source_interface
     # No Flask static route: static_files serves the folder, versioned and compressed.
     app = QuietFlask(__name__, static_folder=None)

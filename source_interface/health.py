@@ -14,16 +14,16 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from source_interface.diskspace import FreeSpace
-from source_interface.store import Store
+from source_interface.store.protocol import ServerStore
 
 log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 
 
-def snapshot(store: Store, space: FreeSpace) -> dict[str, Any]:
+def snapshot(store: ServerStore, space: FreeSpace) -> dict[str, Any]:
     """Pending items, the last day the workstation acknowledged any, free disk and floor."""
-    pending, last_day = store.index.monitoring()
+    pending, last_day = store.monitoring()
     free = space.available()
     return {
         "pending_items": pending,
@@ -34,7 +34,7 @@ def snapshot(store: Store, space: FreeSpace) -> dict[str, Any]:
     }
 
 
-def health_app(store: Store, space: FreeSpace) -> Callable[..., Iterable[bytes]]:
+def health_app(store: ServerStore, space: FreeSpace) -> Callable[..., Iterable[bytes]]:
     """The WSGI app of the health listener: ``GET /health`` only."""
 
     def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:

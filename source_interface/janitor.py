@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from source_interface.presealed import UploadFolder
-from source_interface.store import Store
+from source_interface.store.protocol import ServerStore
 
 HOUSEKEEPING_SECONDS = 60.0
 """Drafts, sessions and partial uploads are expired at most this long after their time; a
@@ -44,7 +44,7 @@ class Janitor:
 
     def __init__(
         self,
-        store: Store,
+        store: ServerStore,
         uploads: UploadFolder,
         lock_path: Path,
         report: Callable[[], None] | None = None,

@@ -446,10 +446,9 @@ class UploadFolder:
                     digest.update(piece)
             name = secrets.token_hex(16)
             try:
-                os.link(self._paths(upload_id)[1], blobs.path_of(name))
+                blobs.link_in(self._paths(upload_id)[1], name)
             except FileNotFoundError:  # expired (deleted) while it was being attached
                 raise UploadError(404, "no such upload") from None
-            blobs.sync_dir()
             return BlobRef(name, size, digest.hexdigest())
 
     def expire(self, now: float | None = None) -> int:

@@ -134,7 +134,7 @@ class SourceServer(GunicornServer):
         any worker accepts a request.  Only ``tmp/``: the orphan sweep lists the whole store,
         so the janitor does it in the background (source_interface/janitor.py), and start-up
         stays flat."""
-        store = open_store(DataDir(self._config.instance.data_dir))
+        store = open_store(DataDir(self._config.instance.data_dir), self._config.store)
         try:
             store.blobs.clear_temporary()
             if store.blobs.pool is not None:

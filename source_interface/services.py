@@ -11,7 +11,7 @@ from crypto import codename
 from crypto.codename import SourceKeys
 from source_interface.errors import ServerBusy
 from source_interface.sessions import Sessions
-from source_interface.store import Store
+from source_interface.store.protocol import ServerStore
 from source_interface.throttle import FailureThrottle
 
 DRAFT_LIFETIME_SECONDS = 6 * 3600
@@ -24,7 +24,7 @@ class Services:
     """What the views share: built once per app, read-only but for the store's contents."""
 
     config: Config
-    store: Store
+    store: ServerStore
     sessions: Sessions
     analysts: tuple[bytes, ...]
     instance_salt: bytes

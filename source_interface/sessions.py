@@ -17,8 +17,8 @@ from werkzeug.wrappers import Response
 
 from crypto import wrap
 from crypto.errors import DecryptionError
-from source_interface.store import Store
 from source_interface.store.index import NewSession
+from source_interface.store.protocol import ServerStore
 
 SUBMISSION_FIELD = "submission"
 """The report form's one-time submission id (a hidden field): the same form sent twice stores
@@ -85,7 +85,7 @@ def _cookie_args(request: Request) -> dict[str, object]:
 class Sessions:
     """Creates, reads and ends source sessions; one per app, sharing the app's store."""
 
-    def __init__(self, store: Store, idle_seconds: int) -> None:
+    def __init__(self, store: ServerStore, idle_seconds: int) -> None:
         self._store = store
         self._idle = idle_seconds
 
@@ -107,7 +107,7 @@ class Sessions:
         """Give this browser the session a report from the same form started, if it is still
         open (not ended, not idle past its lifetime); whether it was."""
         token, wrap_key = _derive(seed, b"session token"), _derive(seed, b"session wrap key")
-        if self._store.index.session(_hash(token), self._idle) is None:
+        if self._store.session(_hash(token), self._idle) is None:
             return False
         self.set_cookie(request, response, base64.urlsafe_b64encode(token + wrap_key).decode())
         return True
@@ -126,7 +126,7 @@ class Sessions:
     ) -> None:
         token, wrap_key = secrets.token_bytes(_TOKEN_BYTES), wrap.new_key()
         sealed = wrap.wrap(wrap_key, self._plain(secret_key, pending_codename))
-        self._store.index.create_session(_hash(token), source_id, sealed, self._idle)
+        self._store.create_session(_hash(token), source_id, sealed, self._idle)
         value = base64.urlsafe_b64encode(token + wrap_key).decode("ascii")
         response.set_cookie(SESSION_COOKIE, value, **_cookie_args(request))  # type: ignore[arg-type]
 
@@ -140,7 +140,7 @@ class Sessions:
         if len(value) != _TOKEN_BYTES + wrap.KEY_SIZE:
             return None
         token, wrap_key = value[:_TOKEN_BYTES], value[_TOKEN_BYTES:]
-        stored = self._store.index.session(_hash(token), self._idle)
+        stored = self._store.session(_hash(token), self._idle)
         if stored is None:
             return None
         try:
@@ -155,11 +155,11 @@ class Sessions:
     def forget_codename(self, session: SourceSession) -> None:
         """Drop the codename once the source has shown they wrote it down."""
         sealed = wrap.wrap(session.wrap_key, self._plain(session.secret_key, None))
-        self._store.index.replace_session_secret(session.token_hash, sealed)
+        self._store.replace_session_secret(session.token_hash, sealed)
 
     def end(self, request: Request, response: Response, session: SourceSession | None) -> None:
         if session is not None:
-            self._store.index.delete_session(session.token_hash)
+            self._store.delete_session(session.token_hash)
         response.delete_cookie(SESSION_COOKIE, **_cookie_args(request))  # type: ignore[arg-type]
 
     @staticmethod

@@ -93,7 +93,7 @@ def draft_files(services: Services, token: str) -> tuple[bytes | None, list[Blob
     token_hash = _draft_hash(token)
     if token_hash is None:
         return None, []
-    return token_hash, services.store.index.draft(token_hash)
+    return token_hash, services.store.draft(token_hash)
 
 
 def remove_kept(
@@ -113,8 +113,8 @@ def remove_kept(
     if draft_hash is None or not positions:
         return kept, kept_names
     names = [kept[i].name for i in sorted(positions)]
-    for name in services.store.index.remove_from_draft(draft_hash, names):
-        services.store.blobs.delete(name)
+    for name in services.store.remove_from_draft(draft_hash, names):
+        services.store.delete_blob(name)
     return (
         [ref for i, ref in enumerate(kept) if i not in positions],
         [name for i, name in enumerate(kept_names) if i not in positions],
@@ -154,10 +154,10 @@ def keep_as_draft(
             refs.append(upload.commit())
     except NoSpace:
         for ref in refs:
-            services.store.blobs.delete(ref.name)
+            services.store.delete_blob(ref.name)
         return KeptDraft(token, list(kept_names), True)
     config = services.config
-    kept, unused = services.store.index.add_to_draft(
+    kept, unused = services.store.add_to_draft(
         token_hash,
         refs,
         DRAFT_LIFETIME_SECONDS,
@@ -166,8 +166,8 @@ def keep_as_draft(
         max_total_bytes=config.limits.max_draft_total_mb * 1024 * 1024,
     )
     for name in unused:
-        services.store.blobs.delete(name)
+        services.store.delete_blob(name)
     if not kept:
-        survivors = services.store.index.draft(token_hash)
+        survivors = services.store.draft(token_hash)
         return KeptDraft(token, list(kept_names)[: len(survivors)], True)
     return KeptDraft(token, [*kept_names, *(upload.filename for upload in uploads)], False)

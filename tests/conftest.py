@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from postgres_helpers import Cluster, cluster
 
 from blagh.config import Config, RecipientsConfig
 from crypto.keys import AnalystPublicKey, generate_analyst_key
@@ -18,3 +21,11 @@ def analyst_public_key() -> AnalystPublicKey:
 def config(analyst_public_key: AnalystPublicKey) -> Config:
     """The embedded defaults, with one analyst as the only recipient (the one required setting)."""
     return Config(recipients=RecipientsConfig(analysts=(analyst_public_key,)))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Cluster]:
+    """One throw-away PostgreSQL cluster for the whole run (tests/postgres_helpers.py); each
+    test makes a database of its own in it."""
+    with cluster() as made:
+        yield made

@@ -50,20 +50,27 @@ class Server:
     signing_key: ServerSigningKey
 
     def counts(self) -> dict[str, Any]:
-        """Rows per table and the exact set of blob files: to show nothing changed."""
-        with self.store.index.transaction() as db:
-            found: dict[str, Any] = {
-                table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
-                for table in ("sources", "reports", "items", "applied_bundles", "pickup_tokens")
-            }
-            found["delivered"] = db.execute(
-                "SELECT count(*) FROM items WHERE delivered_day IS NOT NULL"
-            ).fetchone()[0]
+        """Rows per table and the exact set of blobs: to show nothing changed."""
+        found: dict[str, Any] = {
+            table: self.rows(f"SELECT count(*) FROM {table}")[0][0]  # noqa: S608
+            for table in ("sources", "reports", "items", "applied_bundles", "pickup_tokens")
+        }
+        found["delivered"] = self.rows(
+            "SELECT count(*) FROM items WHERE delivered_day IS NOT NULL"
+        )[0][0]
         found["blobs"] = frozenset(self.store.blobs.names())
         found["tmp"] = frozenset(p.name for p in self.store.blobs.temp_dir.iterdir())
         return found
 
     def rows(self, sql: str, parameters: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a query on the real index: SQLCipher, or PostgreSQL (``?`` marks become
+        ``%s``)."""
+        if self.config.store.backend == "postgresql":
+            import psycopg
+
+            with psycopg.connect(self.config.store.dsn) as pg:
+                found = pg.execute(sql.replace("?", "%s"), tuple(parameters)).fetchall()
+            return [tuple(row) for row in found]
         with self.store.index.transaction() as db:
             return db.execute(sql, tuple(parameters)).fetchall()
 
@@ -71,22 +78,38 @@ class Server:
         self.store.close()
 
 
-def make_server(tmp_path: Path, *, analysts: Iterable[AnalystKey] = (), **retention: Any) -> Server:
+def make_server(
+    tmp_path: Path,
+    *,
+    analysts: Iterable[AnalystKey] = (),
+    store: dict[str, str] | None = None,
+    **retention: Any,
+) -> Server:
     path = tmp_path / "data"
     analyst = generate_analyst_key()
     keys = [analyst, *analysts]
     directory = DataDir(path)
     directory.create([key.public() for key in keys])
+    if store:  # the commands (blagh export-bundle, ...) read the data folder's config.toml
+        text = directory.config_file.read_text("utf-8")
+        text = text.replace('backend = "sqlcipher"', f'backend = "{store["backend"]}"', 1)
+        text = text.replace('dsn = ""', f'dsn = "{store["dsn"]}"', 1)
+        directory.config_file.write_text(text, "utf-8")
     config = load_config(
         {
             "instance": {"data_dir": str(path)},
             "recipients": {"analysts": [key.public().to_line() for key in keys]},
             "pickup": {"enabled": True},
             "retention": retention,
+            "store": store or {},
         }
     )
     return Server(
-        directory, config, open_store(directory), analyst, directory.read_server_signing_key()
+        directory,
+        config,
+        open_store(directory, config.store),
+        analyst,
+        directory.read_server_signing_key(),
     )
 
 
@@ -129,9 +152,7 @@ def add_report(
     analysts = [key.encryption for key in server.config.recipients.analysts]
     if reporter is None:
         secret, public = generate_keypair() if codename else (None, None)
-        source = server.store.index.create_source(
-            secrets.token_bytes(32) if codename else None, public
-        )
+        source = server.store.create_source(secrets.token_bytes(32) if codename else None, public)
         reporter = Reporter(source.id, secret, public)
     recipients = analysts + ([reporter.public_key] if reporter.public_key else [])
     fields = encode_document(
@@ -151,7 +172,7 @@ def add_report(
     for number in range(files):
         plain = attachment_header(f"shot{number}.png", "image/png") + b"\x89PNG" + bytes(number)
         items.append(("file", _blob(server.store, seal(plain, analysts))))
-    report = server.store.index.add_report(reporter.source_id, items)
+    report = server.store.add_report(reporter.source_id, items)
     reporter.reports.append(report)
     return reporter
 

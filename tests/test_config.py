@@ -285,12 +285,14 @@ KNOWN_TOR = (
         (
             {"tro": {"mode": "off"}},
             "config.toml: unknown section [tro] (did you mean tor? known: instance, "
-            "source_interface, limits, emergency, recipients, tor, pickup, clearnet, retention)",
+            "source_interface, limits, emergency, recipients, tor, pickup, clearnet, retention, "
+            "store)",
         ),
         (
             {"name": "Blagh"},
             "config.toml: unknown key name outside any section (known: instance, "
-            "source_interface, limits, emergency, recipients, tor, pickup, clearnet, retention)",
+            "source_interface, limits, emergency, recipients, tor, pickup, clearnet, retention, "
+            "store)",
         ),
         (
             {"instance": "Blagh"},
@@ -380,6 +382,15 @@ KNOWN_TOR = (
         (
             {"tor": {"mode": "attach", "control_port": 0}},
             "config.toml: [tor] control_port must be between 1 and 65535, got 0",
+        ),
+        (
+            {"store": {"backend": "postgresql"}},
+            'config.toml: [store] backend = "postgresql" needs dsn = '
+            '"host=... dbname=... user=..."',
+        ),
+        (
+            {"store": {"backend": "mysql"}},
+            'config.toml: [store] backend must be one of "sqlcipher", "postgresql", got "mysql"',
         ),
         (
             {"pickup": {"enabled": True, "listen_port": 8080}},
@@ -531,3 +542,11 @@ def test_a_clearnet_listener_on_a_unix_socket(line: str) -> None:
     clearnet = {"enabled": True, "listen": "unix:/run/blagh/c.sock", "public_url": "https://x.org"}
     config = load_config(with_recipient(line, clearnet=clearnet))
     assert config.clearnet.unix_socket == "/run/blagh/c.sock"
+
+
+def test_the_store_dsn_is_never_shown() -> None:
+    """A DSN may carry a password: the config's repr (in a traceback, a debug print) omits it."""
+    from blagh.config import StoreConfig
+
+    config = StoreConfig(backend="postgresql", dsn="host=db user=blagh password=hunter2")
+    assert "hunter2" not in repr(config)

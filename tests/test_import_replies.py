@@ -39,9 +39,14 @@ from source_interface.pickup.bundles import (
 )
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    server = make_server(tmp_path)
+@pytest.fixture(params=["sqlcipher", "postgresql"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    """On each store backend (PostgreSQL: a database of its own in the session's cluster)."""
+    store = None
+    if request.param == "postgresql":
+        postgres = request.getfixturevalue("postgres")
+        store = {"backend": "postgresql", "dsn": postgres.new_database(f"p{secrets.token_hex(6)}")}
+    server = make_server(tmp_path, store=store)
     try:
         yield server
     finally:

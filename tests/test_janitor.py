@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import fcntl
 import os
+import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from forensics import clock_after, is_whole_day
 from forensics import file_times as times
+from postgres_helpers import Cluster
 from source_helpers import Site, open_site
 
 from source_interface.janitor import SWEEP_MIN_AGE_SECONDS, Janitor
@@ -133,3 +136,37 @@ def test_the_sweep_gives_every_blob_the_same_change_time(site: Site) -> None:
         assert started <= after.ctime_ns <= ended
         assert (after.atime_ns, after.mtime_ns) == (before.atime_ns, before.mtime_ns)
         assert after.btime_ns == before.btime_ns
+
+
+def test_a_round_and_a_sweep_on_the_postgresql_store(postgres: Cluster, tmp_path: Path) -> None:
+    """The janitor of a PostgreSQL store: expired sessions, drafts and idle uploads go in a
+    round; an envelope no row refers to stays while it may belong to a request (rows keep
+    days: until the day after), then the sweep removes it."""
+    dsn = postgres.new_database("j" + secrets.token_hex(6))
+    with open_site(tmp_path, store={"backend": "postgresql", "dsn": dsn}) as site:
+        store = site.store
+        assert store.backend == "postgresql"
+        source = store.create_source(b"v" * 32, b"p" * 32)
+        kept = _blob(site, b"in a report")
+        store.add_report(source.id, [("fields", kept)])
+        store.create_session(b"s" * 32, source.id, b"secret", -600)  # idle already
+        draft = _blob(site, b"draft")
+        store.add_to_draft(b"d" * 32, [draft], -600)
+        orphan = _blob(site, b"a crash before its row")
+        uploads = site.app.extensions["blagh_uploads"]
+        uploads.create(4096, 1, "t" * 43)
+        for path in uploads.root.iterdir():
+            _age(path, IDLE_SECONDS + 60)
+
+        _janitor(site).round()
+        with psycopg.connect(dsn) as db:
+            assert db.execute("SELECT count(*) FROM sessions").fetchone() == (0,)
+            assert db.execute("SELECT count(*) FROM drafts").fetchone() == (0,)
+        assert list(uploads.root.iterdir()) == []
+        assert store.blobs.names() == {kept.name, orphan.name}  # the draft's went with it
+
+        assert _janitor(site).sweep() == 0
+        assert store.blobs.names() == {kept.name, orphan.name}
+        assert _janitor(site).sweep(now=time.time() + 2 * 86_400) == 1
+        assert store.blobs.names() == {kept.name}
+        assert store.read_blob(kept.name) == b"in a report"

@@ -4,6 +4,7 @@ resumed downloads, SOCKS5, and one run through a real gunicorn on loopback."""
 from __future__ import annotations
 
 import contextlib
+import secrets
 import selectors
 import socket
 import struct
@@ -43,9 +44,14 @@ from source_interface.pickup.tokens import new_token, token_hash
 HOST = "127.0.0.1"
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    server = make_server(tmp_path)
+@pytest.fixture(params=["sqlcipher", "postgresql"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    """On each store backend (PostgreSQL: a database of its own in the session's cluster)."""
+    store = None
+    if request.param == "postgresql":
+        postgres = request.getfixturevalue("postgres")
+        store = {"backend": "postgresql", "dsn": postgres.new_database(f"p{secrets.token_hex(6)}")}
+    server = make_server(tmp_path, store=store)
     try:
         yield server
     finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,9 +62,15 @@ FILES = [
 ]
 
 
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
-    with open_site(tmp_path) as site:
+@pytest.fixture(params=["sqlcipher", "postgresql"])
+def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
+    """Every flow on each store backend (PostgreSQL: a database of its own in the session's
+    throw-away cluster, tests/postgres_helpers.py)."""
+    store = None
+    if request.param == "postgresql":
+        postgres = request.getfixturevalue("postgres")
+        store = {"backend": "postgresql", "dsn": postgres.new_database(f"s{secrets.token_hex(6)}")}
+    with open_site(tmp_path, store=store) as site:
         yield site
 
 

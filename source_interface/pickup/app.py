@@ -41,7 +41,7 @@ from source_interface.pickup.bundles import (
 )
 from source_interface.pickup.tokens import token_hash
 from source_interface.quietlog import QuietFlask
-from source_interface.store import Store
+from source_interface.store.protocol import ServerStore
 
 UPLOAD_PREFIX = "upload-"
 PICKUP_QUEUE = 8
@@ -54,7 +54,7 @@ class Pickup:
     """What the pickup views share."""
 
     config: Config
-    store: Store
+    store: ServerStore
     bundles: PickupBundles
     work: Offload
     """Bundle builds and reply imports: long file work, off the event loop, one at a time."""
@@ -63,7 +63,7 @@ class Pickup:
 def create_pickup_app(config: Config) -> Flask:
     """Build the pickup API for ``config``; its data folder must exist (``blagh init``)."""
     data_dir = DataDir(Path(config.instance.data_dir))
-    store = open_store(data_dir)
+    store = open_store(data_dir, config.store)
     app = QuietFlask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_REPLY_BUNDLE_BYTES
     app.extensions["blagh-pickup"] = Pickup(
@@ -82,7 +82,7 @@ def create_pickup_app(config: Config) -> Flask:
     return app
 
 
-def remove_stale_uploads(store: Store) -> None:
+def remove_stale_uploads(store: ServerStore) -> None:
     """Remove reply uploads a crash left behind; run before serving."""
     for path in store.pickup_dir.glob(UPLOAD_PREFIX + "*"):
         path.unlink(missing_ok=True)
@@ -102,7 +102,7 @@ def _authenticate() -> Response | None:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         return _unauthorised()
-    if _pickup().store.index.pickup_token_name(token_hash(token)) is None:
+    if _pickup().store.pickup_token_name(token_hash(token)) is None:
         return _unauthorised()
     return None
 

@@ -5,7 +5,7 @@ items it is built once and kept in the store's ``pickup/`` folder, so that every
 it gets the same bytes: an interrupted download can resume with an HTTP range, and
 ``blagh export-bundle`` copies the very file the pickup API serves.  Its bundle id is derived
 from what it holds (the items, the analysts' keys, the signing key), not drawn at random.
-Whatever deletes envelopes also deletes these copies (:meth:`Store.clear_pickup_cache`).
+Whatever deletes envelopes also deletes these copies (:meth:`ServerStore.clear_pickup_cache`).
 
 A reply bundle is verified whole by :class:`~blagh.bundles.BundleReader` (signature by an
 analyst key of the config, member list, every hash) and then checked for what the server
@@ -48,9 +48,9 @@ from source_interface.store import (
     PendingBlob,
     PendingItem,
     ReplyConflict,
-    Store,
 )
 from source_interface.store.index import today
+from source_interface.store.protocol import ServerStore
 
 PICKUP_FORMAT = "blagh-pickup"
 REPLIES_FORMAT = "blagh-replies"
@@ -97,7 +97,10 @@ class PickupBundles:
     """Builds the pickup bundle of what is not yet acknowledged, and keeps it ready."""
 
     def __init__(
-        self, store: Store, analysts: Sequence[AnalystPublicKey], signing_key: ServerSigningKey
+        self,
+        store: ServerStore,
+        analysts: Sequence[AnalystPublicKey],
+        signing_key: ServerSigningKey,
     ) -> None:
         self._store = store
         self._analysts = [analyst.to_line() for analyst in analysts]
@@ -123,7 +126,7 @@ class PickupBundles:
                 ready = self._open_recorded()
                 if ready is not None:
                     return ready
-                snapshot = self._store.index.undelivered_snapshot()
+                snapshot = self._store.undelivered_snapshot()
                 pending = snapshot.items
                 key = self._key(pending)
                 path = self._store.pickup_dir / f"{key}.bundle"
@@ -136,7 +139,7 @@ class PickupBundles:
                         file = path.open("rb")
                     except FileNotFoundError:
                         continue
-                self._store.index.record_pickup_bundle(
+                self._store.record_pickup_bundle(
                     snapshot.generation, self._context, key, len(pending)
                 )
                 size = os.fstat(file.fileno()).st_size
@@ -154,7 +157,7 @@ class PickupBundles:
         is undelivered until acknowledged, which moves the generation, before retention can
         delete it), and whatever deletes envelopes deletes the cached copies after its commit.
         """
-        state = self._store.index.pickup_state()
+        state = self._store.pickup_state()
         if (
             state.bundle_key is None
             or state.bundle_items is None
@@ -241,7 +244,7 @@ class PickupBundles:
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
-        if self._store.index.pickup_state().deletions != deletions:
+        if self._store.pickup_state().deletions != deletions:
             path.unlink(missing_ok=True)
             return False
         self._remove_stale(keep=path)
@@ -375,7 +378,7 @@ class _Plan:
 
 
 def import_reply_bundle(
-    store: Store,
+    store: ServerStore,
     analysts: Sequence[AnalystPublicKey],
     path: Path,
     *,
@@ -402,7 +405,7 @@ def import_reply_bundle(
 
 
 def _import(
-    store: Store,
+    store: ServerStore,
     analysts: Sequence[AnalystPublicKey],
     path: Path,
     delivered_days: int,
@@ -411,7 +414,7 @@ def _import(
     trusted = [analyst.verify for analyst in analysts]
     with BundleReader(path, trusted, REPLIES_FORMAT, progress) as reader:
         plan = _check_manifest(path, reader.manifest)
-        if store.index.bundle_applied(plan.bundle_id):
+        if store.bundle_applied(plan.bundle_id):
             raise _replayed(path, plan.bundle_id)
         for reply in plan.replies:
             head = b""
@@ -516,7 +519,7 @@ def envelope_shape_ok(head: bytes, size: int, min_recipients: int = 1) -> bool:
 
 
 def _copy_replies(
-    store: Store, reader: BundleReader, path: Path, replies: list[_Reply]
+    store: ServerStore, reader: BundleReader, path: Path, replies: list[_Reply]
 ) -> list[NewReply]:
     """Each reply's envelope as a committed blob, its hash checked again while copied; on
     any failure the blobs made so far are deleted."""
@@ -536,6 +539,6 @@ def _copy_replies(
         if pending is not None:
             pending.discard()
         for new in made:
-            store.blobs.delete(new.blob.name)
+            store.delete_blob(new.blob.name)
         raise
     return made

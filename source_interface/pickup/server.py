@@ -33,7 +33,7 @@ class PickupServer(GunicornServer):
         return create_pickup_app(self._config)
 
     def _prepare(self, _arbiter: object) -> None:
-        store = open_store(DataDir(self._config.instance.data_dir))
+        store = open_store(DataDir(self._config.instance.data_dir), self._config.store)
         try:
             remove_stale_uploads(store)
             store.purge(self._config.retention.delivered_days)

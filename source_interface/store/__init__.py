@@ -1,7 +1,9 @@
-"""The server store: an index in SQLCipher and a folder of envelope blobs, behind one interface.
+"""The server store: an index and envelope blobs, behind one interface.
 
-Views talk to :class:`Store` only, so that the embedded default (SQLCipher + files) can later be
-swapped for PostgreSQL and an object store without touching them.
+Views, the pickup API, the janitor and the CLI talk to :class:`Store`'s methods only: the
+embedded default keeps an index in SQLCipher and a folder of envelope files; the PostgreSQL
+backend (:class:`PostgresStore`, docs/scale.md) keeps both in PostgreSQL.  What a backend's
+index must do is :class:`~source_interface.store.protocol.StoreIndex`.
 """
 
 from datetime import date, timedelta
@@ -14,14 +16,20 @@ from source_interface.store.index import (
     Index,
     Item,
     NewReply,
+    NewSession,
+    NewSource,
     PendingItem,
+    PickupSnapshot,
+    PickupState,
     Purged,
     ReplyConflict,
     Report,
     Session,
     Source,
+    Submission,
 )
 from source_interface.store.index import today as index_today
+from source_interface.store.protocol import StoreIndex
 
 __all__ = [
     "AppliedReplies",
@@ -30,6 +38,7 @@ __all__ = [
     "NewReply",
     "PendingBlob",
     "PendingItem",
+    "PostgresStore",
     "Purged",
     "ReplyConflict",
     "Report",
@@ -45,10 +54,19 @@ class Store:
     """Ciphertext in, ciphertext out; never plaintext, never a time finer than a day
     (docs/threat-model.md says what the file system keeps all the same)."""
 
+    backend = "sqlcipher"
+
     def __init__(self, root: Path, db_key: bytes) -> None:
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.blobs = BlobFolder(root / "blobs", defer_folder_sync=True, pool_size=POOL_SIZE)
-        self.index = Index(root / "index.db", db_key, before_commit=self.blobs.sync_if_renamed)
+        self.blobs: BlobFolder = BlobFolder(
+            root / "blobs", defer_folder_sync=True, pool_size=POOL_SIZE
+        )
+        self.index: StoreIndex = Index(
+            root / "index.db", db_key, before_commit=self.blobs.sync_if_renamed
+        )
+        self._pickup_dir(root)
+
+    def _pickup_dir(self, root: Path) -> None:
         self.pickup_dir = root / "pickup"
         """Pickup bundles ready to serve, and reply bundles being uploaded (pickup API)."""
         self.pickup_dir.mkdir(mode=0o700, exist_ok=True)
@@ -65,6 +83,117 @@ class Store:
     def read_blob(self, name: str) -> bytes:
         with self.blobs.open(name) as f:
             return f.read()
+
+    def delete_blob(self, name: str) -> None:
+        """Delete a blob no committed row refers to (one a failed write left)."""
+        self.blobs.delete(name)
+
+    # --- the index's operations, for views, the pickup API and the CLI ----------------------
+
+    def create_source(self, verifier: bytes | None, public_key: bytes | None) -> Source:
+        return self.index.create_source(verifier, public_key)
+
+    def source_by_verifier(self, verifier: bytes) -> Source | None:
+        return self.index.source_by_verifier(verifier)
+
+    def source(self, source_id: str) -> Source | None:
+        return self.index.source(source_id)
+
+    def add_report(
+        self,
+        source_id: str,
+        items: list[tuple[str, BlobRef]],
+        draft: bytes | None = None,
+        new_source: NewSource | None = None,
+        submission: Submission | None = None,
+        new_session: NewSession | None = None,
+    ) -> Report:
+        return self.index.add_report(source_id, items, draft, new_source, submission, new_session)
+
+    def add_items(
+        self,
+        source_id: str,
+        report_id: str,
+        items: list[tuple[str, BlobRef]],
+        draft: bytes | None = None,
+    ) -> bool:
+        return self.index.add_items(source_id, report_id, items, draft)
+
+    def reports_of(self, source_id: str) -> list[Report]:
+        return self.index.reports_of(source_id)
+
+    def report(self, source_id: str, report_id: str) -> Report | None:
+        return self.index.report(source_id, report_id)
+
+    def add_to_draft(
+        self,
+        token_hash: bytes,
+        blobs: list[BlobRef],
+        lifetime: int,
+        *,
+        max_files: int | None = None,
+        max_bytes: int | None = None,
+        max_total_bytes: int | None = None,
+    ) -> tuple[bool, list[str]]:
+        return self.index.add_to_draft(
+            token_hash,
+            blobs,
+            lifetime,
+            max_files=max_files,
+            max_bytes=max_bytes,
+            max_total_bytes=max_total_bytes,
+        )
+
+    def remove_from_draft(self, token_hash: bytes, names: list[str]) -> list[str]:
+        return self.index.remove_from_draft(token_hash, names)
+
+    def draft(self, token_hash: bytes) -> list[BlobRef]:
+        return self.index.draft(token_hash)
+
+    def create_session(
+        self, token_hash: bytes, source_id: str, sealed_secret: bytes, lifetime: int
+    ) -> None:
+        self.index.create_session(token_hash, source_id, sealed_secret, lifetime)
+
+    def replace_session_secret(self, token_hash: bytes, sealed_secret: bytes) -> None:
+        self.index.replace_session_secret(token_hash, sealed_secret)
+
+    def session(self, token_hash: bytes, lifetime: int) -> Session | None:
+        return self.index.session(token_hash, lifetime)
+
+    def delete_session(self, token_hash: bytes) -> None:
+        self.index.delete_session(token_hash)
+
+    def submission(self, key: bytes) -> str | None:
+        return self.index.submission(key)
+
+    def undelivered_snapshot(self) -> PickupSnapshot:
+        return self.index.undelivered_snapshot()
+
+    def pickup_state(self) -> PickupState:
+        return self.index.pickup_state()
+
+    def monitoring(self) -> tuple[int, str | None]:
+        """Items waiting for the workstation, and the last day it acknowledged any."""
+        return self.index.monitoring()
+
+    def record_pickup_bundle(self, generation: int, context: str, key: str, items: int) -> bool:
+        return self.index.record_pickup_bundle(generation, context, key, items)
+
+    def bundle_applied(self, bundle_id: str) -> bool:
+        return self.index.bundle_applied(bundle_id)
+
+    def add_pickup_token(self, name: str, token_hash: bytes) -> bool:
+        return self.index.add_pickup_token(name, token_hash)
+
+    def remove_pickup_token(self, name: str) -> bool:
+        return self.index.remove_pickup_token(name)
+
+    def pickup_tokens(self) -> list[tuple[str, str]]:
+        return self.index.pickup_tokens()
+
+    def pickup_token_name(self, token_hash: bytes) -> str | None:
+        return self.index.pickup_token_name(token_hash)
 
     def delete_source(self, source_id: str) -> None:
         """Remove a source's rows, then their blobs (a crash between leaves only orphans), then
@@ -166,3 +295,20 @@ class Store:
             self.clear_pickup_cache()
             self.scrub_if_pending()
         return purged
+
+
+class PostgresStore(Store):
+    """Index and envelopes in PostgreSQL (``[store] backend = "postgresql"``): every
+    source-interface machine on the same database sees every submission.  The local folder
+    keeps blobs being written, the blob pool and the pickup cache only."""
+
+    backend = "postgresql"
+
+    def __init__(self, root: Path, dsn: str) -> None:
+        from source_interface.store.postgres import PgBlobFolder, PgIndex
+
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        index = PgIndex(dsn)
+        self.index = index
+        self.blobs = PgBlobFolder(root / "blobs", index, pool_size=POOL_SIZE)
+        self._pickup_dir(root)

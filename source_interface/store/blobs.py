@@ -175,6 +175,10 @@ class PendingBlob:
 class BlobFolder:
     """The folder of envelope files, with a ``tmp/`` beside them for blobs being written."""
 
+    pending_class: "type[PendingBlob]" = PendingBlob
+    """What :meth:`new` makes: another backend keeps committed blobs elsewhere
+    (source_interface/store/postgres.py)."""
+
     def __init__(self, root: Path, *, defer_folder_sync: bool = False, pool_size: int = 0) -> None:
         """``defer_folder_sync``: a committed blob's rename is made durable by the next
         :meth:`sync_if_renamed` (the server store's index calls it before every COMMIT, so one
@@ -205,7 +209,7 @@ class BlobFolder:
         """A blob to stream into.  Its file is created on the I/O threads: creating a file
         waits for the folder's lock, which a rename or folder fsync may be holding, and under
         gevent that wait would stop the event loop."""
-        return self.io.run(PendingBlob, self)
+        return self.io.run(self.pending_class, self)
 
     def write_whole(self, data: bytes) -> BlobRef:
         """Store ``data`` (a small envelope held whole) as a durable blob, in one job on the
@@ -213,7 +217,7 @@ class BlobFolder:
         return self.io.run(self._write_whole, data)
 
     def _write_whole(self, data: bytes) -> BlobRef:
-        blob = PendingBlob(self)
+        blob = self.pending_class(self)
         blob.write(data)
         return blob.commit()
 
@@ -232,6 +236,12 @@ class BlobFolder:
         except PermissionError:
             fd = os.open(path, flags)
         return os.fdopen(fd, "rb")
+
+    def link_in(self, path: Path, name: str) -> None:
+        """Make the finished file at ``path`` the committed blob ``name`` (a hard link: the
+        file stays where it is too), durably."""
+        os.link(path, self.path_of(name))
+        self.sync_dir()
 
     def stamp(self, name: str) -> None:
         """Give a blob that was not written through :class:`PendingBlob` (a finished upload

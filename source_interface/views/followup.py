@@ -110,7 +110,7 @@ def login() -> ResponseReturnValue:
             refused = {"error": "word-count"}
         else:
             verifier = codename.login_verifier(keys.login_secret, svc.login_hash_key)
-            source = svc.store.index.source_by_verifier(verifier)
+            source = svc.store.source_by_verifier(verifier)
             if source is not None:
                 welcome = redirect(url_for("followup.home"), 303)
                 svc.sessions.start(request, welcome, source.id, keys.secret_key)
@@ -184,7 +184,7 @@ def _home_page(
     status: int = 200,
 ) -> Response:
     svc = services()
-    reports = [_view(report, session) for report in svc.store.index.reports_of(session.source_id)]
+    reports = [_view(report, session) for report in svc.store.reports_of(session.source_id)]
     page = render_template(
         "followup/home.html",
         reports=reports,
@@ -301,7 +301,7 @@ def add_message(report_id: str) -> ResponseReturnValue:
     if no_space:
         errors["files"] = no_space_message()
         uploads = []
-    if svc.store.index.report(session.source_id, report_id) is None:
+    if svc.store.report(session.source_id, report_id) is None:
         return redirect(url_for("followup.home"), 303)
     if errors:
         draft = keep_as_draft(svc, draft_token, uploads, kept_names)
@@ -309,7 +309,7 @@ def add_message(report_id: str) -> ResponseReturnValue:
             errors["files"] = draft_lost_message()
         status = 507 if no_space else 400
         return _home_page(session, errors, text, draft.token, draft.names, status)
-    source = svc.store.index.source(session.source_id)
+    source = svc.store.source(session.source_id)
     assert source is not None and source.public_key is not None
     attachments = kept_names + [upload.filename for upload in uploads]
     try:
@@ -320,7 +320,7 @@ def add_message(report_id: str) -> ResponseReturnValue:
             "message",
             {"text": text, "attachments": attachments},
         )
-        svc.store.index.add_items(
+        svc.store.add_items(
             session.source_id,
             report_id,
             [("message", message)] + [("file", ref) for ref in files],

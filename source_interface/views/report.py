@@ -82,7 +82,7 @@ def submit() -> ResponseReturnValue:
     svc = services()
     seed = submission_seed(request.form.get(SUBMISSION_FIELD, ""))
     if seed is not None:
-        outcome = svc.store.index.submission(submission_key(seed))
+        outcome = svc.store.submission(submission_key(seed))
         if outcome is not None:
             return already_stored(seed, outcome)  # its files are discarded with the request
     report = ReportForm.read(request.form)
@@ -139,7 +139,7 @@ def submit() -> ResponseReturnValue:
     try:
         files = kept + [upload.commit() for upload in uploads]
         fields = seal_document(svc, recipients, "report", report.document(attachments))
-        svc.store.index.add_report(
+        svc.store.add_report(
             new_id(),
             [("fields", fields)] + [("file", ref) for ref in files],
             draft=draft_hash,
@@ -151,7 +151,7 @@ def submit() -> ResponseReturnValue:
         # The same form's other request stored its report first, while this one streamed in:
         # this one's blobs are referenced by no row (the sweep would remove them; done now).
         for ref in [fields, *files[len(kept) :]]:  # (kept files are the first one's now)
-            svc.store.blobs.delete(ref.name)
+            svc.store.delete_blob(ref.name)
         return already_stored(seed, duplicate.outcome)
     except (NoSpace, OSError) as error:
         if not isinstance(error, NoSpace) and not is_no_space(error):

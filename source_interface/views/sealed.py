@@ -93,7 +93,7 @@ def is_sealed_message(form: MultiDict[str, str]) -> bool:
 def page_keys(svc: Services, session: SourceSession) -> dict[str, str]:
     """What the follow-up page's script needs beyond the analysts' keys: the source's public key
     (messages are sealed to it too) and who holds its secret key (the browser or the server)."""
-    source = svc.store.index.source(session.source_id)
+    source = svc.store.source(session.source_id)
     public = source.public_key if source is not None else None
     return {
         "data-source-key": base64.b64encode(public).decode("ascii") if public else "",
@@ -211,7 +211,7 @@ class _Files:
     def undo(self) -> None:
         for ref in self.linked:
             with contextlib.suppress(OSError, ValueError):
-                self.svc.store.blobs.delete(ref.name)
+                self.svc.store.delete_blob(ref.name)
 
 
 def _uploads_lost() -> str:
@@ -242,7 +242,7 @@ def submit_report() -> Response:
     svc = services()
     seed = submission_seed(request.form.get(SUBMISSION_FIELD, ""))
     if seed is not None:
-        outcome = svc.store.index.submission(submission_key(seed))
+        outcome = svc.store.submission(submission_key(seed))
         if outcome is not None:
             return _already_stored(svc, seed, outcome)
     try:
@@ -284,7 +284,7 @@ def _submit_report(svc: Services, seed: bytes) -> Response:
     verifier = None
     if login_secret is not None:
         verifier = login_verifier(login_secret, svc.login_hash_key)
-        if svc.store.index.source_by_verifier(verifier) is not None:
+        if svc.store.source_by_verifier(verifier) is not None:
             # The login secret of an existing source: only its owner could send it, and one
             # codename does not make a second source.
             raise _unreadable()
@@ -297,7 +297,7 @@ def _submit_report(svc: Services, seed: bytes) -> Response:
         # Source, report, items, the form's submission and the session in one transaction,
         # as on the no-JS path.  A fields blob committed and not recorded (a failure, a crash)
         # is referenced by no row: the next sweep removes it.
-        svc.store.index.add_report(
+        svc.store.add_report(
             new_id(),
             [("fields", fields_ref)] + [("file", ref) for ref in refs],
             draft=files.draft_hash,
@@ -310,7 +310,7 @@ def _submit_report(svc: Services, seed: bytes) -> Response:
         files.undo()
         files.done()
         if fields_ref is not None:
-            svc.store.blobs.delete(fields_ref.name)
+            svc.store.delete_blob(fields_ref.name)
         return _already_stored(svc, seed, duplicate.outcome)
     except BaseException:
         files.undo()
@@ -334,7 +334,7 @@ def login() -> Response:
         return _answer(rejected.status, error=rejected.message, **rejected.extra)
     if svc.login_failures.exceeded():
         return _answer(429, error=too_many_logins())
-    source = svc.store.index.source_by_verifier(login_verifier(secret, svc.login_hash_key))
+    source = svc.store.source_by_verifier(login_verifier(secret, svc.login_hash_key))
     if source is not None:
         response = _answer(200, next=url_for("followup.home"))
         svc.sessions.start(request, response, source.id, BROWSER_HELD_KEY)
@@ -354,12 +354,12 @@ def add_message(report_id: str, session: SourceSession) -> Response:
         message = _document("sealed_message", len(svc.analysts) + 1)
         limit = svc.config.source_interface.max_files_per_report
         files = _Files(svc, _("A message can carry at most %(limit)d files.", limit=limit))
-        if svc.store.index.report(session.source_id, report_id) is None:
+        if svc.store.report(session.source_id, report_id) is None:
             raise _unreadable()
         try:
             refs = files.link()
             message_ref = _store_whole(svc, message)
-            added = svc.store.index.add_items(
+            added = svc.store.add_items(
                 session.source_id,
                 report_id,
                 [("message", message_ref)] + [("file", ref) for ref in refs],

@@ -157,7 +157,7 @@ def sealed_item(item_id: str) -> ResponseReturnValue:
     session = svc.sessions.load(request)
     if session is None:
         return json_error(403, "not logged in")
-    for report in svc.store.index.reports_of(session.source_id):
+    for report in svc.store.reports_of(session.source_id):
         for item in report.items:
             if item.id == item_id and item.kind in SEALED_KINDS:
                 return Response(svc.store.read_blob(item.blob), mimetype="application/octet-stream")
