@@ -631,6 +631,12 @@ def main() -> None:
     print()
     availability_bench.main()
 
+    import store_backend_bench  # bench/store_backend_bench.py: SQLCipher, PostgreSQL, 2 servers
+
+    progress("store backends (bench/store_backend_bench.py)")
+    print()
+    store_backend_bench.main()
+
     import browser_bench  # bench/browser_bench.py: sealing in Chromium, the page's JS weight
 
     progress("sealing in the browser (bench/browser_bench.py)")

@@ -28,7 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -81,21 +81,23 @@ def free_port() -> int:
 
 @contextmanager
 def running_server(
-    work: Path, store_dsn: str | None = None
+    work: Path, store_dsn: str | None = None, data_dir: DataDir | None = None
 ) -> Iterator[tuple[int, psutil.Process]]:
     """``blagh serve`` on a fresh data folder; yields its port and master process.  With
-    ``store_dsn``, on the PostgreSQL store of that database (bench/store_backend_bench.py)."""
-    data_dir = DataDir(work / "data")
-    data_dir.create([generate_analyst_key().public()])
-    config = data_dir.config_file.read_text("utf-8")
-    config, count = re.subn(
-        r"(?m)^max_upload_mb = \d+$", f"max_upload_mb = {UPLOAD_LIMIT_MIB}", config
-    )
-    assert count == 1, "config.toml has no max_upload_mb line"
-    if store_dsn is not None:
-        config = config.replace('backend = "sqlcipher"', 'backend = "postgresql"', 1)
-        config = config.replace('dsn = ""', f'dsn = "{store_dsn}"', 1)
-    data_dir.config_file.write_text(config, "utf-8")
+    ``store_dsn``, on the PostgreSQL store of that database (bench/store_backend_bench.py); with
+    ``data_dir``, on that folder as it is (a second server sharing the first one's keys)."""
+    if data_dir is None:
+        data_dir = DataDir(work / "data")
+        data_dir.create([generate_analyst_key().public()])
+        config = data_dir.config_file.read_text("utf-8")
+        config, count = re.subn(
+            r"(?m)^max_upload_mb = \d+$", f"max_upload_mb = {UPLOAD_LIMIT_MIB}", config
+        )
+        assert count == 1, "config.toml has no max_upload_mb line"
+        if store_dsn is not None:
+            config = config.replace('backend = "sqlcipher"', 'backend = "postgresql"', 1)
+            config = config.replace('dsn = ""', f'dsn = "{store_dsn}"', 1)
+        data_dir.config_file.write_text(config, "utf-8")
     workers = read_config_file(data_dir.config_file).source_interface.workers
     port = free_port()
     where = ["--data-dir", str(data_dir.path), "--host", HOST, "--port", str(port)]
@@ -219,9 +221,11 @@ class Throughput:
     errors: int
 
 
-def bench_reports(port: int) -> Throughput:
-    """REPORTS submissions shared among CLIENTS threads, after WARMUP untimed ones."""
-    clients = [Client(port) for _ in range(CLIENTS)]
+def bench_reports(port: int | Sequence[int]) -> Throughput:
+    """REPORTS submissions shared among CLIENTS threads, after WARMUP untimed ones.  Given
+    several ports, the clients are split evenly among them (a local load split)."""
+    ports = [port] if isinstance(port, int) else list(port)
+    clients = [Client(ports[i % len(ports)]) for i in range(CLIENTS)]
     tokens = [client.form_token() for client in clients]
     for i in range(WARMUP):
         content_type, body = multipart(report_fields(tokens[i % CLIENTS]))
