@@ -110,7 +110,7 @@ $(MO_STAMP): $(PO_FILES) $(WS_PO_FILES) | $(PY_STAMP)
 catalogs: $(MO_STAMP) ## compile the translation catalogs (run by the other targets)
 
 # $(call update_catalogs,PACKAGE,OTHER): extract PACKAGE's strings (babel.cfg names both packages;
-# OTHER's folder is skipped) and merge them into PACKAGE/translations.
+# OTHER's folders are skipped) and merge them into PACKAGE/translations.
 define update_catalogs
 	$(VENV)/bin/pybabel extract -F babel.cfg -k lazy_gettext -k _l --add-location=file --sort-by-file \
 		--ignore-dirs '.* _* node_modules $(2)' \
@@ -121,7 +121,7 @@ endef
 
 messages: $(PY_STAMP) ## extract new strings and merge them into the catalogs (docs/translations.md)
 	$(call update_catalogs,source_interface,journalist_interface)
-	$(call update_catalogs,journalist_interface,source_interface)
+	$(call update_catalogs,journalist_interface,source_interface blagh)
 
 run: $(PY_STAMP) $(MO_STAMP) $(VENDOR_STAMP) ## start the source interface on ./data and publish it (TOR=offline|off)
 	TOR="$(TOR)" scripts/run.sh

@@ -12,12 +12,12 @@ from flask import Blueprint, Response, abort, g, redirect, render_template, requ
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 
-from journalist_interface import cases, connections, search
+from blagh.web.categories import CATEGORIES
+from journalist_interface import audit, cases, connections, search
 from journalist_interface.replies import MAX_REPLY, ReplyError, add_reply
 from journalist_interface.vault import STATUSES, Attachment
 from journalist_interface.views import checked_id, login_required, vault
 from journalist_interface.views import takedown as takedown_views
-from source_interface.categories import CATEGORIES
 
 bp = Blueprint("reports", __name__)
 
@@ -59,7 +59,7 @@ def inbox_page(
 def report(report_id: str) -> ResponseReturnValue:
     page = _report_page(report_id)
     cases.mark_seen(vault(), report_id)
-    vault().audit("view", report=report_id)
+    audit.log(vault(), "view", report=report_id)
     return page
 
 
@@ -108,7 +108,7 @@ def reply(report_id: str) -> ResponseReturnValue:
         else:
             error = _("This reporter kept no codename: no reply can reach them.")
         return _report_page(report_id, error, text[: MAX_REPLY * 2])
-    vault().audit("reply", report=report_id, reply=reply_id)
+    audit.log(vault(), "reply", report=report_id, reply=reply_id)
     return redirect(url_for("reports.report", report_id=report_id, done="reply"), 303)
 
 
@@ -117,7 +117,7 @@ def reply(report_id: str) -> ResponseReturnValue:
 def deletion(report_id: str) -> ResponseReturnValue:
     asked = request.form.get("ask") == "1"
     vault().ask_deletion(checked_id(report_id), asked)
-    vault().audit("deletion_request", report=report_id, asked=asked)
+    audit.log(vault(), "deletion_request", report=report_id, asked=asked)
     done = "delete" if asked else "keep"
     return redirect(url_for("reports.report", report_id=report_id, done=done), 303)
 
@@ -129,7 +129,7 @@ def attachment(report_id: str, item_id: str) -> ResponseReturnValue:
     found = vault().attachment(checked_id(report_id), checked_id(item_id))
     if found is None:
         abort(404)
-    vault().audit("view_file", report=report_id, item=found.id, mode="download")
+    audit.log(vault(), "view_file", report=report_id, item=found.id, mode="download")
     g.download = True
     return Response(
         vault().attachment_chunks(found),

@@ -13,7 +13,7 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 
-from journalist_interface import indicators, reporter_status, takedown
+from journalist_interface import audit, indicators, reporter_status, takedown
 from journalist_interface.notice_templates import LANGUAGES
 from journalist_interface.views import admin_required, checked_id, login_required, services, vault
 
@@ -136,7 +136,7 @@ def templates() -> ResponseReturnValue:
 @login_required
 def indicators_csv() -> ResponseReturnValue:
     found = indicators.indicators(vault())
-    vault().audit("export", kind="indicators_csv", count=len(found))
+    audit.log(vault(), "export", kind="indicators_csv", count=len(found))
     return Response(
         indicators.to_csv(found),
         mimetype="text/csv",
@@ -148,7 +148,7 @@ def indicators_csv() -> ResponseReturnValue:
 @login_required
 def indicators_stix() -> ResponseReturnValue:
     found = indicators.indicators(vault())
-    vault().audit("export", kind="indicators_stix", count=len(found))
+    audit.log(vault(), "export", kind="indicators_stix", count=len(found))
     return Response(
         indicators.to_stix(found, services().config.unit.name),
         mimetype="application/json",

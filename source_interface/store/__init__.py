@@ -10,7 +10,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
-from source_interface.store.blobs import POOL_SIZE, BlobFolder, BlobRef, PendingBlob
+from blagh.blobs import POOL_SIZE, BlobFolder, BlobRef, PendingBlob
 from source_interface.store.index import (
     AppliedReplies,
     Index,

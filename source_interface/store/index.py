@@ -28,12 +28,12 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 import sqlcipher3
 
+from blagh.blobs import BlobRef
 from blagh.errors import SetupError
 from blagh.offload import Offload, native_lock, native_thread_id
 from blagh.sqlcipher import connect
 from source_interface.errors import SourceInterfaceError
 from source_interface.store import migrations
-from source_interface.store.blobs import BlobRef
 from source_interface.store.writes import GroupCommit
 
 _P = ParamSpec("_P")

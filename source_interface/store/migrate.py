@@ -16,10 +16,10 @@ from typing import Any
 
 import psycopg
 
+from blagh.blobs import BlobFolder
 from blagh.errors import SetupError
 from blagh.sqlcipher import connect
 from source_interface.errors import SourceInterfaceError
-from source_interface.store.blobs import BlobFolder
 from source_interface.store.index import today
 from source_interface.store.postgres import CHUNK_BYTES, PgIndex, PostgresError
 

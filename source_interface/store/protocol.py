@@ -10,7 +10,7 @@ from datetime import date
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from source_interface.store.blobs import BlobFolder, BlobRef, PendingBlob
+from blagh.blobs import BlobFolder, BlobRef, PendingBlob
 from source_interface.store.index import (
     AppliedReplies,
     NewReply,

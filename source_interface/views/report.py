@@ -8,10 +8,10 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
+from blagh.web.categories import CATEGORIES, GUIDES
 from crypto import codename
 from crypto.codename import login_verifier
 from source_interface import flash
-from source_interface.categories import CATEGORIES, GUIDES
 from source_interface.diskspace import NoSpace, is_no_space
 from source_interface.forms import ReportForm, month_names
 from source_interface.sealing import files_refused

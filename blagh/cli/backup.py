@@ -38,7 +38,7 @@ from blagh.backup import (
     valid_name,
     write_backup,
 )
-from blagh.cli_workstation import _open_vault, _passphrase, _passphrase_option
+from blagh.cli.workstation import _open_vault, _passphrase, _passphrase_option
 from blagh.datadir import (
     CONFIG,
     DB_KEY,
