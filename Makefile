@@ -129,11 +129,12 @@ run: $(PY_STAMP) $(MO_STAMP) $(VENDOR_STAMP) ## start the source interface on ./
 workstation: $(PY_STAMP) $(MO_STAMP) ## start the analysts' app on a demonstration vault paired with `make run`'s key
 	scripts/workstation.sh
 
-lint: $(PY_STAMP) ## ruff, mypy (strict on crypto/), and no request data in logs
+lint: $(PY_STAMP) ## ruff, mypy (strict on crypto/), no request data in logs, the layers
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(PY) scripts/lint_logging.py
+	$(PY) scripts/lint_layers.py
 
 test: lint $(JS_STAMP) $(VENDOR_STAMP) $(MO_STAMP) ## lint, then the whole test suite, offline in a loopback-only namespace
 	scripts/offline.sh $(PY) -m pytest $(PYTEST_ARGS)

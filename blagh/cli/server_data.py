@@ -105,7 +105,7 @@ def pickup_token() -> None:
 )
 def pickup_token_add(data_dir: Path, name: str, out: Path | None) -> None:
     """Make a token for the transfer station NAME (e.g. station-1), shown only once."""
-    from source_interface.pickup.tokens import check_name, new_token, token_hash
+    from blagh.pickup_tokens import check_name, new_token, token_hash
 
     check_name(name)
     directory, _config = load_data_dir(data_dir)

@@ -51,8 +51,8 @@ _CLIENT_KEY = click.option(
 
 
 def _token(path: Path) -> str:
-    from source_interface.pickup.client import read_secret_file
-    from source_interface.pickup.tokens import parse_token
+    from blagh.pickup_tokens import parse_token
+    from transfer.client import read_secret_file
 
     return parse_token(read_secret_file(path, "the token"), str(path))
 
@@ -89,7 +89,7 @@ def pickup(
     and every hash); until then the bytes received stay in DIR/.pickup.partial and the same
     command resumes.  Carry the bundle to the workstation: `blagh workstation import`.
     """
-    from source_interface.pickup.client import check_client_key, download_bundle, endpoint
+    from transfer.client import check_client_key, download_bundle, endpoint
 
     where = endpoint(url, socks)
     if client_key is not None:
@@ -125,7 +125,7 @@ def deliver(
 ) -> None:
     """Upload the reply bundle FILE (made on the workstation) to the pickup API, which
     verifies and applies it, and print what the server did."""
-    from source_interface.pickup.client import check_client_key, deliver_bundle, endpoint
+    from transfer.client import check_client_key, deliver_bundle, endpoint
 
     where = endpoint(url, socks)
     if client_key is not None:
