@@ -20,8 +20,8 @@ from blagh.blobs import BlobFolder
 from blagh.errors import SetupError
 from blagh.sqlcipher import connect
 from source_interface.errors import SourceInterfaceError
-from source_interface.store.index import today
 from source_interface.store.postgres import CHUNK_BYTES, PgIndex, PostgresError
+from source_interface.store.records import today
 
 TABLES = {
     "sources": ("id", "verifier", "public_key", "day"),

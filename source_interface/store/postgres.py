@@ -42,7 +42,7 @@ from blagh.blobs import BlobFolder, BlobRef, PendingBlob
 from blagh.errors import SetupError
 from blagh.offload import Offload
 from source_interface.errors import SourceInterfaceError
-from source_interface.store.index import (
+from source_interface.store.records import (
     AppliedReplies,
     DuplicateSubmission,
     Item,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from blagh.blobs import BlobFolder, BlobRef, PendingBlob
-from source_interface.store.index import (
+from source_interface.store.records import (
     AppliedReplies,
     NewReply,
     NewSession,

@@ -23,7 +23,7 @@ from source_interface.sessions import (
     submission_key,
     submission_seed,
 )
-from source_interface.store.index import DuplicateSubmission, NewSource, Submission, new_id
+from source_interface.store.records import DuplicateSubmission, NewSource, Submission, new_id
 from source_interface.submissions import (
     draft_files,
     draft_lost,
