@@ -1101,3 +1101,32 @@ def _checkpoint(db: sqlite3.Connection, mode: str) -> bool:
     """A WAL checkpoint of ``mode``; False if other connections kept it from completing."""
     busy, _, _ = db.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
     return not busy
+
+
+def snapshot_file(index: Path, key: bytes, dest: Path) -> list[str]:
+    """Copy the live index file to ``dest`` with SQLite's online backup API (``blagh backup``,
+    while ``blagh serve`` runs); return the blob names the copy refers to (items and drafts)."""
+    source = connect(index, key)
+    try:
+        copy_db = connect(dest, key, wal=False)
+        try:
+            source.backup(copy_db)
+            rows = copy_db.execute("SELECT blob FROM items UNION SELECT blob FROM drafts")
+            return sorted(name for (name,) in rows)
+        finally:
+            copy_db.close()
+    finally:
+        source.close()
+
+
+def check_file(index: Path, key: bytes) -> tuple[list[str], bool]:
+    """The blob names a restored index file refers to, and whether SQLite finds it whole
+    (``PRAGMA quick_check``).  Raises :class:`~blagh.sqlcipher.DatabaseError` when ``key`` does
+    not open it."""
+    db = connect(index, key, wal=False)
+    try:
+        rows = db.execute("SELECT blob FROM items UNION SELECT blob FROM drafts").fetchall()
+        (check,) = db.execute("PRAGMA quick_check").fetchone()
+    finally:
+        db.close()
+    return [name for (name,) in rows], check == "ok"
