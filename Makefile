@@ -110,7 +110,7 @@ $(MO_STAMP): $(PO_FILES) $(WS_PO_FILES) | $(PY_STAMP)
 catalogs: $(MO_STAMP) ## compile the translation catalogs (run by the other targets)
 
 # $(call update_catalogs,PACKAGE,OTHER): extract PACKAGE's strings (babel.cfg names both packages;
-# OTHER's folder is skipped) and merge them into PACKAGE/translations.
+# OTHER's folders are skipped) and merge them into PACKAGE/translations.
 define update_catalogs
 	$(VENV)/bin/pybabel extract -F babel.cfg -k lazy_gettext -k _l --add-location=file --sort-by-file \
 		--ignore-dirs '.* _* node_modules $(2)' \
@@ -121,7 +121,7 @@ endef
 
 messages: $(PY_STAMP) ## extract new strings and merge them into the catalogs (docs/translations.md)
 	$(call update_catalogs,source_interface,journalist_interface)
-	$(call update_catalogs,journalist_interface,source_interface)
+	$(call update_catalogs,journalist_interface,source_interface blagh)
 
 run: $(PY_STAMP) $(MO_STAMP) $(VENDOR_STAMP) ## start the source interface on ./data and publish it (TOR=offline|off)
 	TOR="$(TOR)" scripts/run.sh
@@ -129,11 +129,12 @@ run: $(PY_STAMP) $(MO_STAMP) $(VENDOR_STAMP) ## start the source interface on ./
 workstation: $(PY_STAMP) $(MO_STAMP) ## start the analysts' app on a demonstration vault paired with `make run`'s key
 	scripts/workstation.sh
 
-lint: $(PY_STAMP) ## ruff, mypy (strict on crypto/), and no request data in logs
+lint: $(PY_STAMP) ## ruff, mypy (strict on crypto/), no request data in logs, the layers
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(PY) scripts/lint_logging.py
+	$(PY) scripts/lint_layers.py
 
 test: lint $(JS_STAMP) $(VENDOR_STAMP) $(MO_STAMP) ## lint, then the whole test suite, offline in a loopback-only namespace
 	scripts/offline.sh $(PY) -m pytest $(PYTEST_ARGS)

@@ -49,9 +49,9 @@ import store_filler  # bench/store_filler.py
 
 from blagh.config import read_config_file
 from blagh.datadir import DataDir
+from blagh.pickup_tokens import new_token, token_hash
 from crypto.keys import AnalystKey, generate_analyst_key
 from source_interface.app import open_store
-from source_interface.pickup.tokens import new_token, token_hash
 from source_interface.server import SourceServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))

@@ -1,7 +1,7 @@
 """Backup files: a folder's chosen files in one envelope sealed to a key the operator names.
 
 Shared by ``blagh backup`` (the server's data folder) and ``blagh workstation backup`` (a
-vault); what goes in is their business (:mod:`blagh.cli_backup`), how it is written and read
+vault); what goes in is their business (:mod:`blagh.cli.backup`), how it is written and read
 back is this module's.  A backup file is one envelope (docs/envelope.md) sealed to one X25519
 public key (an analyst's, or a key made with ``blagh keygen`` for backups only), so the file
 can sit on any disk: without that key's file and passphrase it is noise.  Its plaintext::

@@ -4,5 +4,5 @@
 ``importer.py`` verifies a pickup bundle whole and decrypts it into the vault; ``replies.py``
 seals replies and writes the signed reply bundle; ``app.py`` is the Flask app the analyst uses,
 served on 127.0.0.1 by ``server.py``.  The ``blagh workstation`` commands
-(``blagh/cli_workstation.py``) drive the same functions.
+(``blagh/cli/workstation.py``) drive the same functions.
 """

@@ -32,7 +32,7 @@ import pyotp
 from blagh.files import write_new_file
 from crypto.errors import KeyFileError
 from crypto.keys import AnalystKey, AnalystPublicKey, open_key_file
-from journalist_interface import keyring
+from journalist_interface import audit, keyring
 from journalist_interface.cases import now
 from journalist_interface.errors import WorkstationError, WrongPassphrase
 from journalist_interface.vault import Vault
@@ -367,9 +367,7 @@ def _ensure_key_files(vault: Vault, db: sqlite3.Connection) -> None:
 
 
 def _audit(vault: Vault, **fields: Any) -> None:
-    hook = getattr(vault, "audit", None)
-    if callable(hook):
-        hook("account", **fields)
+    audit.log(vault, "account", **fields)
 
 
 def key_file_path(vault_root: Path, name: str) -> Path:

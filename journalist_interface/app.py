@@ -13,6 +13,7 @@ from pathlib import Path
 from flask import Flask, g, send_from_directory
 from flask.typing import ResponseReturnValue
 
+from blagh.web.categories import label_of
 from journalist_interface import i18n, security
 from journalist_interface.config import WorkstationConfig
 from journalist_interface.sessions import CSRF_FIELD, Sessions
@@ -29,7 +30,6 @@ from journalist_interface.views import (
     takedown,
     transfer,
 )
-from source_interface.categories import label_of
 
 REPORTER_STATIC = Path(__file__).parent.parent / "source_interface" / "static"
 

@@ -165,6 +165,12 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def log(vault: Vault, event: str, **fields: Any) -> Entry:
+    """Append an entry as the vault's :attr:`~journalist_interface.vault.Vault.analyst`, in a
+    transaction of its own (not inside ``vault.transaction()``: use :func:`append` there)."""
+    return record(vault, vault.analyst, event, **fields)
+
+
 def record(vault: Vault, analyst: str, event: str, **fields: Any) -> Entry:
     """Append one entry to ``vault``'s audit log, in a transaction of its own; return it."""
     with vault.transaction() as db:

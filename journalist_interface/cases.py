@@ -3,7 +3,7 @@
 Each change is one transaction that writes the change and a line of ``case_history`` (who,
 when, what): the report's page shows that history.  :func:`record` is the one place a change
 is recorded; once the transaction has committed it also hands the event to the vault's audit
-log when there is one (``vault.audit(event, **fields)``: the hash-chained log of
+log (``audit.log(vault, event, **fields)``: the hash-chained log of
 ``journalist_interface/audit.py``), so the case history and the audit log see the same changes.
 
 Statuses: new, triaged, in progress, escalated, closed (a reason is required to close).
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from journalist_interface import audit as audit_log
 from journalist_interface.errors import WorkstationError
 from journalist_interface.vault import STATUSES, Vault
 
@@ -375,16 +376,13 @@ ids, statuses and names, never the text of a note or a reason (they stay in the 
 
 
 def audit(vault: Vault, event: str, report: str, **detail: Any) -> None:
-    """Hand a committed change to the vault's audit log, if this vault has one.
+    """Hand a committed change to the vault's audit log.
 
     The single call point between case work and the audit log (``journalist_interface/audit.py``):
-    ``vault.audit(event, report=ID, **fields)``, called after the change committed.
+    ``audit.log(vault, event, report=ID, **fields)``, called after the change committed.
     """
-    hook = getattr(vault, "audit", None)
-    if not callable(hook):
-        return
     name, kept, added = _AUDITED.get(event, (event, (), {}))
-    hook(name, report=report, **added, **{key: detail.get(key) for key in kept})
+    audit_log.log(vault, name, report=report, **added, **{key: detail.get(key) for key in kept})
 
 
 def _active_analysts(db: sqlite3.Connection) -> set[str]:

@@ -15,10 +15,9 @@ from flask import Flask
 from flask_babel import format_date, format_datetime
 from markupsafe import Markup
 
+from blagh.web.language import REPORTER_CATALOGS, init_language_choice, language_names
+from blagh.web.language import current_language as current_language
 from journalist_interface.config import LANGUAGES, WorkstationConfig
-from source_interface.i18n import TRANSLATIONS as REPORTER_TRANSLATIONS
-from source_interface.i18n import current_language as current_language
-from source_interface.i18n import init_language_choice, language_names
 
 TRANSLATIONS = Path(__file__).with_name("translations")
 """Catalogs, ``<lang>/LC_MESSAGES/messages.po``, compiled at set-up (docs/translations.md)."""
@@ -30,7 +29,7 @@ def init_app(app: Flask, config: WorkstationConfig) -> None:
     default = config.default_language
 
     # Later folders win: the workstation's own words over the reporters' catalogs.
-    init_language_choice(app, LANGUAGES, default, f"{REPORTER_TRANSLATIONS};{TRANSLATIONS}")
+    init_language_choice(app, LANGUAGES, default, f"{REPORTER_CATALOGS};{TRANSLATIONS}")
 
     @app.context_processor
     def language_context() -> dict[str, object]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from blagh.blobs import PendingBlob
 from blagh.bundles import BundleError, BundleReader
 from blagh.payloads import MAX_ATTACHMENT_HEADER, PayloadError, decode_document, split_attachment
 from crypto.envelope import EnvelopeReader, check_public_key, open_envelope
@@ -35,7 +36,6 @@ from journalist_interface import cases
 from journalist_interface.connections import index_reports
 from journalist_interface.errors import ImportRefused
 from journalist_interface.vault import Vault, today
-from source_interface.store.blobs import PendingBlob
 
 PICKUP_FORMAT = "blagh-pickup"
 MAX_DOCUMENT_ENVELOPE = 4 * 1024 * 1024

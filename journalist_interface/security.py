@@ -14,7 +14,7 @@ from flask import Flask, Response, abort, g, render_template, request
 from flask_babel import gettext as _
 from werkzeug.exceptions import HTTPException
 
-from source_interface.security import HEADERS as REPORTER_HEADERS
+from blagh.web.headers import security_headers
 
 CONTENT_SECURITY_POLICY = "; ".join(
     (
@@ -30,7 +30,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
 DOWNLOAD_POLICY = "default-src 'none'; sandbox"
 """For attachments: should a browser render one anyway, it runs nothing and loads nothing."""
 
-HEADERS = {**REPORTER_HEADERS, "Content-Security-Policy": CONTENT_SECURITY_POLICY}
+HEADERS = security_headers(CONTENT_SECURITY_POLICY)
 """The reporters' pages' headers (no referrer, no cache, no framing, no sniffing, no devices),
 with a policy that allows no script, and images only from the app (its re-encoded previews)."""
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from crypto.keys import AnalystKey
-from journalist_interface import accounts, keyring
+from journalist_interface import accounts, audit, keyring
 from journalist_interface.errors import VaultError
 from journalist_interface.vault import Vault, VaultPaths, unlock_key
 
@@ -167,6 +167,4 @@ def _outside_keyring(paths: VaultPaths, key: AnalystKey) -> bool:
 
 
 def _audit(vault: Vault, event: str) -> None:
-    hook = getattr(vault, "audit", None)
-    if callable(hook):
-        hook(event)
+    audit.log(vault, event)

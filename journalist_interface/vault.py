@@ -42,6 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from blagh.blobs import BlobFolder
 from blagh.files import write_new_file
 from blagh.payloads import MAX_ATTACHMENT_HEADER
 from blagh.sqlcipher import DatabaseError, connect
@@ -57,7 +58,6 @@ from crypto.keys import (
 )
 from journalist_interface import keyring, schema
 from journalist_interface.errors import VaultError, WrongPassphrase
-from source_interface.store.blobs import BlobFolder
 
 KEY_FILE = "analyst.key"
 SALT_FILE = "vault.salt"
@@ -477,13 +477,6 @@ class Vault:
         finally:
             copy_db.close()
         return {name for (name,) in rows}
-
-    def audit(self, event: str, **fields: Any) -> None:
-        """Append an entry to the vault's audit log as :attr:`analyst` (see
-        :mod:`journalist_interface.audit`; not inside :meth:`transaction`: use ``audit.append``)."""
-        from journalist_interface import audit
-
-        audit.record(self, self.analyst, event, **fields)
 
     def close(self) -> None:
         with self._lock:

@@ -11,7 +11,7 @@ import ast
 import sys
 from pathlib import Path
 
-PACKAGES = ("blagh", "crypto", "source_interface", "journalist_interface", "onion")
+PACKAGES = ("blagh", "crypto", "source_interface", "journalist_interface", "onion", "transfer")
 LOG_METHODS = {"debug", "info", "warning", "warn", "error", "exception", "critical", "log"}
 
 

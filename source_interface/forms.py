@@ -15,7 +15,7 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from werkzeug.datastructures import MultiDict
 
-from source_interface.categories import CATEGORIES
+from blagh.web.categories import CATEGORIES
 
 MAX_DESCRIPTION = 20_000
 MAX_MESSAGE = 20_000

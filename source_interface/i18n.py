@@ -13,45 +13,30 @@ page's language when the operator wrote it in that language (``labels`` in ``[em
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from urllib.parse import urlencode
 
-from flask import Flask, Response, has_request_context, request
-from flask_babel import Babel, format_date, get_locale, gettext
+from flask import Flask
+from flask_babel import format_date, gettext
 from markupsafe import Markup
 
 from blagh.config import Config, EmergencyConfig
+from blagh.web.language import COOKIE as COOKIE
+from blagh.web.language import NATIVE_NAMES as NATIVE_NAMES
+from blagh.web.language import RIGHT_TO_LEFT as RIGHT_TO_LEFT
+from blagh.web.language import LanguageLink as LanguageLink
+from blagh.web.language import current_language as current_language
+from blagh.web.language import direction_of as direction_of
+from blagh.web.language import init_language_choice, language_names
 
 TRANSLATIONS = Path(__file__).with_name("translations")
 """Catalogs, ``<lang>/LC_MESSAGES/messages.po``, compiled at set-up (docs/translations.md)."""
-
-COOKIE = "lang"
-"""A session cookie (no expiry): the choice must not outlive the browser session, or a seized
-phone's ordinary browser would show that it visited."""
-
-NATIVE_NAMES = {"ar": "العربية", "fr": "Français", "en": "English", "es": "Español"}
-"""Each language named in itself: a reporter looks for the language they can read."""
-
-RIGHT_TO_LEFT = frozenset({"ar"})
 
 DEFAULT_EMERGENCY_LABEL = "Emergency services"
 """The label of the default ``[emergency] numbers`` entry, translated when left as it is."""
 
 _DIALABLE = frozenset("0123456789+*#")
-
-
-@dataclass(frozen=True)
-class LanguageLink:
-    """One entry of the language picker."""
-
-    code: str
-    name: str
-    direction: str
-    href: str
-    current: bool
 
 
 @dataclass(frozen=True)
@@ -61,11 +46,6 @@ class EmergencyNumber:
     label: str
     number: str
     href: str
-
-
-def direction_of(language: str) -> str:
-    """``rtl`` or ``ltr``: the ``dir`` attribute of a page, or of a word, in ``language``."""
-    return "rtl" if language in RIGHT_TO_LEFT else "ltr"
 
 
 def init_app(app: Flask, config: Config) -> None:
@@ -94,66 +74,6 @@ def init_app(app: Flask, config: Config) -> None:
         }
 
 
-def init_language_choice(
-    app: Flask, languages: Collection[str], default: str, translation_directories: str
-) -> None:
-    """Flask-Babel choosing among ``languages``: ``?lang=``, then the ``lang`` cookie, then
-    ``default``; a language picked with ``?lang=`` is remembered in the cookie.
-
-    ``translation_directories`` is Flask-Babel's ``;``-separated list (later folders win).
-    """
-
-    def chosen_language() -> str:
-        if not has_request_context():
-            return default
-        for choice in (request.args.get(COOKIE), request.cookies.get(COOKIE)):
-            if choice is not None and choice in languages:
-                return choice
-        return default
-
-    Babel(
-        app,
-        locale_selector=chosen_language,
-        default_locale=default,
-        default_translation_directories=translation_directories,
-    )
-
-    @app.after_request
-    def remember_choice(response: Response) -> Response:
-        """Keep a language picked with ``?lang=`` for the next pages (links do not carry it)."""
-        asked = request.args.get(COOKIE)
-        if asked is not None and asked in languages:
-            response.set_cookie(
-                COOKIE,
-                asked,
-                path="/",
-                secure=request.is_secure,
-                httponly=True,
-                samesite="Strict",
-            )
-        return response
-
-
-def language_names(languages: Iterable[str], default: str) -> dict[str, object]:
-    """What templates need to show this request's language: ``current_language``,
-    ``text_direction``, and ``languages``, the picker (this page in each of ``languages``)."""
-    current = current_language(default)
-    return {
-        "current_language": current,
-        "text_direction": direction_of(current),
-        "languages": [
-            LanguageLink(
-                code=code,
-                name=NATIVE_NAMES[code],
-                direction=direction_of(code),
-                href=_link_to(code),
-                current=code == current,
-            )
-            for code in languages
-        ],
-    }
-
-
 def day(value: str) -> Markup | str:
     """A day as the store keeps it (``2025-03-14``, never a finer time) written in the page's
     language — "14 mars 2025", "14 de marzo de 2025", "14 مارس 2025" — inside a ``<time>`` that
@@ -173,12 +93,6 @@ def isolate(text: str) -> str:
     marks (FSI … PDI: ``<bdi>`` for plain text), so that Latin words in an Arabic sentence, or
     Arabic ones in a French sentence, keep their order and do not reorder the sentence."""
     return f"\u2068{text}\u2069"
-
-
-def current_language(default: str = "en") -> str:
-    """The language code of this request's pages (``default`` outside a request)."""
-    locale = get_locale()
-    return default if locale is None else str(locale.language)
 
 
 def _emergency_notice(config: Config, *, translate_text: bool) -> dict[str, object]:
@@ -216,15 +130,3 @@ def tel_href(number: str) -> str:
     """
     digits = "".join(char for char in number if char in _DIALABLE)
     return "tel:" + digits.replace("#", "%23")
-
-
-def _link_to(language: str) -> str:
-    """A relative ``?…&lang=xx`` link: the same page, its other query parameters kept.
-
-    Relative to the current path, so it stays right whatever prefix the app is mounted under.
-    """
-    if not has_request_context():
-        return "?" + urlencode([(COOKIE, language)])
-    query = [(key, value) for key, value in request.args.items(multi=True) if key != COOKIE]
-    query.append((COOKIE, language))
-    return "?" + urlencode(query)

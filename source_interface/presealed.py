@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from blagh.blobs import BlobFolder, BlobRef, FilePool
 from crypto.envelope import (
     CHUNK_OVERHEAD,
     CHUNK_SIZE,
@@ -57,7 +58,6 @@ from crypto.envelope import (
 from crypto.padding import MIN_PADDED, padme
 from source_interface.diskspace import FreeSpace, is_no_space
 from source_interface.errors import SourceInterfaceError
-from source_interface.store.blobs import BlobFolder, BlobRef, FilePool
 
 CHUNK_BYTES = 1024 * 1024
 """Size of every upload piece but the last: a few seconds over Tor, little lost to a drop."""
@@ -206,7 +206,7 @@ class UploadFolder:
     ) -> None:
         """``pool``: where an upload's part file is taken from (the blob folder's, on the same
         file system): the part becomes the blob, so it must not be born when the upload
-        starts (source_interface/store/blobs.py)."""
+        starts (blagh/blobs.py)."""
         self.root = root
         self.pool = pool
         self.bounds = bounds or UploadBounds()

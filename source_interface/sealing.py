@@ -24,11 +24,11 @@ from flask import Request
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
 
+from blagh.blobs import BlobFolder, BlobRef, PendingBlob
 from blagh.payloads import attachment_header
 from crypto.envelope import EnvelopeWriter
 from source_interface.diskspace import FreeSpace, NoSpace, is_no_space
 from source_interface.formdata import StreamingFormDataParser
-from source_interface.store.blobs import BlobFolder, BlobRef, PendingBlob
 
 MAX_FILENAME_CHARS = 255
 MAX_CONTENT_TYPE_CHARS = 255

@@ -21,6 +21,7 @@ from werkzeug.exceptions import HTTPException
 
 from blagh.config import ClearnetConfig, Config
 from blagh.offload import Busy
+from blagh.web.headers import security_headers
 from source_interface.errors import ServerBusy
 from source_interface.listeners import is_clearnet
 
@@ -44,38 +45,7 @@ from this origin (each checked against its integrity hash by the page), WebAssem
 them (libsodium.js), and requests back to this origin (chunked uploads, sealed items).  Still no
 inline script, ``eval``, worker, frame or third party."""
 
-PERMISSIONS_POLICY = ", ".join(
-    f"{feature}=()"
-    for feature in (
-        "accelerometer",
-        "autoplay",
-        "camera",
-        "display-capture",
-        "fullscreen",
-        "geolocation",
-        "gyroscope",
-        "magnetometer",
-        "microphone",
-        "midi",
-        "payment",
-        "publickey-credentials-get",
-        "screen-wake-lock",
-        "usb",
-        "xr-spatial-tracking",
-    )
-)
-"""No device or sensor: a reporting form needs none, and each one could identify a reporter."""
-
-HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cross-Origin-Resource-Policy": "same-origin",
-    "Cache-Control": "no-store",
-    "X-Frame-Options": "DENY",
-    "Permissions-Policy": PERMISSIONS_POLICY,
-}
+HEADERS = security_headers(CONTENT_SECURITY_POLICY)
 """Set on every response, replacing what a view or Flask put there (``Cache-Control`` above all)."""
 
 STATIC_CACHE_CONTROL = "public, max-age=31536000, immutable"

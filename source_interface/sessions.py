@@ -17,8 +17,8 @@ from werkzeug.wrappers import Response
 
 from crypto import wrap
 from crypto.errors import DecryptionError
-from source_interface.store.index import NewSession
 from source_interface.store.protocol import ServerStore
+from source_interface.store.records import NewSession
 
 SUBMISSION_FIELD = "submission"
 """The report form's one-time submission id (a hidden field): the same form sent twice stores

@@ -1,5 +1,5 @@
 """``blagh backup`` / ``restore`` and ``blagh workstation backup`` / ``restore`` (blagh/backup.py,
-blagh/cli_backup.py), with real components: a real ``blagh serve`` taking reports while the
+blagh/cli/backup.py), with real components: a real ``blagh serve`` taking reports while the
 backup runs, real SQLCipher files, backup files damaged byte by byte in the test."""
 
 from __future__ import annotations

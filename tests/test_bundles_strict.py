@@ -47,6 +47,7 @@ from workstation_helpers import (
 )
 
 from blagh.bundles import MANIFEST_MEMBER, BundleError, BundleReader
+from blagh.pickup_tokens import new_token, token_hash
 from blagh.strict_tar import BLOCK, MAX_PAX_BYTES, RECORD
 from crypto.keys import ServerSigningKey
 from crypto.manifest import sign_manifest
@@ -54,7 +55,6 @@ from journalist_interface.errors import ImportRefused
 from journalist_interface.importer import import_bundle
 from source_interface.pickup.app import UPLOAD_PREFIX
 from source_interface.pickup.bundles import import_reply_bundle
-from source_interface.pickup.tokens import new_token, token_hash
 
 SERVER = ServerSigningKey.generate()
 BLAGH = Path(sys.executable).with_name("blagh")
@@ -599,7 +599,7 @@ def test_transfer_station_verify_refuses_a_signed_one(tmp_path: Path, pickup: Pi
     bundle = negative_size_bundle(tmp_path / "negative.bundle", pickup_parts(pickup)[0])
     script = (
         "import sys; from pathlib import Path\n"
-        "from source_interface.pickup.client import verify_bundle\n"
+        "from transfer.client import verify_bundle\n"
         "from blagh.bundles import BundleError\n"
         "try: verify_bundle(Path(sys.argv[1]), 'blagh-pickup', bytes.fromhex(sys.argv[2]))\n"
         "except BundleError as error: print(error)\n"

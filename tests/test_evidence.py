@@ -78,7 +78,7 @@ def vault(vault_path: Path) -> Iterator[Vault]:
 @pytest.fixture
 def exported(vault: Vault, pickup: Pickup, tmp_path: Path) -> Path:
     report = str(pickup.reports[0]["id"])
-    vault.audit("view", report=report)
+    audit.log(vault, "view", report=report)
     out = tmp_path / "evidence.zip"
     made = export_case(vault, report, out, analyst="alice")
     assert made.files == 2

@@ -47,7 +47,7 @@ from crypto.keys import ServerVerifyKey, generate_analyst_key, seal_key_file
 from journalist_interface.app import create_app
 from journalist_interface.config import WorkstationConfig
 from source_interface.app import open_store
-from source_interface.pickup.client import PARTIAL
+from transfer.client import PARTIAL
 
 CUT_AFTER = 200_000
 """Bytes of the first pickup response (headers included) let through before the cut."""

@@ -45,7 +45,7 @@ PIP = ["--no-index", "--no-deps", "--no-cache-dir", "--quiet"]
 ROLE_MODULES = {
     "server": ["source_interface", "onion", "blagh"],
     "workstation": ["journalist_interface"],
-    "transfer": ["source_interface.pickup.client", "source_interface.pickup.tokens"],
+    "transfer": ["transfer.client", "blagh.pickup_tokens"],
 }
 ROLE_COMMANDS = {
     "server": [["serve", "--help"], ["init", "--help"], ["export-bundle", "--help"]],

@@ -31,15 +31,15 @@ from werkzeug.serving import make_server as make_wsgi_server
 from blagh.bundles import BundleReader
 from blagh.cli import cli
 from blagh.payloads import decode_document
+from blagh.pickup_tokens import new_token, token_hash
 from crypto.envelope import open_envelope
 from source_interface.pickup.app import create_pickup_app
-from source_interface.pickup.client import (
+from transfer.client import (
     PARTIAL,
     TransferError,
     download_bundle,
     endpoint,
 )
-from source_interface.pickup.tokens import new_token, token_hash
 
 HOST = "127.0.0.1"
 

@@ -14,10 +14,10 @@ import pytest
 from flask import Flask
 from pickup_helpers import Reply, Server, add_report, make_server, reply_bundle
 
+from blagh.pickup_tokens import new_token, token_hash
 from crypto.keys import generate_analyst_key
 from source_interface.pickup.app import create_pickup_app
 from source_interface.pickup.bundles import PickupBundle, PickupBundles, import_reply_bundle
-from source_interface.pickup.tokens import new_token, token_hash
 from source_interface.store import Store
 from source_interface.store.index import today
 

@@ -29,10 +29,10 @@ from source_helpers import (
 
 from blagh.bundles import BundleReader
 from blagh.cli import cli
+from blagh.pickup_tokens import new_token, token_hash
 from crypto.keys import AnalystPublicKey
 from source_interface.pickup.app import create_pickup_app
 from source_interface.pickup.bundles import PickupBundles, import_reply_bundle
-from source_interface.pickup.tokens import new_token, token_hash
 from source_interface.store.index import today
 
 TODAY = date.fromisoformat(today())

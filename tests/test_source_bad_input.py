@@ -40,7 +40,7 @@ from werkzeug.test import TestResponse
 
 import crypto.codename
 import source_interface.throttle
-from source_interface.categories import SLUGS
+from blagh.web.categories import SLUGS
 from source_interface.forms import MAX_DESCRIPTION
 
 TYPED = {

@@ -28,11 +28,11 @@ from source_helpers import (
     post_report,
 )
 
+from blagh.blobs import BlobFolder, PendingBlob
 from blagh.payloads import attachment_header, encode_document
 from crypto.envelope import seal
 from source_interface.presealed import CHUNK_BYTES, EVICTABLE_AFTER_SECONDS, UploadFolder
 from source_interface.sessions import CSRF_COOKIE
-from source_interface.store.blobs import BlobFolder, PendingBlob
 from source_interface.views.uploads import FORM_HEADER
 
 MIB = 1024 * 1024

@@ -30,7 +30,8 @@ from blagh.config import (
     EmergencyNumber,
     SourceInterfaceConfig,
 )
-from source_interface import categories, i18n, security, static_files
+from blagh.web import categories
+from source_interface import i18n, security, static_files
 from source_interface.security import HEADERS, ReporterError
 from source_interface.views import landing
 

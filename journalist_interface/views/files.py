@@ -39,7 +39,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 
 from crypto.manifest import sha256_hex
-from journalist_interface import matching
+from journalist_interface import audit, matching
 from journalist_interface.metadata import MetadataError, Unsupported, clean_copy, inspect
 from journalist_interface.safeview import (
     BLURRED,
@@ -186,7 +186,7 @@ def details(report_id: str, item_id: str) -> ResponseReturnValue:
             problem = "sandbox"
         except MetadataError:
             problem = "mat2"
-    vault().audit("view_file", report=report_id, item=found.id, mode="details")
+    audit.log(vault(), "view_file", report=report_id, item=found.id, mode="details")
     page = render_template(
         "file.html",
         report_id=report_id,
@@ -274,7 +274,7 @@ def reveal(report_id: str, item_id: str) -> ResponseReturnValue:
     if not kind_of(vault(), found).previewable or matching.is_hidden(vault(), found.id):
         abort(404 if not kind_of(vault(), found).previewable else 403)
     _revealed().set(_session_key(), found.id)
-    vault().audit("view_file", report=report_id, item=found.id, mode="revealed")
+    audit.log(vault(), "view_file", report=report_id, item=found.id, mode="revealed")
     target = url_for("files.details", report_id=report_id, item_id=found.id, done="revealed")
     return redirect(target + "#preview", 303)
 
@@ -315,7 +315,7 @@ def clean(report_id: str, item_id: str) -> ResponseReturnValue:
     except (MetadataError, SandboxUnavailable):
         target = url_for("files.details", report_id=report_id, item_id=found.id, done="unclean")
         return redirect(target, 303)
-    vault().audit("clean_copy", report=report_id, item=found.id, sha256=sha256_hex(copy.data))
+    audit.log(vault(), "clean_copy", report=report_id, item=found.id, sha256=sha256_hex(copy.data))
     g.download = True
     named = Attachment(found.id, found.day, copy.name, copy.mime, len(copy.data), found.blob)
     return Response(

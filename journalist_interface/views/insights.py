@@ -10,9 +10,9 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import ngettext
 
+from blagh.web.categories import label_of
 from journalist_interface import charts, connections, stats, takedown
 from journalist_interface.views import login_required, vault
-from source_interface.categories import label_of
 
 bp = Blueprint("insights", __name__)
 

@@ -6,18 +6,19 @@ Case work (status, notes, tags) is ``views/cases.py``; the inbox's filters and s
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 from flask import Blueprint, Response, abort, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 
-from journalist_interface import cases, connections, search
+from blagh.web.categories import CATEGORIES
+from journalist_interface import audit, cases, connections, reporter_status, search, takedown
+from journalist_interface.notice_templates import LANGUAGES
 from journalist_interface.replies import MAX_REPLY, ReplyError, add_reply
 from journalist_interface.vault import STATUSES, Attachment
-from journalist_interface.views import checked_id, login_required, vault
-from journalist_interface.views import takedown as takedown_views
-from source_interface.categories import CATEGORIES
+from journalist_interface.views import checked_id, login_required, services, vault
 
 bp = Blueprint("reports", __name__)
 
@@ -59,7 +60,7 @@ def inbox_page(
 def report(report_id: str) -> ResponseReturnValue:
     page = _report_page(report_id)
     cases.mark_seen(vault(), report_id)
-    vault().audit("view", report=report_id)
+    audit.log(vault(), "view", report=report_id)
     return page
 
 
@@ -89,7 +90,7 @@ def _report_page(
         typed=typed,
         max_reply=MAX_REPLY,
         max_note=cases.MAX_NOTE,
-        **takedown_views.report_context(report_id),
+        **_takedown_context(report_id),
     )
     return Response(page, 400 if error or case_error else 200, mimetype="text/html")
 
@@ -108,7 +109,7 @@ def reply(report_id: str) -> ResponseReturnValue:
         else:
             error = _("This reporter kept no codename: no reply can reach them.")
         return _report_page(report_id, error, text[: MAX_REPLY * 2])
-    vault().audit("reply", report=report_id, reply=reply_id)
+    audit.log(vault(), "reply", report=report_id, reply=reply_id)
     return redirect(url_for("reports.report", report_id=report_id, done="reply"), 303)
 
 
@@ -117,7 +118,7 @@ def reply(report_id: str) -> ResponseReturnValue:
 def deletion(report_id: str) -> ResponseReturnValue:
     asked = request.form.get("ask") == "1"
     vault().ask_deletion(checked_id(report_id), asked)
-    vault().audit("deletion_request", report=report_id, asked=asked)
+    audit.log(vault(), "deletion_request", report=report_id, asked=asked)
     done = "delete" if asked else "keep"
     return redirect(url_for("reports.report", report_id=report_id, done=done), 303)
 
@@ -129,7 +130,7 @@ def attachment(report_id: str, item_id: str) -> ResponseReturnValue:
     found = vault().attachment(checked_id(report_id), checked_id(item_id))
     if found is None:
         abort(404)
-    vault().audit("view_file", report=report_id, item=found.id, mode="download")
+    audit.log(vault(), "view_file", report=report_id, item=found.id, mode="download")
     g.download = True
     return Response(
         vault().attachment_chunks(found),
@@ -153,3 +154,23 @@ def content_disposition(found: Attachment) -> str:
     name = found.name.replace("/", "_").replace("\\", "_").strip(". ") or "attachment"
     fallback = "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in name)
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+def _takedown_context(report_id: str) -> dict[str, Any]:
+    """What the report page shows of notices and statuses (views/takedown.py acts on them)."""
+    found = takedown.targets(vault(), report_id)
+    drafts = {}
+    for target in found:
+        steps = [s for s in takedown.history(vault(), target.kind, target.value) if s.notice]
+        if steps:
+            drafts[(target.kind, target.value)] = steps[-1].notice
+    return {
+        "takedown_targets": found,
+        "takedown_drafts": drafts,
+        "takedown_states": takedown.states(vault(), [(t.kind, t.value) for t in found]),
+        "notice_languages": LANGUAGES,
+        "unit_configured": bool(services().config.unit.name and services().config.unit.contact),
+        "reporter_statuses": reporter_status.statuses(vault(), report_id),
+        "reporter_status_labels": reporter_status.LABELS,
+        "reporter_message_labels": reporter_status.MESSAGE_LABELS,
+    }

@@ -7,42 +7,19 @@ sections) and come back to it (303); a refused change shows the page again with 
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 
-from journalist_interface import indicators, reporter_status, takedown
+from journalist_interface import audit, indicators, reporter_status, takedown
 from journalist_interface.notice_templates import LANGUAGES
 from journalist_interface.views import admin_required, checked_id, login_required, services, vault
+from journalist_interface.views.reports import _report_page
 
 bp = Blueprint("takedown", __name__)
 
 
-def report_context(report_id: str) -> dict[str, Any]:
-    """What the report page shows of notices and statuses (views/reports.py adds it)."""
-    found = takedown.targets(vault(), report_id)
-    drafts = {}
-    for target in found:
-        steps = [s for s in takedown.history(vault(), target.kind, target.value) if s.notice]
-        if steps:
-            drafts[(target.kind, target.value)] = steps[-1].notice
-    return {
-        "takedown_targets": found,
-        "takedown_drafts": drafts,
-        "takedown_states": takedown.states(vault(), [(t.kind, t.value) for t in found]),
-        "notice_languages": LANGUAGES,
-        "unit_configured": bool(services().config.unit.name and services().config.unit.contact),
-        "reporter_statuses": reporter_status.statuses(vault(), report_id),
-        "reporter_status_labels": reporter_status.LABELS,
-        "reporter_message_labels": reporter_status.MESSAGE_LABELS,
-    }
-
-
 def _page_with(report_id: str, message: str) -> ResponseReturnValue:
-    from journalist_interface.views.reports import _report_page
-
     return _report_page(report_id, case_error=message)
 
 
@@ -136,7 +113,7 @@ def templates() -> ResponseReturnValue:
 @login_required
 def indicators_csv() -> ResponseReturnValue:
     found = indicators.indicators(vault())
-    vault().audit("export", kind="indicators_csv", count=len(found))
+    audit.log(vault(), "export", kind="indicators_csv", count=len(found))
     return Response(
         indicators.to_csv(found),
         mimetype="text/csv",
@@ -148,7 +125,7 @@ def indicators_csv() -> ResponseReturnValue:
 @login_required
 def indicators_stix() -> ResponseReturnValue:
     found = indicators.indicators(vault())
-    vault().audit("export", kind="indicators_stix", count=len(found))
+    audit.log(vault(), "export", kind="indicators_stix", count=len(found))
     return Response(
         indicators.to_stix(found, services().config.unit.name),
         mimetype="application/json",

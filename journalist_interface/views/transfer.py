@@ -97,7 +97,8 @@ def make_bundle() -> ResponseReturnValue:
         made = make_reply_bundle(vault(), vault().paths.outbox / name)
     except NothingToSend:
         return redirect(url_for("transfer.outbox", done="nothing"), 303)
-    vault().audit(
+    audit.log(
+        vault(),
         "reply_bundle",
         bundle=made.id,
         replies=made.replies,

@@ -31,6 +31,7 @@ from blagh.bundles import BundleError
 from blagh.config import Config
 from blagh.datadir import DataDir
 from blagh.offload import Busy, Offload
+from blagh.pickup_tokens import token_hash
 from source_interface.app import open_store
 from source_interface.pickup.bundles import (
     MAX_REPLY_BUNDLE_BYTES,
@@ -39,7 +40,6 @@ from source_interface.pickup.bundles import (
     PickupUnavailable,
     import_reply_bundle,
 )
-from source_interface.pickup.tokens import token_hash
 from source_interface.quietlog import QuietFlask
 from source_interface.store.protocol import ServerStore
 

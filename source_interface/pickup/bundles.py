@@ -49,8 +49,8 @@ from source_interface.store import (
     PendingItem,
     ReplyConflict,
 )
-from source_interface.store.index import today
 from source_interface.store.protocol import ServerStore
+from source_interface.store.records import today
 
 PICKUP_FORMAT = "blagh-pickup"
 REPLIES_FORMAT = "blagh-replies"

@@ -10,10 +10,11 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
-from source_interface.store.blobs import POOL_SIZE, BlobFolder, BlobRef, PendingBlob
-from source_interface.store.index import (
+from blagh.blobs import POOL_SIZE, BlobFolder, BlobRef, PendingBlob
+from source_interface.store.index import Index
+from source_interface.store.protocol import StoreIndex
+from source_interface.store.records import (
     AppliedReplies,
-    Index,
     Item,
     NewReply,
     NewSession,
@@ -28,8 +29,7 @@ from source_interface.store.index import (
     Source,
     Submission,
 )
-from source_interface.store.index import today as index_today
-from source_interface.store.protocol import StoreIndex
+from source_interface.store.records import today as index_today
 
 __all__ = [
     "AppliedReplies",

@@ -16,24 +16,81 @@ from, and nothing that orders them in time finer than a day (docs/threat-model.m
 """
 
 import functools
-import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
 import sqlcipher3
 
+from blagh.blobs import BlobRef
 from blagh.errors import SetupError
 from blagh.offload import Offload, native_lock, native_thread_id
 from blagh.sqlcipher import connect
 from source_interface.errors import SourceInterfaceError
 from source_interface.store import migrations
-from source_interface.store.blobs import BlobRef
+from source_interface.store.records import (
+    EXPIRY_GRAIN_SECONDS as EXPIRY_GRAIN_SECONDS,
+)
+from source_interface.store.records import (
+    AppliedReplies as AppliedReplies,
+)
+from source_interface.store.records import (
+    DuplicateSubmission as DuplicateSubmission,
+)
+from source_interface.store.records import (
+    Item as Item,
+)
+from source_interface.store.records import (
+    NewReply as NewReply,
+)
+from source_interface.store.records import (
+    NewSession as NewSession,
+)
+from source_interface.store.records import (
+    NewSource as NewSource,
+)
+from source_interface.store.records import (
+    PendingItem as PendingItem,
+)
+from source_interface.store.records import (
+    PickupSnapshot as PickupSnapshot,
+)
+from source_interface.store.records import (
+    PickupState as PickupState,
+)
+from source_interface.store.records import (
+    Purged as Purged,
+)
+from source_interface.store.records import (
+    ReplyConflict as ReplyConflict,
+)
+from source_interface.store.records import (
+    Report as Report,
+)
+from source_interface.store.records import (
+    Session as Session,
+)
+from source_interface.store.records import (
+    Source as Source,
+)
+from source_interface.store.records import (
+    Submission as Submission,
+)
+from source_interface.store.records import (
+    _yesterday as _yesterday,
+)
+from source_interface.store.records import (
+    coarse_expiry as coarse_expiry,
+)
+from source_interface.store.records import (
+    new_id as new_id,
+)
+from source_interface.store.records import (
+    today as today,
+)
 from source_interface.store.writes import GroupCommit
 
 _P = ParamSpec("_P")
@@ -42,11 +99,6 @@ _R = TypeVar("_R")
 WRITE_QUEUE = 4096
 """Writes that may wait for the writer thread at once; past that a request gets "busy"."""
 
-EXPIRY_GRAIN_SECONDS = 300
-"""Expiries of sessions and drafts are rounded up to a multiple of this: a row says only in
-which five minutes its owner was last active, and a session's idle timer is written back at
-most once per grain (most page views only read).  A session then ends between its idle time
-and five minutes more."""
 
 SCHEMA_VERSION = 2
 """``PRAGMA user_version`` of the index :data:`SCHEMA` makes: the first versioned index.  Later
@@ -204,22 +256,6 @@ END;
 """
 
 
-def today() -> str:
-    """The current UTC day: the finest time the store keeps."""
-    return datetime.now(UTC).date().isoformat()
-
-
-def new_id() -> str:
-    """A random id: it says nothing of when, or after what, its row came."""
-    return secrets.token_hex(16)
-
-
-def coarse_expiry(now: float, lifetime: int) -> int:
-    """``now + lifetime`` rounded up to :data:`EXPIRY_GRAIN_SECONDS`."""
-    grain = EXPIRY_GRAIN_SECONDS
-    return -(-(int(now) + lifetime) // grain) * grain
-
-
 class StoreVersionError(SourceInterfaceError, SetupError):
     """The index was made by another version of Blagh and cannot be opened by this one."""
 
@@ -245,130 +281,6 @@ def _statements(script: str) -> list[str]:
             statements.append(text)
             current = []
     return statements
-
-
-@dataclass(frozen=True)
-class Source:
-    id: str
-    public_key: bytes | None
-    day: str
-
-
-@dataclass(frozen=True)
-class NewSource:
-    """A source to create with its first report: what the store keeps of it."""
-
-    verifier: bytes | None
-    public_key: bytes | None
-
-
-@dataclass(frozen=True)
-class NewSession:
-    """A session to start with a report, in the same transaction: the reporter who stored it
-    can never be left without the session that shows its codename."""
-
-    token_hash: bytes
-    sealed_secret: bytes
-    lifetime: int
-
-
-@dataclass(frozen=True)
-class Submission:
-    """A form's one-time submission, recorded with the report it stored."""
-
-    key: bytes
-    outcome: str
-
-
-def _yesterday() -> str:
-    return (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
-
-
-class DuplicateSubmission(Exception):
-    """This form's submission already stored a report: nothing was recorded this time."""
-
-    def __init__(self, outcome: str) -> None:
-        super().__init__(outcome)
-        self.outcome = outcome
-
-
-@dataclass(frozen=True)
-class Item:
-    id: str
-    report_id: str
-    kind: str
-    blob: str
-    size: int
-    sha256: str
-    day: str
-
-
-@dataclass(frozen=True)
-class Report:
-    id: str
-    source_id: str
-    day: str
-    items: tuple[Item, ...]
-
-
-@dataclass(frozen=True)
-class Session:
-    source_id: str
-    sealed_secret: bytes
-    expires: int
-
-
-@dataclass(frozen=True)
-class PendingItem:
-    """An item the workstation has not acknowledged yet, with what a pickup manifest says."""
-
-    id: str
-    report_id: str
-    source_id: str
-    kind: str
-    blob: str
-    size: int
-    sha256: str
-    day: str
-    seq: int
-    report_day: str
-    source_public_key: bytes | None
-
-
-@dataclass(frozen=True)
-class NewReply:
-    """A reply from a reply bundle, its envelope already a committed blob."""
-
-    id: str
-    report_id: str
-    blob: BlobRef
-
-
-@dataclass(frozen=True)
-class AppliedReplies:
-    """What applying a reply bundle changed, and the blobs no row refers to any more."""
-
-    stored: int
-    already_stored: int
-    dropped: int
-    acknowledged: int
-    deleted_reports: int
-    sources_removed: int
-    unused_blobs: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Purged:
-    """What a retention purge removed, and the blobs to delete."""
-
-    items: int
-    reports: int
-    sources: int
-    blobs: tuple[str, ...]
-
-
-class ReplyConflict(Exception):
-    """A reply's id is already used by a different item: the bundle cannot be applied."""
 
 
 def _writes(
@@ -1191,22 +1103,30 @@ def _checkpoint(db: sqlite3.Connection, mode: str) -> bool:
     return not busy
 
 
-@dataclass(frozen=True)
-class PickupState:
-    """The pickup counters the triggers of SCHEMA keep, and the bundle last recorded."""
+def snapshot_file(index: Path, key: bytes, dest: Path) -> list[str]:
+    """Copy the live index file to ``dest`` with SQLite's online backup API (``blagh backup``,
+    while ``blagh serve`` runs); return the blob names the copy refers to (items and drafts)."""
+    source = connect(index, key)
+    try:
+        copy_db = connect(dest, key, wal=False)
+        try:
+            source.backup(copy_db)
+            rows = copy_db.execute("SELECT blob FROM items UNION SELECT blob FROM drafts")
+            return sorted(name for (name,) in rows)
+        finally:
+            copy_db.close()
+    finally:
+        source.close()
 
-    generation: int
-    deletions: int
-    bundle_generation: int | None
-    bundle_context: str | None
-    bundle_key: str | None
-    bundle_items: int | None
 
-
-@dataclass(frozen=True)
-class PickupSnapshot:
-    """Every undelivered item, and the counters as they were when it was listed."""
-
-    generation: int
-    deletions: int
-    items: list[PendingItem]
+def check_file(index: Path, key: bytes) -> tuple[list[str], bool]:
+    """The blob names a restored index file refers to, and whether SQLite finds it whole
+    (``PRAGMA quick_check``).  Raises :class:`~blagh.sqlcipher.DatabaseError` when ``key`` does
+    not open it."""
+    db = connect(index, key, wal=False)
+    try:
+        rows = db.execute("SELECT blob FROM items UNION SELECT blob FROM drafts").fetchall()
+        (check,) = db.execute("PRAGMA quick_check").fetchone()
+    finally:
+        db.close()
+    return [name for (name,) in rows], check == "ok"

@@ -16,12 +16,12 @@ from typing import Any
 
 import psycopg
 
+from blagh.blobs import BlobFolder
 from blagh.errors import SetupError
 from blagh.sqlcipher import connect
 from source_interface.errors import SourceInterfaceError
-from source_interface.store.blobs import BlobFolder
-from source_interface.store.index import today
 from source_interface.store.postgres import CHUNK_BYTES, PgIndex, PostgresError
+from source_interface.store.records import today
 
 TABLES = {
     "sources": ("id", "verifier", "public_key", "day"),

@@ -38,11 +38,11 @@ from typing import Any, BinaryIO, TypeVar
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from blagh.blobs import BlobFolder, BlobRef, PendingBlob
 from blagh.errors import SetupError
 from blagh.offload import Offload
 from source_interface.errors import SourceInterfaceError
-from source_interface.store.blobs import BlobFolder, BlobRef, PendingBlob
-from source_interface.store.index import (
+from source_interface.store.records import (
     AppliedReplies,
     DuplicateSubmission,
     Item,

@@ -10,8 +10,8 @@ from datetime import date
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from source_interface.store.blobs import BlobFolder, BlobRef, PendingBlob
-from source_interface.store.index import (
+from blagh.blobs import BlobFolder, BlobRef, PendingBlob
+from source_interface.store.records import (
     AppliedReplies,
     NewReply,
     NewSession,

@@ -15,12 +15,12 @@ from werkzeug.wrappers import Response
 
 from blagh import reporter_status
 from blagh.payloads import PayloadError, decode_document
+from blagh.web.categories import CATEGORIES
 from crypto import codename
 from crypto.envelope import open_envelope
 from crypto.errors import CryptoError, InvalidCodename
 from source_interface import flash
 from source_interface import reporter_status as status_text
-from source_interface.categories import CATEGORIES
 from source_interface.diskspace import NoSpace, is_no_space
 from source_interface.forms import read_message
 from source_interface.i18n import isolate

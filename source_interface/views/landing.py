@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template, request
 
-from source_interface.categories import CATEGORIES, GUIDES
+from blagh.web.categories import CATEGORIES, GUIDES
 from source_interface.listeners import is_clearnet
 from source_interface.services import Services
 

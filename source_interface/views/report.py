@@ -8,10 +8,10 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
+from blagh.web.categories import CATEGORIES, GUIDES
 from crypto import codename
 from crypto.codename import login_verifier
 from source_interface import flash
-from source_interface.categories import CATEGORIES, GUIDES
 from source_interface.diskspace import NoSpace, is_no_space
 from source_interface.forms import ReportForm, month_names
 from source_interface.sealing import files_refused
@@ -23,7 +23,7 @@ from source_interface.sessions import (
     submission_key,
     submission_seed,
 )
-from source_interface.store.index import DuplicateSubmission, NewSource, Submission, new_id
+from source_interface.store.records import DuplicateSubmission, NewSource, Submission, new_id
 from source_interface.submissions import (
     draft_files,
     draft_lost,

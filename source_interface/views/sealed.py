@@ -47,7 +47,7 @@ from source_interface.sessions import (
     submission_seed,
 )
 from source_interface.store import BlobRef
-from source_interface.store.index import DuplicateSubmission, NewSource, Submission, new_id
+from source_interface.store.records import DuplicateSubmission, NewSource, Submission, new_id
 from source_interface.submissions import (
     draft_files,
     draft_lost,

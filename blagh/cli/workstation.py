@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from blagh.cli.common import FROM_FILE_HELP, read_passphrase_file
 from blagh.errors import BlaghError
 from crypto.errors import InvalidPublicKey
 from crypto.keys import ServerVerifyKey
@@ -24,7 +25,6 @@ from crypto.keys import ServerVerifyKey
 if TYPE_CHECKING:
     from journalist_interface.vault import Vault
 
-_FROM_FILE_HELP = "Read the passphrase from the first line of this file instead of asking for it."
 
 _vault_option = click.option(
     "--vault",
@@ -56,7 +56,7 @@ def _passphrase_option(command: Any) -> Any:
         "--passphrase-file",
         type=click.Path(path_type=Path, dir_okay=False),
         metavar="FILE",
-        help=_FROM_FILE_HELP,
+        help=FROM_FILE_HELP,
     )(command)
 
 
@@ -206,6 +206,7 @@ def replies(vault: Path, out: Path, passphrase_file: Path | None) -> None:
     imported since the last bundle, and the deletions asked for, signed with the analyst's key.
     What it carries is then marked sent.
     """
+    from journalist_interface import audit
     from journalist_interface.replies import make_reply_bundle
 
     with _open_vault(vault, passphrase_file) as opened:
@@ -213,7 +214,8 @@ def replies(vault: Path, out: Path, passphrase_file: Path | None) -> None:
             made = make_reply_bundle(opened, out)
         except FileExistsError:
             raise BlaghError(f"{out} already exists; choose another --out") from None
-        opened.audit(
+        audit.log(
+            opened,
             "reply_bundle",
             bundle=made.id,
             replies=made.replies,
@@ -723,9 +725,7 @@ def _open_vault(path: Path, passphrase_file: Path | None) -> Vault:
 
 def _passphrase(file: Path | None) -> str:
     if file is not None:
-        from blagh.cli import _read_passphrase_file
-
-        return _read_passphrase_file(file)
+        return read_passphrase_file(file)
     passphrase: str = click.prompt("Passphrase", hide_input=True, err=True)
     return passphrase
 

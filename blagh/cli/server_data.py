@@ -1,10 +1,11 @@
-"""``blagh`` commands of the air-gapped loop, server and transfer-station side.
+"""``blagh`` commands of the air-gapped loop, server side, and of the server's store.
 
 On the server: ``serve-pickup`` (the pickup API under gunicorn), ``pickup-token`` (the
 transfer stations' bearer tokens), ``export-bundle`` and ``import-replies`` (bundles on
-removable media), ``purge`` (retention).  On the transfer station, which holds no key:
-``pickup`` and ``deliver``.  Registered on the top-level group by blagh/cli.py, whose wrapper
-turns every :class:`BlaghError` into one line.  Docs: docs/pickup.md, docs/bundles.md.
+removable media), ``purge`` (retention), ``store migrate``.  The transfer station's side,
+``pickup`` and ``deliver``, is in transfer.py.  Registered on the top-level group by
+blagh/cli/__init__.py, whose wrapper turns every :class:`BlaghError` into one line.
+Docs: docs/pickup.md, docs/bundles.md.
 """
 
 from __future__ import annotations
@@ -13,63 +14,24 @@ import errno
 import os
 import socket
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
-from blagh.config import Config
+from blagh.cli.common import (
+    DATA_DIR_OPTION,
+    load_data_dir,
+    progress,
+)
 from blagh.datadir import DataDir
 from blagh.errors import BlaghError
 from blagh.files import write_new_file
-from crypto.errors import InvalidPublicKey
-from crypto.keys import ServerVerifyKey
 
 if TYPE_CHECKING:
     from source_interface.store.protocol import ServerStore
-
-_DATA_DIR = click.option(
-    "--data-dir",
-    required=True,
-    type=click.Path(path_type=Path, file_okay=False, exists=True),
-    metavar="DIR",
-    help="The data directory made by `blagh init`; its config.toml is used.",
-)
-_URL = click.option(
-    "--url",
-    required=True,
-    metavar="URL",
-    help="The pickup API: http://<address>.onion/ (or http://127.0.0.1:PORT/ on the server).",
-)
-_TOKEN = click.option(
-    "--token",
-    "token_file",
-    required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    metavar="FILE",
-    help="File (mode 0600) holding this station's token, from `blagh pickup-token add`.",
-)
-_SOCKS = click.option(
-    "--socks",
-    metavar="HOST:PORT",
-    help="tor's SOCKS port (default for onion addresses: 127.0.0.1:9050).",
-)
-_CLIENT_KEY = click.option(
-    "--client-key",
-    type=click.Path(path_type=Path, dir_okay=False),
-    metavar="FILE",
-    help="The onion client key line from `blagh onion client add`: checked to belong to "
-    "--url; tor itself reads it from its ClientOnionAuthDir.",
-)
-
-
-def _load(data_dir: Path) -> tuple[DataDir, Config]:
-    # blagh.cli imports this module, so its helper is imported when called, not at import.
-    from blagh.cli import _load_data_dir
-
-    return _load_data_dir(data_dir)
 
 
 @contextmanager
@@ -83,11 +45,8 @@ def _store(directory: DataDir) -> Iterator[ServerStore]:
         store.close()
 
 
-# --- server ------------------------------------------------------------------------------------
-
-
 @click.command("serve-pickup", short_help="Serve the pickup API (gunicorn) for transfer stations.")
-@_DATA_DIR
+@DATA_DIR_OPTION
 @click.option("--host", metavar="HOST", help="Address to listen on (default: the source's).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port (default: [pickup] listen_port).")
 def serve_pickup(data_dir: Path, host: str | None, port: int | None) -> None:
@@ -99,7 +58,7 @@ def serve_pickup(data_dir: Path, host: str | None, port: int | None) -> None:
     """
     from source_interface.pickup.server import serve_pickup as run
 
-    _directory, config = _load(data_dir)
+    _directory, config = load_data_dir(data_dir)
     if not config.pickup.enabled:
         raise BlaghError(
             "[pickup] enabled is false in the config: set it to true to serve the pickup API "
@@ -137,7 +96,7 @@ def pickup_token() -> None:
 
 
 @pickup_token.command("add")
-@_DATA_DIR
+@DATA_DIR_OPTION
 @click.argument("name")
 @click.option(
     "--out",
@@ -146,10 +105,10 @@ def pickup_token() -> None:
 )
 def pickup_token_add(data_dir: Path, name: str, out: Path | None) -> None:
     """Make a token for the transfer station NAME (e.g. station-1), shown only once."""
-    from source_interface.pickup.tokens import check_name, new_token, token_hash
+    from blagh.pickup_tokens import check_name, new_token, token_hash
 
     check_name(name)
-    directory, _config = _load(data_dir)
+    directory, _config = load_data_dir(data_dir)
     if out is not None and os.path.lexists(out):
         raise BlaghError(f"{out} already exists; choose another --out")
     token = new_token()
@@ -177,11 +136,11 @@ def pickup_token_add(data_dir: Path, name: str, out: Path | None) -> None:
 
 
 @pickup_token.command("remove")
-@_DATA_DIR
+@DATA_DIR_OPTION
 @click.argument("name")
 def pickup_token_remove(data_dir: Path, name: str) -> None:
     """Revoke the token of the transfer station NAME, at once."""
-    directory, _config = _load(data_dir)
+    directory, _config = load_data_dir(data_dir)
     with _store(directory) as store:
         if not store.remove_pickup_token(name):
             raise BlaghError(f"there is no token named {name}; see blagh pickup-token list")
@@ -189,10 +148,10 @@ def pickup_token_remove(data_dir: Path, name: str) -> None:
 
 
 @pickup_token.command("list")
-@_DATA_DIR
+@DATA_DIR_OPTION
 def pickup_token_list(data_dir: Path) -> None:
     """List the tokens by name, with the day each was made."""
-    directory, _config = _load(data_dir)
+    directory, _config = load_data_dir(data_dir)
     with _store(directory) as store:
         tokens = store.pickup_tokens()
     if not tokens:
@@ -202,7 +161,7 @@ def pickup_token_list(data_dir: Path) -> None:
 
 
 @click.command("export-bundle", short_help="Write the pickup bundle to a file (removable media).")
-@_DATA_DIR
+@DATA_DIR_OPTION
 @click.option(
     "--out",
     required=True,
@@ -216,7 +175,7 @@ def export_bundle(data_dir: Path, out: Path) -> None:
     acknowledges them, so exporting again is harmless."""
     from source_interface.pickup.bundles import PickupBundles, copy_to_new_file
 
-    directory, config = _load(data_dir)
+    directory, config = load_data_dir(data_dir)
     _check_new_file(out)
     with _store(directory) as store:
         store.purge(config.retention.delivered_days)
@@ -226,7 +185,7 @@ def export_bundle(data_dir: Path, out: Path) -> None:
         bundle = bundles.open_current()
         with bundle.file:
             total = os.fstat(bundle.file.fileno()).st_size
-            update, end = _progress("Writing the bundle")
+            update, end = progress("Writing the bundle")
             try:
                 size = copy_to_new_file(bundle.file, out, total, update)
             except FileExistsError:
@@ -252,7 +211,7 @@ def _check_new_file(out: Path) -> None:
 
 
 @click.command("import-replies", short_help="Apply a reply bundle from the workstation.")
-@_DATA_DIR
+@DATA_DIR_OPTION
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 def import_replies(data_dir: Path, file: Path) -> None:
     """Verify the reply bundle FILE whole (an analyst's signature from the config, every
@@ -261,8 +220,8 @@ def import_replies(data_dir: Path, file: Path) -> None:
     refused."""
     from source_interface.pickup.bundles import import_reply_bundle
 
-    directory, config = _load(data_dir)
-    update, end = _progress("Checking the bundle")
+    directory, config = load_data_dir(data_dir)
+    update, end = progress("Checking the bundle")
     try:
         with _store(directory) as store:
             result = import_reply_bundle(
@@ -278,12 +237,12 @@ def import_replies(data_dir: Path, file: Path) -> None:
 
 
 @click.command("purge", short_help="Delete delivered ciphertext past [retention].")
-@_DATA_DIR
+@DATA_DIR_OPTION
 def purge(data_dir: Path) -> None:
     """Delete the ciphertext the workstation acknowledged [retention] delivered_days ago or
     more, and what is left with nothing.  Imports and the pickup API do it too; run it daily
     (a systemd timer) when bundles travel rarely."""
-    directory, config = _load(data_dir)
+    directory, config = load_data_dir(data_dir)
     with _store(directory) as store:
         purged = store.purge(config.retention.delivered_days)
     click.echo(
@@ -292,131 +251,13 @@ def purge(data_dir: Path) -> None:
     )
 
 
-# --- transfer station ------------------------------------------------------------------------
-
-
-def _progress(label: str) -> tuple[Callable[[int, int], None], Callable[[], None]]:
-    """A progress bar on stderr (shown on a terminal only), and a function that ends it."""
-    bar: Any = None
-    shown = 0
-
-    def update(done: int, total: int) -> None:
-        nonlocal bar, shown
-        if bar is None:
-            bar = click.progressbar(
-                length=max(total, 1), label=label, file=sys.stderr, show_pos=False
-            )
-            bar.__enter__()
-            shown = 0
-            bar.update(done)
-            shown = done
-        if done > shown:
-            bar.update(done - shown)
-            shown = done
-
-    def end() -> None:
-        if bar is not None:
-            bar.__exit__(None, None, None)
-
-    return update, end
-
-
-def _token(path: Path) -> str:
-    from source_interface.pickup.client import read_secret_file
-    from source_interface.pickup.tokens import parse_token
-
-    return parse_token(read_secret_file(path, "the token"), str(path))
-
-
-@click.command("pickup", short_help="Transfer station: download the pickup bundle over tor.")
-@_URL
-@_CLIENT_KEY
-@_TOKEN
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(path_type=Path, file_okay=False),
-    metavar="DIR",
-    help="Directory for the bundle (e.g. removable media).",
-)
-@_SOCKS
-@click.option(
-    "--server-key",
-    metavar="LINE",
-    help="The server's public key line (blagh init printed it): check the bundle's signature "
-    "against it, not only its integrity.",
-)
-def pickup(
-    url: str,
-    client_key: Path | None,
-    token_file: Path,
-    out: Path,
-    socks: str | None,
-    server_key: str | None,
-) -> None:
-    """Download the pickup bundle into DIR through tor, resuming an interrupted download.
-
-    The bundle appears as DIR/pickup-<id>.bundle only once complete and verified (signature
-    and every hash); until then the bytes received stay in DIR/.pickup.partial and the same
-    command resumes.  Carry the bundle to the workstation: `blagh workstation import`.
-    """
-    from source_interface.pickup.client import check_client_key, download_bundle, endpoint
-
-    where = endpoint(url, socks)
-    if client_key is not None:
-        check_client_key(client_key, where)
-    pinned = None
-    if server_key is not None:
-        try:
-            pinned = ServerVerifyKey.from_line(server_key).verify
-        except InvalidPublicKey as error:
-            raise BlaghError(f"--server-key: {error}") from None
-    token = _token(token_file)
-    update, end = _progress("Downloading")
-    try:
-        result = download_bundle(where, token, out, server_key=pinned, progress=update)
-    finally:
-        end()
-    items = "1 item" if result.items == 1 else f"{result.items} items"
-    if result.already_there:
-        click.echo(f"Already downloaded: {result.path} ({items}); nothing new since.")
-        return
-    resumed = f", resumed at byte {result.resumed_from}" if result.resumed_from else ""
-    click.echo(f"Downloaded {result.path}: {items}, {result.size} bytes{resumed}; verified.")
-
-
-@click.command("deliver", short_help="Transfer station: upload a reply bundle over tor.")
-@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-@_URL
-@_CLIENT_KEY
-@_TOKEN
-@_SOCKS
-def deliver(
-    file: Path, url: str, client_key: Path | None, token_file: Path, socks: str | None
-) -> None:
-    """Upload the reply bundle FILE (made on the workstation) to the pickup API, which
-    verifies and applies it, and print what the server did."""
-    from source_interface.pickup.client import check_client_key, deliver_bundle, endpoint
-
-    where = endpoint(url, socks)
-    if client_key is not None:
-        check_client_key(client_key, where)
-    token = _token(token_file)
-    update, end = _progress("Uploading")
-    try:
-        summary = deliver_bundle(where, token, file, progress=update)
-    finally:
-        end()
-    click.echo(f"Delivered {file}: {summary.get('summary', 'applied')}.")
-
-
 @click.group()
 def store() -> None:
     """The server store's backends (docs/scale.md)."""
 
 
 @store.command("migrate")
-@_DATA_DIR
+@DATA_DIR_OPTION
 @click.option(
     "--dsn",
     required=True,
@@ -430,7 +271,7 @@ def store_migrate(data_dir: Path, dsn: str) -> None:
     every envelope; then set [store] backend = "postgresql".  Stop Blagh first."""
     from source_interface.store.migrate import migrate
 
-    directory, _config = _load(data_dir)
+    directory, _config = load_data_dir(data_dir)
     done = migrate(directory.path / "store", bytes.fromhex(directory.read_db_key()), dsn)
     rows = ", ".join(f"{count} {table}" for table, count in done.rows.items())
     click.echo(f"Copied {rows}; {done.envelopes} envelopes ({done.bytes} bytes), each checked.")

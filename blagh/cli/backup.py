@@ -38,7 +38,7 @@ from blagh.backup import (
     valid_name,
     write_backup,
 )
-from blagh.cli_workstation import _open_vault, _passphrase, _passphrase_option
+from blagh.cli.workstation import _open_vault, _passphrase, _passphrase_option
 from blagh.datadir import (
     CONFIG,
     DB_KEY,
@@ -217,19 +217,10 @@ def _snapshot_index(index: Path, key: bytes, dest: Path) -> list[str]:
     the copy refers to (its items and drafts)."""
     if not index.is_file():
         raise BackupError(f"{index} is missing; is this a data folder that blagh serve used?")
-    from blagh.sqlcipher import connect  # the server's extra: a transfer station has no SQLCipher
+    # The server's extra: a transfer station has no SQLCipher.
+    from source_interface.store.index import snapshot_file
 
-    source = connect(index, key)
-    try:
-        copy_db = connect(dest, key, wal=False)
-        try:
-            source.backup(copy_db)
-            rows = copy_db.execute("SELECT blob FROM items UNION SELECT blob FROM drafts")
-            return sorted(name for (name,) in rows)
-        finally:
-            copy_db.close()
-    finally:
-        source.close()
+    return snapshot_file(index, key, dest)
 
 
 @click.command(short_help="Restore a data folder from a backup file into an empty folder.")
@@ -264,23 +255,19 @@ def _check_server(folder: Path, manifest: dict[str, Any]) -> None:
     (folder / BLOBS).mkdir(mode=0o700, parents=True, exist_ok=True)
     if not manifest.get("keys"):
         return
-    from blagh.sqlcipher import DatabaseError, connect  # as in _snapshot_index
+    from blagh.sqlcipher import DatabaseError  # as in _snapshot_index
+    from source_interface.store.index import check_file
 
     try:
         key = bytes.fromhex(DataDir(folder).read_db_key())
-        db = connect(folder / INDEX, key, wal=False)
+        names, whole = check_file(folder / INDEX, key)
     except (DatabaseError, ValueError):
         raise BackupError(
             "the backup's index does not open with the backup's database key: it is not "
             "a consistent backup; nothing was restored"
         ) from None
-    try:
-        rows = db.execute("SELECT blob FROM items UNION SELECT blob FROM drafts").fetchall()
-        (check,) = db.execute("PRAGMA quick_check").fetchone()
-    finally:
-        db.close()
-    missing = [name for (name,) in rows if not (folder / BLOBS / name).is_file()]
-    if missing or check != "ok":
+    missing = [name for name in names if not (folder / BLOBS / name).is_file()]
+    if missing or not whole:
         raise BackupError("the backup's index names envelopes it does not hold; nothing restored")
 
 

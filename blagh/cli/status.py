@@ -20,6 +20,7 @@ from typing import Any
 
 import click
 
+from blagh.cli.common import host_port, load_data_dir
 from blagh.config import Config
 from blagh.datadir import DataDir
 from blagh.errors import BlaghError
@@ -41,10 +42,6 @@ interface not answering, the disk below the floor, an onion service missing from
 running (LSB's code); 1 when status itself fails (a bad config), 2 for a usage error."""
 
 
-def _host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 @contextmanager
 def serving(directory: DataDir, config: Config, mode: str, host: str, port: int) -> Iterator[None]:
     """Hold the data folder's lock while ``blagh serve`` runs, with its state file written at
@@ -56,8 +53,8 @@ def serving(directory: DataDir, config: Config, mode: str, host: str, port: int)
     state = {
         "pid": owner,
         "mode": mode,
-        "source": f"http://{_host_port(host, port)}/",
-        "health": f"http://{_host_port(host, health)}/health" if health else None,
+        "source": f"http://{host_port(host, port)}/",
+        "health": f"http://{host_port(host, health)}/health" if health else None,
         "clearnet": config.clearnet.listen if config.clearnet.enabled else None,
         "started_day": today(),
     }
@@ -95,7 +92,7 @@ def collect(directory: DataDir, config: Config) -> dict[str, Any]:
     state = state or {}
     site = config.source_interface
     host, port = site.listen_host, site.listen_port
-    source_url = state.get("source") or f"http://{_host_port(host, port)}/"
+    source_url = state.get("source") or f"http://{host_port(host, port)}/"
     where = source_url.removeprefix("http://").rstrip("/")
     host, _, number = where.rpartition(":")
     answer = _get(host.strip("[]"), int(number), "/")
@@ -232,9 +229,8 @@ def status(ctx: click.Context, data_dir: Path, as_json: bool) -> None:
       3  not running
       1  status could not be read (the message says why); 2 a usage error
     """
-    from blagh.cli import _load_data_dir
 
-    directory, config = _load_data_dir(data_dir)
+    directory, config = load_data_dir(data_dir)
     report = collect(directory, config)
     if as_json:
         click.echo(json.dumps(report, indent=2, sort_keys=True))

@@ -1,9 +1,7 @@
-"""The ``blagh`` command: set up a server, make and inspect analyst keys, check a config.
+"""The server operator's commands: ``blagh init``, ``serve``, ``onion client``, ``config check``.
 
-Every failure ends in one line on stderr, ``blagh: error: <what is wrong; what to do>``, and a
-non-zero exit status.  Operators read it in a terminal or a systemd journal, where a traceback
-would bury the one sentence that matters.  Usage errors follow the same rule (status 2).
-"""
+Each failure is one line (blagh.cli.common); ``blagh status`` and the data commands have modules
+of their own (status.py, server_data.py)."""
 
 from __future__ import annotations
 
@@ -14,105 +12,27 @@ import shlex
 import signal
 import socket
 import sys
-import unicodedata
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 
-from blagh import cli_backup, cli_server
-from blagh.cli_status import serving, status
-from blagh.cli_workstation import verify_evidence, workstation
+from blagh.cli.common import (
+    DATA_DIR_OPTION,
+    host_port,
+    load_data_dir,
+    path_option,
+)
+from blagh.cli.status import serving
 from blagh.config import MAX_RECIPIENTS, Config, is_loopback, read_config_file
 from blagh.datadir import DataDir
 from blagh.errors import BlaghError
 from blagh.files import write_new_file
-from crypto.errors import CryptoError, InvalidPublicKey, KeyFileError
+from crypto.errors import InvalidPublicKey
 from crypto.keys import (
     AnalystPublicKey,
-    generate_analyst_key,
-    key_file_public,
-    open_key_file,
-    seal_key_file,
 )
-from onion.errors import OnionError
-
-
-class _Failure(click.ClickException):
-    """A failure shown as one line, ``blagh: error: ...``, instead of click's usual block."""
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"blagh: error: {self.format_message()}", file=file, err=True)
-
-
-class _UsageFailure(_Failure):
-    """A command line click could not parse: one line too, with the usual status 2."""
-
-    exit_code = 2
-
-
-_OS_ADVICE = {
-    errno.EACCES: "check its owner and permissions, or run blagh as the user that owns it",
-    errno.EPERM: "check its owner and permissions, or run blagh as the user that owns it",
-    errno.ENOENT: "check the path",
-    errno.ENOTDIR: "check the path",
-    errno.ELOOP: "it is a symbolic link, which blagh will not follow here; give the real path",
-    errno.ENOSPC: "free some disk space and try again",
-    errno.EDQUOT: "free some disk space and try again",
-    errno.EROFS: "choose a place on a writable file system",
-}
-
-
-def _describe_os_error(error: OSError) -> str:
-    reason = (error.strerror or str(error)).lower()
-    advice = _OS_ADVICE.get(error.errno or 0, "")
-    where = f"{error.filename}: " if error.filename else ""
-    return f"{where}{reason}" + (f"; {advice}" if advice else "")
-
-
-@contextmanager
-def _one_line_errors() -> Iterator[None]:
-    """Turn every expected failure into a :class:`_Failure`; let bugs surface as bugs."""
-    try:
-        yield
-    except (_Failure, click.exceptions.NoArgsIsHelpError):
-        raise
-    except click.UsageError as error:
-        message = error.format_message().rstrip(".")
-        if error.ctx is not None:
-            message += f"; see '{error.ctx.command_path} --help'"
-        raise _UsageFailure(message) from None
-    except click.ClickException as error:
-        raise _Failure(error.format_message()) from None
-    except click.Abort:
-        raise _Failure("cancelled") from None
-    except (BlaghError, CryptoError, OnionError) as error:
-        raise _Failure(str(error)) from None
-    except OSError as error:
-        if error.errno == errno.EPIPE:
-            raise
-        raise _Failure(_describe_os_error(error)) from None
-
-
-class _BlaghGroup(click.Group):
-    """The top-level group: failures while parsing or running any subcommand become one line."""
-
-    def make_context(
-        self,
-        info_name: str | None,
-        args: list[str],
-        parent: click.Context | None = None,
-        **extra: Any,
-    ) -> click.Context:
-        with _one_line_errors():
-            return super().make_context(info_name, args, parent, **extra)
-
-    def invoke(self, ctx: click.Context) -> Any:
-        with _one_line_errors():
-            return super().invoke(ctx)
 
 
 class _AnalystLine(click.ParamType[AnalystPublicKey, str]):
@@ -129,49 +49,7 @@ class _AnalystLine(click.ParamType[AnalystPublicKey, str]):
             self.fail(f"{error}; copy the whole line that `blagh keygen` printed", param, ctx)
 
 
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _path_option(name: str, help_text: str, **kwargs: Any) -> Callable[[_F], _F]:
-    return click.option(
-        name, type=click.Path(path_type=Path, dir_okay=False), help=help_text, **kwargs
-    )
-
-
-_FROM_FILE_HELP = "Read the passphrase from the first line of this file instead of asking for it."
-
-
-@click.group(
-    cls=_BlaghGroup,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-)
-@click.version_option(package_name="blagh", message="%(prog)s %(version)s")
-def cli() -> None:
-    """Blagh: anonymous reporting of online crime.
-
-    Reporters send text, links, photos and videos to a Tor onion service, anonymously if they
-    wish, and come back with a codename to read the answer.  The server facing the internet
-    holds only ciphertext: every report is encrypted to the analysts' public keys.  Analysts
-    read and answer reports on an isolated workstation that holds the private keys.
-
-    \b
-    Who runs what:
-      operator, on the server:      blagh init, blagh config check, blagh serve,
-                                    blagh serve-pickup, blagh status, blagh onion client,
-                                    blagh pickup-token, blagh export-bundle,
-                                    blagh import-replies, blagh purge
-      transfer station:             blagh pickup, blagh deliver
-      analyst, on the workstation:  blagh keygen, blagh key show, blagh workstation,
-                                    blagh verify-evidence
-    """
-
-
-def main() -> None:
-    """The console script (``blagh``)."""
-    cli(prog_name="blagh")
-
-
-@cli.command(short_help="Create a server's data directory: keys and config.")
+@click.command(short_help="Create a server's data directory: keys and config.")
 @click.option(
     "--data-dir",
     required=True,
@@ -232,19 +110,11 @@ def init(data_dir: Path, analysts: Sequence[AnalystPublicKey]) -> None:
     echo("     fingerprint with them by a separate channel (in person, by phone).")
 
 
-_DATA_DIR_OPTION = click.option(
-    "--data-dir",
-    required=True,
-    type=click.Path(path_type=Path, file_okay=False, exists=True),
-    metavar="DIR",
-    help="The data directory made by `blagh init`; its config.toml is used.",
-)
-
 _TOR_MODES = ("launch", "attach", "offline", "off")
 
 
-@cli.command(short_help="Serve the reporters' web app (gunicorn) and publish it over tor.")
-@_DATA_DIR_OPTION
+@click.command(short_help="Serve the reporters' web app (gunicorn) and publish it over tor.")
+@DATA_DIR_OPTION
 @click.option("--host", metavar="HOST", help="Address to listen on (default: from the config).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port (default: from the config).")
 @click.option(
@@ -263,7 +133,7 @@ def serve(data_dir: Path, host: str | None, port: int | None, tor_mode: str | No
     """
     from source_interface.app import open_store
 
-    directory, config = _load_data_dir(data_dir)
+    directory, config = load_data_dir(data_dir)
     site = config.source_interface
     host = host or site.listen_host
     port = port or site.listen_port
@@ -294,7 +164,7 @@ def _serve(directory: DataDir, config: Config, mode: str, host: str, port: int) 
     clearnet = config.clearnet
     if clearnet.enabled and clearnet.port is not None:
         _check_port_free(clearnet.listen.rpartition(":")[0].strip("[]"), clearnet.port)
-    local = f"http://{_host_port(host, port)}/"
+    local = f"http://{host_port(host, port)}/"
     if mode == "off":
         click.echo(f"Source interface: {local}  (no onion service: tor mode off)")
         _say_clearnet(config)
@@ -305,9 +175,9 @@ def _serve(directory: DataDir, config: Config, mode: str, host: str, port: int) 
     # below, so the onion services are removed and tor stopped even then.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, _exit_cleanly)
-    pickup = _host_port(host, config.pickup.listen_port) if config.pickup.enabled else None
+    pickup = host_port(host, config.pickup.listen_port) if config.pickup.enabled else None
     services = OnionServices(
-        tor, directory, mode=mode, source_target=_host_port(host, port), pickup_target=pickup
+        tor, directory, mode=mode, source_target=host_port(host, port), pickup_target=pickup
     )
     try:
         status = services.start()
@@ -332,7 +202,7 @@ def _serve(directory: DataDir, config: Config, mode: str, host: str, port: int) 
         services.stop()
 
 
-@cli.group("onion")
+@click.group("onion")
 def onion_group() -> None:
     """Onion services: who may reach the pickup service."""
 
@@ -343,9 +213,9 @@ def onion_client() -> None:
 
 
 @onion_client.command("add")
-@_DATA_DIR_OPTION
+@DATA_DIR_OPTION
 @click.argument("name")
-@_path_option(
+@path_option(
     "--out", "Write the client's key line to this new file (mode 0600) instead of printing it."
 )
 def onion_client_add(data_dir: Path, name: str, out: Path | None) -> None:
@@ -358,7 +228,7 @@ def onion_client_add(data_dir: Path, name: str, out: Path | None) -> None:
     from onion.keys import load_or_create_key, make_private_directory
     from onion.service import republish_pickup
 
-    directory, config = _load_data_dir(data_dir)
+    directory, config = load_data_dir(data_dir)
     if out is not None and os.path.lexists(out):
         raise BlaghError(f"{out} already exists; choose another --out")
     make_private_directory(directory.onion_dir)
@@ -383,62 +253,31 @@ def onion_client_add(data_dir: Path, name: str, out: Path | None) -> None:
 
 
 @onion_client.command("remove")
-@_DATA_DIR_OPTION
+@DATA_DIR_OPTION
 @click.argument("name")
 def onion_client_remove(data_dir: Path, name: str) -> None:
     """Revoke the client NAME: its key no longer opens the pickup service."""
     from onion.clients import remove_client
     from onion.service import republish_pickup
 
-    directory, config = _load_data_dir(data_dir)
+    directory, config = load_data_dir(data_dir)
     removed = remove_client(directory.pickup_clients_file, name)
     click.echo(f"Removed the client {removed.name}.")
     click.echo(republish_pickup(config.tor, directory))
 
 
 @onion_client.command("list")
-@_DATA_DIR_OPTION
+@DATA_DIR_OPTION
 def onion_client_list(data_dir: Path) -> None:
     """List the authorised clients, with their public keys."""
     from onion.clients import read_clients
 
-    directory, _config = _load_data_dir(data_dir)
+    directory, _config = load_data_dir(data_dir)
     clients = read_clients(directory.pickup_clients_file)
     if not clients:
         click.echo("No client: add one with `blagh onion client add NAME`.")
     for client in clients:
         click.echo(f"{client.name}  descriptor:x25519:{client.public_key}")
-
-
-def _load_data_dir(data_dir: Path) -> tuple[DataDir, Config]:
-    """The data folder named by --data-dir, and its config.toml.
-
-    One rule (config.template.toml, docs/monitoring.md): --data-dir names the folder, and the
-    config in it must agree, its ``[instance] data_dir`` naming the same folder ("." does);
-    a config that names another one is an error, never silently overridden.
-    """
-    directory = DataDir(data_dir)
-    directory.check_private()
-    config = read_config_file(directory.config_file)
-    named = config.instance.data_dir
-    if not _same_folder(named, directory.path):
-        raise BlaghError(
-            f'{directory.config_file} says [instance] data_dir = "{named}", but --data-dir '
-            f'names {directory.path}: they must name the same folder. Set data_dir = "." '
-            "in that config (the folder that holds it), or give the --data-dir it names"
-        )
-    return directory, replace(config, instance=replace(config.instance, data_dir=directory.path))
-
-
-def _same_folder(one: Path, other: Path) -> bool:
-    try:
-        return one.samefile(other)
-    except OSError:
-        return one.absolute() == other.absolute()
-
-
-def _host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _say_clearnet(config: Config) -> None:
@@ -499,103 +338,7 @@ def _log_to_stderr() -> None:
     logger.setLevel(logging.INFO)
 
 
-@cli.command()
-@_path_option("--out", "Key file to create, with mode 0600; never overwritten.", required=True)
-@_path_option("--passphrase-file", _FROM_FILE_HELP)
-def keygen(out: Path, passphrase_file: Path | None) -> None:
-    """Make an analyst's keys, in a key file protected by a passphrase.
-
-    Run it on the analyst's workstation.  It prints the public key line for the server's config
-    ([recipients] analysts) and its fingerprint, to compare with the operator.
-    """
-    exists = f"{out} already exists; keygen will not overwrite a key file. Choose another --out."
-    if os.path.lexists(out):
-        raise BlaghError(exists)
-    if not out.absolute().parent.is_dir():
-        raise BlaghError(f"{out.parent} is not a directory; create it or choose another --out")
-    if passphrase_file is not None:
-        passphrase = _read_passphrase_file(passphrase_file)
-        if not _strong_enough(passphrase):
-            raise BlaghError(f"{passphrase_file}: {_WEAK_PASSPHRASE}")
-    else:
-        while True:
-            passphrase = click.prompt(
-                "Passphrase for the new key file",
-                hide_input=True,
-                confirmation_prompt="Repeat the passphrase",
-                err=True,
-            )
-            if _strong_enough(passphrase):
-                break
-            click.echo(f"Error: {_WEAK_PASSPHRASE}", err=True)
-    key = generate_analyst_key()
-    try:
-        write_new_file(out, seal_key_file(key, passphrase))
-    except FileExistsError:
-        raise BlaghError(exists) from None
-    public = key.public()
-    click.echo(f"Wrote the analyst key file {out} (mode 0600).")
-    click.echo()
-    click.echo("Public key line:")
-    click.echo(public.to_line())
-    click.echo(f"Fingerprint: {public.fingerprint()}")
-    click.echo()
-    click.echo("Give the public key line to the server's operator, to add to [recipients]")
-    click.echo("analysts in the server config; compare the fingerprint with them by a separate")
-    click.echo("channel.  Keep the key file and its passphrase on this workstation only.")
-
-
-MIN_PASSPHRASE_CHARACTERS = 12
-"""The shortest analyst key passphrase ``keygen`` accepts.  The key file is attacked offline
-(docs/keys.md): a short password falls to a search, a few random words do not."""
-
-_WEAK_PASSPHRASE = (
-    f"the passphrase is too short: use at least {MIN_PASSPHRASE_CHARACTERS} characters, "
-    "best a few random words (e.g. five or six diceware words)"
-)
-
-
-def _strong_enough(passphrase: str) -> bool:
-    return len(unicodedata.normalize("NFC", passphrase).strip()) >= MIN_PASSPHRASE_CHARACTERS
-
-
-@cli.group()
-def key() -> None:
-    """Inspect analyst key files."""
-
-
-@key.command("show")
-@_path_option("--key-file", "The analyst key file that `blagh keygen` wrote.", required=True)
-@_path_option("--passphrase-file", _FROM_FILE_HELP)
-def key_show(key_file: Path, passphrase_file: Path | None) -> None:
-    """Print the public key line and fingerprint of an analyst key file.
-
-    No passphrase is needed: the file carries its public keys in clear.  With
-    --passphrase-file the file is opened too, which proves the public part belongs to its
-    secret keys (and that the passphrase is right).  A key file made before that (version 1)
-    has no public part: then the passphrase is asked for.
-    """
-    data = key_file.read_bytes()
-    try:
-        public = key_file_public(data)
-    except KeyFileError as error:
-        raise BlaghError(f"{key_file}: {error}; check the path (--key-file)") from None
-    if public is None or passphrase_file is not None:
-        if passphrase_file is not None:
-            passphrase = _read_passphrase_file(passphrase_file)
-        else:
-            passphrase = click.prompt("Passphrase", hide_input=True, err=True)
-        try:
-            public = open_key_file(data, passphrase).public()
-        except KeyFileError:
-            raise BlaghError(
-                f"could not open {key_file}: wrong passphrase or damaged key file"
-            ) from None
-    click.echo(public.to_line())
-    click.echo(f"Fingerprint: {public.fingerprint()}")
-
-
-@cli.group("config")
+@click.group("config")
 def config_group() -> None:
     """Check configuration files."""
 
@@ -627,33 +370,3 @@ def _summary(config: Config) -> list[str]:
     ]
     lines += [f"  {analyst.fingerprint()}" for analyst in config.recipients.analysts]
     return lines
-
-
-def _read_passphrase_file(path: Path) -> str:
-    """The first line of ``path``, without its line ending: what ``echo pass > file`` wrote."""
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BlaghError(f"{path}: the passphrase is not UTF-8 text") from None
-    passphrase = text.split("\n", 1)[0].removesuffix("\r")
-    if not passphrase:
-        raise BlaghError(f"{path}: the first line is empty; write the passphrase on it")
-    return passphrase
-
-
-cli.add_command(status)
-cli.add_command(cli_server.serve_pickup)
-cli.add_command(cli_server.pickup_token)
-cli.add_command(cli_server.export_bundle)
-cli.add_command(cli_server.import_replies)
-cli.add_command(cli_server.purge)
-cli.add_command(cli_server.pickup)
-cli.add_command(cli_server.deliver)
-cli.add_command(cli_server.store)
-cli.add_command(workstation)
-cli.add_command(cli_backup.backup)
-cli.add_command(cli_backup.restore)
-workstation.add_command(cli_backup.workstation_backup)
-workstation.add_command(cli_backup.workstation_restore)
-cli.add_command(verify_evidence)
