@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import click
 
 from blagh import cli_backup, cli_server
+from blagh.cli_balance import balance
 from blagh.cli_status import serving, status
 from blagh.cli_workstation import verify_evidence, workstation
 from blagh.config import MAX_RECIPIENTS, Config, is_loopback, read_config_file
@@ -334,7 +335,10 @@ def _serve(directory: DataDir, config: Config, mode: str, host: str, port: int) 
 
 @cli.group("onion")
 def onion_group() -> None:
-    """Onion services: who may reach the pickup service."""
+    """Onion services: who may reach the pickup service; several servers behind one address."""
+
+
+onion_group.add_command(balance)
 
 
 @onion_group.group("client")
