@@ -40,12 +40,15 @@ WRAPPERS_ESM := node_modules/libsodium-wrappers-sumo/dist/modules-sumo-esm/libso
 #   libnss3-tools (certutil: the tests' CA in Firefox's profile), tor-gencert (in tor) for the
 #   tests' private Tor network, nginx for the clearnet tests, systemd for `systemd-analyze` (the
 #   unit files' tests, tests/test_deploy.py), postgresql for the tests' throw-away clusters of
-#   the PostgreSQL store (tests/postgres_helpers.py; the package's own cluster is not used).
+#   the PostgreSQL store (tests/postgres_helpers.py; the package's own cluster is not used),
+#   onionbalance for the failover test behind one onion address (tests/test_onion_balance.py;
+#   not a server package: only a unit with several source-interface machines runs it, on its
+#   own machine, docs/scale.md).
 APT_SERVER      := tor nginx
 APT_TRANSFER    := tor
 APT_WORKSTATION := mat2 bubblewrap libimage-exiftool-perl ffmpeg util-linux g++ python3-dev
 APT_DEV         := nodejs npm gnupg iproute2 chromium firefox-esr libnss3-tools systemd \
-	postgresql
+	postgresql onionbalance
 APT_PACKAGES    := $(sort $(APT_SERVER) $(APT_TRANSFER) $(APT_WORKSTATION) $(APT_DEV))
 # `make run TOR=offline|off|launch|attach` overrides [tor] mode (docs/onion.md).  On development
 # machines and in CI only offline and off: tor must never reach the public Tor network there.

@@ -19,15 +19,16 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "Installing Debian packages: ${pkgs[*]}"
 export DEBIAN_FRONTEND=noninteractive
-# tor and nginx: Blagh starts a tor of its own (or attaches to one the operator set up), and the
-# tests start an nginx of their own (docs/clearnet.md: the operator enables the system one).  The
-# Debian packages would start system services at once: a tor that joins the public Tor network,
-# which development machines and CI must never do, and an nginx listening on port 80 of every
-# interface.  Keep them from starting (a policy-rc.d that denies, which invoke-rc.d and
+# tor, nginx and onionbalance: Blagh starts a tor of its own (or attaches to one the operator set
+# up), and the tests start an nginx and an onionbalance of their own (docs/clearnet.md,
+# docs/scale.md: the operator enables the system ones).  The Debian packages would start system
+# services at once: a tor that joins the public Tor network, which development machines and CI
+# must never do, an nginx listening on port 80 of every interface, and an onionbalance that
+# talks to the system tor (its unit waits only for /etc/onionbalance/config.yaml).  Keep them from starting (a policy-rc.d that denies, which invoke-rc.d and
 # deb-systemd-invoke obey), and disable them.
 services=()
 for p in "${pkgs[@]}"; do
-  case "$p" in tor|nginx) services+=("$p") ;; esac
+  case "$p" in tor|nginx|onionbalance) services+=("$p") ;; esac
 done
 if [ ${#services[@]} -gt 0 ] && [ ! -e /usr/sbin/policy-rc.d ]; then
   printf '#!/bin/sh\n# set by Blagh while installing %s\nexit 101\n' "${services[*]}" > /usr/sbin/policy-rc.d

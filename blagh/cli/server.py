@@ -18,6 +18,7 @@ from pathlib import Path
 
 import click
 
+from blagh.cli.balance import balance
 from blagh.cli.common import (
     DATA_DIR_OPTION,
     host_port,
@@ -204,7 +205,10 @@ def _serve(directory: DataDir, config: Config, mode: str, host: str, port: int) 
 
 @click.group("onion")
 def onion_group() -> None:
-    """Onion services: who may reach the pickup service."""
+    """Onion services: who may reach the pickup service; several servers behind one address."""
+
+
+onion_group.add_command(balance)
 
 
 @onion_group.group("client")
