@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from playwright.sync_api import Error as PlaywrightError
 from blagh.datadir import DataDir
 from blagh.payloads import decode_document, split_attachment
 from crypto.envelope import open_envelope
-from crypto.keys import AnalystKey
+from crypto.keys import AnalystKey, generate_analyst_key
 from source_interface.app import open_store
 from source_interface.store import Report, Store
 
@@ -195,6 +196,20 @@ class Site:
                 elif item.kind in ("message", "reply"):
                     opened.messages.append(decode_document(plaintext, item.kind))
         return opened
+
+
+@contextlib.contextmanager
+def running_site(prefix: str) -> Iterator[Site]:
+    """``blagh serve`` on a fresh data folder with one new analyst: a test module's site."""
+    analyst = generate_analyst_key()
+    with tempfile.TemporaryDirectory(prefix=prefix) as work:
+        data_dir = make_data_dir(Path(work) / "data", analyst)
+        server = Server(data_dir, Path(work))
+        server.start()
+        try:
+            yield Site(data_dir, analyst, server)
+        finally:
+            server.stop()
 
 
 @dataclass

@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import secrets
-import tempfile
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -34,11 +33,10 @@ from browser_helpers import (
     NO_WASM,
     ChromiumTab,
     RequestLog,
-    Server,
     Site,
     launch,
-    make_data_dir,
     missing_requirements,
+    running_site,
     screenshot,
 )
 from media_helpers import exif, gps_jpeg, jpeg_segments
@@ -73,15 +71,8 @@ def site() -> Iterator[Site]:
     problem = missing_requirements()
     if problem:
         pytest.fail(problem)
-    analyst = generate_analyst_key()
-    with tempfile.TemporaryDirectory(prefix="blagh-browser-") as work:
-        data_dir = make_data_dir(Path(work) / "data", analyst)
-        server = Server(data_dir, Path(work))
-        server.start()
-        try:
-            yield Site(data_dir, analyst, server)
-        finally:
-            server.stop()
+    with running_site("blagh-browser-") as site:
+        yield site
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ and JavaScript setting (a start takes a few seconds).
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,11 @@ from typing import Any
 import pytest
 from browser_helpers import (
     ChromiumTab,
-    Server,
     Site,
     Tab,
     launch,
-    make_data_dir,
     missing_requirements,
+    running_site,
 )
 from firefox_helpers import Firefox, missing_firefox
 from media_helpers import (
@@ -50,8 +48,6 @@ from report_scenarios import (
 )
 from tor_like_relay import BufferingRelay
 
-from crypto.keys import generate_analyst_key
-
 ENGINES = ["chromium", "firefox"]
 
 
@@ -60,15 +56,8 @@ def site() -> Iterator[Site]:
     problem = missing_requirements() or missing_firefox()
     if problem:
         pytest.fail(problem)
-    analyst = generate_analyst_key()
-    with tempfile.TemporaryDirectory(prefix="blagh-engines-") as work:
-        data_dir = make_data_dir(Path(work) / "data", analyst)
-        server = Server(data_dir, Path(work))
-        server.start()
-        try:
-            yield Site(data_dir, analyst, server)
-        finally:
-            server.stop()
+    with running_site("blagh-engines-") as site:
+        yield site
 
 
 @pytest.fixture(scope="module")

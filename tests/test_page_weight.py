@@ -8,16 +8,12 @@ headers and compressed bodies, nothing for what the browser's cache gave.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from browser_helpers import Server, Site, launch, make_data_dir, missing_requirements
+from browser_helpers import Site, launch, missing_requirements, running_site
 from page_weight import weigh
 from playwright.sync_api import Browser, sync_playwright
-
-from crypto.keys import generate_analyst_key
 
 KB = 1000
 LANGUAGES = ("ar", "fr", "en", "es")
@@ -28,15 +24,8 @@ def site() -> Iterator[Site]:
     problem = missing_requirements()
     if problem:
         pytest.fail(problem)
-    analyst = generate_analyst_key()
-    with tempfile.TemporaryDirectory(prefix="blagh-weight-") as work:
-        data_dir = make_data_dir(Path(work) / "data", analyst)
-        server = Server(data_dir, Path(work))
-        server.start()
-        try:
-            yield Site(data_dir, analyst, server)
-        finally:
-            server.stop()
+    with running_site("blagh-weight-") as site:
+        yield site
 
 
 @pytest.fixture(scope="module")

@@ -259,13 +259,12 @@ def test_sigkill_workers_mid_upload_on_postgresql(
     import threading
     import time
 
-    from test_source_gunicorn import MB, Attempt, SlowUpload, _size_of_files, racer
+    from test_source_gunicorn import MB, Attempt, SlowUpload, racer, wait_for_temp_bytes
 
     data_dir = make_data_dir(tmp_path / "data", analyst, workers=2)
     dsn = postgres.new_database("k" + secrets.token_hex(6))
     use_postgres(data_dir, dsn)
     server = Gunicorn(data_dir, tmp_path, workers=2)
-    temp = data_dir.path / "store" / "blobs" / "tmp"
     slow: list[SlowUpload] = []
     stop = threading.Event()
     threads: list[threading.Thread] = []
@@ -276,10 +275,7 @@ def test_sigkill_workers_mid_upload_on_postgresql(
             upload = SlowUpload(server.port, f"slow {i}", files)
             upload.send(0.5)
             slow.append(upload)
-        deadline = time.monotonic() + 20
-        while _size_of_files(temp) < 3 * 3 * MB:
-            assert time.monotonic() < deadline, "the uploads never reached the server"
-            time.sleep(0.02)
+        wait_for_temp_bytes(data_dir.path / "store" / "blobs", 3 * 3 * MB)
         raced: list[Attempt] = []
         threads = [
             threading.Thread(target=racer, args=(server.port, stop, raced)) for _ in range(4)
