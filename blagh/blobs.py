@@ -159,7 +159,11 @@ class PendingBlob:
         except BaseException:
             self.discard()
             raise
-        self._folder.renamed()
+        try:
+            self._folder.renamed()
+        except BaseException:
+            self._folder.delete(self.name)  # no row will name it: not left for the sweep
+            raise
 
     def discard(self) -> None:
         """Delete the temporary file (closing it may fail again on a full disk: it is closed
@@ -179,17 +183,14 @@ class BlobFolder:
     """What :meth:`new` makes: another backend keeps committed blobs elsewhere
     (source_interface/store/postgres.py)."""
 
-    def __init__(self, root: Path, *, defer_folder_sync: bool = False, pool_size: int = 0) -> None:
-        """``defer_folder_sync``: a committed blob's rename is made durable by the next
-        :meth:`sync_if_renamed` (the server store's index calls it before every COMMIT, so one
-        folder fsync covers every blob a batch of rows refers to) instead of a folder fsync of
-        its own.  ``pool_size``: new blobs are taken from a :class:`FilePool` of that many files
-        in ``pool/`` (the server's store); 0, each is a new file (the workstation, which
-        receives in bundles, not one submission at a time)."""
+    def __init__(self, root: Path, *, pool_size: int = 0) -> None:
+        """``pool_size``: new blobs are taken from a :class:`FilePool` of that many files in
+        ``pool/`` (the server's store); 0, each is a new file (the workstation, which receives
+        in bundles, not one submission at a time)."""
         self.root = root
-        self._defer_sync = defer_folder_sync
-        self._sync_lock = native_lock()
+        self._count_lock = native_lock()
         self._renames = 0
+        self._sync_lock = native_lock()
         self._synced = 0
         self.temp_dir = root / "tmp"
         self.io = Offload("blob fsync", threads=IO_THREADS, queue=IO_QUEUE)
@@ -271,23 +272,24 @@ class BlobFolder:
         self.path_of(name).unlink(missing_ok=True)
 
     def renamed(self) -> None:
-        """A blob was renamed into the folder: sync the folder now, or note it for later."""
-        if not self._defer_sync:
-            self.sync_dir()
-            return
-        with self._sync_lock:
-            self._renames += 1
+        """A blob was renamed into the folder: return once that rename is durable.
 
-    def sync_if_renamed(self) -> None:
-        """Make every rename so far durable (one folder fsync), if there was any since the
-        last; before a row that refers to a new blob commits."""
+        Blobs committed together share folder fsyncs: a commit whose rename an fsync already
+        covers (one that began after the rename) returns at once, the others wait for the
+        one running and then start the next, for every rename made so far.  On a busy server
+        a few fsyncs cover dozens of blobs, and the index's COMMIT, which follows, waits for
+        none of them: a :class:`BlobRef` is never handed out before its blob is durable.
+        """
+        with self._count_lock:
+            self._renames += 1
+            mine = self._renames
         with self._sync_lock:
-            target = self._renames
-        if target == self._synced:
-            return
-        self.sync_dir()
-        with self._sync_lock:
-            self._synced = max(self._synced, target)
+            if self._synced >= mine:
+                return
+            with self._count_lock:
+                covered = self._renames
+            self.sync_dir()
+            self._synced = covered
 
     def sync_dir(self) -> None:
         _sync_dir(self.root)

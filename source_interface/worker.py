@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import resource
 import socket
 import time
@@ -201,6 +202,12 @@ def paced_worker_class(limits: LimitsConfig, headers: dict[str, str]) -> type[Ge
         def init_process(self) -> None:
             raise_open_files_limit(2 * (cap + OVERFLOW_CONNECTIONS) + 256)
             super().init_process()
+
+        def load_wsgi(self) -> None:
+            super().load_wsgi()
+            # Everything loaded so far lives as long as the worker: out of the collector's
+            # sight, a full collection walks only what requests made (tens of ms less each).
+            gc.freeze()
 
         def timeout_ctx(self) -> gevent.Timeout:
             # gunicorn wraps every header read (the first request's too) in this timer.

@@ -1,12 +1,17 @@
 """Group commit (source_interface/store/writes.py) on a real SQLCipher index: writes that wait
 share a transaction, one failing write is rolled back alone, a failed COMMIT fails them all,
-and the blob folder is synced before any row that refers to a new blob commits."""
+a blob's rename is durable before its commit returns (folder fsyncs shared by the blobs
+committed together), and writers of different processes take turns on a file lock."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import secrets
 import sqlite3
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,7 +21,7 @@ from blagh.offload import Offload
 from blagh.sqlcipher import connect
 from source_interface.store import Store
 from source_interface.store.index import NewSource
-from source_interface.store.writes import GroupCommit
+from source_interface.store.writes import GroupCommit, WriterTurns
 
 KEY = bytes(range(32))
 
@@ -89,9 +94,10 @@ def test_a_failed_commit_fails_every_write_of_the_batch(tmp_path: Path) -> None:
     assert [v for (v,) in db["db"].execute("SELECT v FROM t")] == [0], "rolled back"
 
 
-def test_no_row_commits_before_its_blob_is_durable(tmp_path: Path) -> None:
-    """The store's blob folder defers the folder fsync of each rename to the next commit: a
-    row that refers to a new blob commits only after the folder was synced."""
+def test_a_blob_is_durable_before_its_commit_returns(tmp_path: Path) -> None:
+    """The folder fsync that makes a blob's rename durable happens inside ``commit()``: a row
+    can only name a blob that survives a crash, and the index's COMMIT waits for no fsync of
+    the blob folder."""
     store = Store(tmp_path / "store", KEY)
     synced: list[int] = []
     real = store.blobs.sync_dir
@@ -104,9 +110,79 @@ def test_no_row_commits_before_its_blob_is_durable(tmp_path: Path) -> None:
     blob = store.new_blob()
     blob.write(b"x" * 100)
     ref = blob.commit()
-    assert synced == [], "the rename alone does not sync the folder"
+    assert synced == [1], "the rename was synced before commit() returned"
     store.index.add_report(secrets.token_hex(16), [("file", ref)], new_source=NewSource(None, None))
-    assert synced == [1], "synced before the row committed"
-    store.index.expire_sessions()
-    assert synced == [1], "no rename since: no folder fsync"
+    assert synced == [1], "the row's COMMIT syncs no folder"
     store.close()
+
+
+def test_blobs_committed_together_share_folder_fsyncs(tmp_path: Path) -> None:
+    """Four commits: the first one's folder fsync is held until the three others have renamed
+    their blobs.  It began before their renames, so it cannot cover them: one more fsync does,
+    for all three, and each commit returns only after an fsync that covers its rename."""
+    store = Store(tmp_path / "store", KEY)
+    folder = store.blobs
+    real = folder.sync_dir
+    started: list[int] = []
+    first_may_finish = threading.Event()
+
+    def held_sync() -> None:
+        started.append(folder._renames)
+        if len(started) == 1:
+            assert first_may_finish.wait(30)
+        real()
+
+    folder.sync_dir = held_sync  # type: ignore[method-assign]
+    blobs = []
+    for _ in range(4):
+        blob = store.new_blob()
+        blob.write(b"y" * 10)
+        blobs.append(blob)
+    committed: list[str] = []
+
+    def commit(index: int) -> None:
+        committed.append(blobs[index].commit().name)
+
+    threads = [threading.Thread(target=commit, args=(0,))]
+    threads[0].start()
+    _wait_until(lambda: len(started) == 1)
+    threads += [threading.Thread(target=commit, args=(i,)) for i in (1, 2, 3)]
+    for thread in threads[1:]:
+        thread.start()
+    _wait_until(lambda: folder._renames == 4)
+    assert committed == [], "nobody returned before the fsync covering their rename"
+    first_may_finish.set()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(committed) == sorted(b.name for b in blobs)
+    assert started == [1, 4], "one fsync for the first blob, one shared by the three others"
+    store.close()
+
+
+def _wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+
+
+def test_writer_turns_exclude_other_processes_and_their_forks(tmp_path: Path) -> None:
+    """A turn is an flock of the process's own open file: another open of the lock file cannot
+    take it meanwhile, nor can a fork of the process (which would share an inherited one)."""
+    turns = WriterTurns(tmp_path / "index.db-lock")
+    with turns.turn():
+        other = os.open(tmp_path / "index.db-lock", os.O_RDWR)
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        child = os.fork()
+        if child == 0:  # the fork opens a file of its own: the parent's turn excludes it
+            try:
+                fcntl.flock(turns._open(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                os._exit(1)
+            except BlockingIOError:
+                os._exit(0)
+        assert os.waitpid(child, 0)[1] == 0, "the fork took the turn the parent holds"
+    fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free once the turn is over
+    os.close(other)
+    assert (tmp_path / "index.db-lock").stat().st_mode & 0o777 == 0o600
+    turns.close()

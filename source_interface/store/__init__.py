@@ -58,12 +58,8 @@ class Store:
 
     def __init__(self, root: Path, db_key: bytes) -> None:
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.blobs: BlobFolder = BlobFolder(
-            root / "blobs", defer_folder_sync=True, pool_size=POOL_SIZE
-        )
-        self.index: StoreIndex = Index(
-            root / "index.db", db_key, before_commit=self.blobs.sync_if_renamed
-        )
+        self.blobs: BlobFolder = BlobFolder(root / "blobs", pool_size=POOL_SIZE)
+        self.index: StoreIndex = Index(root / "index.db", db_key)
         self._pickup_dir(root)
 
     def _pickup_dir(self, root: Path) -> None:

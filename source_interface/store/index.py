@@ -91,7 +91,7 @@ from source_interface.store.records import (
 from source_interface.store.records import (
     today as today,
 )
-from source_interface.store.writes import GroupCommit
+from source_interface.store.writes import GroupCommit, WriterTurns
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -308,14 +308,10 @@ class Index:
     reads (no read yields to another greenlet half-way) and hands its writes to the writer.
     """
 
-    def __init__(
-        self, path: Path, key: bytes, before_commit: Callable[[], None] = lambda: None
-    ) -> None:
-        """``before_commit`` runs before every COMMIT: the store syncs its blob folder there,
-        so that no row commits before the rename of a blob it refers to is durable."""
+    def __init__(self, path: Path, key: bytes) -> None:
         self._path = path
         self._key = key
-        self._before_commit = before_commit
+        self._turns = WriterTurns(path.with_name(path.name + "-lock"))
         self._by_thread: dict[int, sqlite3.Connection] = {}
         self._lock = native_lock()
         self._start_writer()
@@ -355,7 +351,7 @@ class Index:
 
     def _start_writer(self) -> None:
         self.writer = Offload("database writer", threads=1, queue=WRITE_QUEUE)
-        self.writes = GroupCommit(self.writer, lambda: self._db, self._before_commit)
+        self.writes = GroupCommit(self.writer, lambda: self._db, turn=self._turns.turn)
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -373,6 +369,7 @@ class Index:
             for db in self._by_thread.values():
                 db.close()
             self._by_thread.clear()
+        self._turns.close()
         self._start_writer()
 
     @contextmanager
@@ -390,14 +387,14 @@ class Index:
                 raise
             db.execute("RELEASE nested")
             return
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-            self._before_commit()
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        with self._turns.turn():
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
     @_writes
     def create_source(self, verifier: bytes | None, public_key: bytes | None) -> Source:

@@ -1002,9 +1002,6 @@ class PgBlobFolder(BlobFolder):
     def renamed(self) -> None:
         """Nothing is renamed into a folder here."""
 
-    def sync_if_renamed(self) -> None:
-        """Nothing is renamed into a folder here."""
-
     def names(self) -> set[str]:
         return self.index.stored_blob_names()
 
