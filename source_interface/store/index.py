@@ -377,6 +377,14 @@ class Index:
         """A transaction, or inside a group commit's batch (source_interface/store/writes.py)
         a savepoint: all or nothing either way, durable once the batch commits."""
         db = self._db
+        if db.in_transaction and self.writes.take_fresh_savepoint():
+            # The first transaction of a write in a batch: the write's own savepoint serves.
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK TO one_write")
+                raise
+            return
         if db.in_transaction:
             db.execute("SAVEPOINT nested")
             try:
@@ -439,30 +447,35 @@ class Index:
         session in it.
         """
         report_id = new_id()
+        day = today()
         with self.transaction() as db:
             if submission is not None:
-                found = db.execute(
-                    "SELECT outcome FROM submissions WHERE key = ?", (submission.key,)
-                ).fetchone()
-                if found is not None:
-                    raise DuplicateSubmission(found[0])
-                db.execute(
-                    "INSERT INTO submissions (key, outcome, day) VALUES (?, ?, ?)",
-                    (submission.key, submission.outcome, today()),
-                )
+                try:
+                    db.execute(
+                        "INSERT INTO submissions (key, outcome, day) VALUES (?, ?, ?)",
+                        (submission.key, submission.outcome, day),
+                    )
+                except sqlcipher3.IntegrityError:
+                    (outcome,) = db.execute(
+                        "SELECT outcome FROM submissions WHERE key = ?", (submission.key,)
+                    ).fetchone()
+                    raise DuplicateSubmission(outcome) from None
             if new_source is not None:
                 db.execute(
                     "INSERT INTO sources (id, verifier, public_key, day) VALUES (?, ?, ?, ?)",
-                    (source_id, new_source.verifier, new_source.public_key, today()),
+                    (source_id, new_source.verifier, new_source.public_key, day),
                 )
-            (seq,) = db.execute(
-                "SELECT coalesce(max(seq), 0) + 1 FROM reports WHERE source_id = ?", (source_id,)
-            ).fetchone()
+                seq = 1  # a new source's first report
+            else:
+                (seq,) = db.execute(
+                    "SELECT coalesce(max(seq), 0) + 1 FROM reports WHERE source_id = ?",
+                    (source_id,),
+                ).fetchone()
             db.execute(
                 "INSERT INTO reports (id, source_id, day, seq) VALUES (?, ?, ?, ?)",
-                (report_id, source_id, today(), seq),
+                (report_id, source_id, day, seq),
             )
-            self._insert_items(db, report_id, items)
+            stored = self._insert_items(db, report_id, items, after=0)
             if draft is not None:
                 db.execute("DELETE FROM drafts WHERE token_hash = ?", (draft,))
             if new_session is not None:
@@ -476,9 +489,7 @@ class Index:
                         int(time.time()) + new_session.lifetime,
                     ),
                 )
-        found = self.report(source_id, report_id)
-        assert found is not None
-        return found
+        return Report(report_id, source_id, day, tuple(stored))
 
     @_writes
     def add_items(
@@ -501,18 +512,28 @@ class Index:
 
     @staticmethod
     def _insert_items(
-        db: sqlite3.Connection, report_id: str, items: list[tuple[str, BlobRef]]
-    ) -> None:
-        (seq,) = db.execute(
-            "SELECT coalesce(max(seq), 0) FROM items WHERE report_id = ?", (report_id,)
-        ).fetchone()
+        db: sqlite3.Connection,
+        report_id: str,
+        items: list[tuple[str, BlobRef]],
+        after: int | None = None,
+    ) -> list[Item]:
+        """Insert items after the report's last (``after``: its seq, when the caller knows
+        it, as for a new report); the rows inserted."""
+        if after is None:
+            (after,) = db.execute(
+                "SELECT coalesce(max(seq), 0) FROM items WHERE report_id = ?", (report_id,)
+            ).fetchone()
         day = today()
+        stored = []
         for offset, (kind, blob) in enumerate(items, start=1):
+            item = Item(new_id(), report_id, kind, blob.name, blob.size, blob.sha256, day)
             db.execute(
                 "INSERT INTO items (id, report_id, kind, blob, size, sha256, day, seq)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (new_id(), report_id, kind, blob.name, blob.size, blob.sha256, day, seq + offset),
+                (item.id, report_id, kind, blob.name, blob.size, blob.sha256, day, after + offset),
             )
+            stored.append(item)
+        return stored
 
     def reports_of(self, source_id: str) -> list[Report]:
         """A source's reports with their items: two indexed queries, whatever the store holds."""

@@ -104,6 +104,7 @@ class GroupCommit:
         self._connection = connection
         self._before_commit = before_commit
         self._turn = turn
+        self._fresh_savepoint = False
         self._lock = threading.Lock()
         self._pending: list[_Write] = []
         self._draining = False
@@ -132,6 +133,13 @@ class GroupCommit:
         if write.error is not None:
             raise write.error
         return write.value
+
+    def take_fresh_savepoint(self) -> bool:
+        """Whether the running write has opened no transaction of its own yet (and from now
+        on, has): its first can use the write's savepoint, ``one_write``, instead of one more.
+        Only the writer's thread may ask, from inside a write."""
+        fresh, self._fresh_savepoint = self._fresh_savepoint, False
+        return fresh
 
     def _drain_until(self, mine: _Write) -> None:
         batch: list[_Write] = []
@@ -176,11 +184,14 @@ class GroupCommit:
         try:
             for write in batch:
                 db.execute("SAVEPOINT one_write")
+                self._fresh_savepoint = True
                 try:
                     write.value = write.function(*write.args, **write.kwargs)
                 except BaseException as error:
                     db.execute("ROLLBACK TO one_write")
                     write.error = error
+                finally:
+                    self._fresh_savepoint = False
                 db.execute("RELEASE one_write")
             if outer:
                 db.execute("RELEASE batch")
