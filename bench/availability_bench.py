@@ -83,7 +83,7 @@ MEMORY_CONNECTIONS = 1000
 MEMORY_HOLD = 10.0
 
 CLIENTS = 16
-ROUNDS = 3
+ROUNDS = 5
 """Timed rounds, taking turns between the servers compared (the best one counts for rates)."""
 REPORTS_PER_ROUND = 800
 REPORTS_PER_CONNECTION = 10
