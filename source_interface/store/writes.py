@@ -46,6 +46,9 @@ class WriterTurns:
         self._lock = native_lock()
         self._fd: int | None = None
         self._pid = 0
+        # Made now, when the index opens: made at the first write, its birth time would say
+        # when the first submission after a start came.  Taking turns changes none of its times.
+        self._open()
 
     @contextlib.contextmanager
     def turn(self) -> Iterator[None]:
