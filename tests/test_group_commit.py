@@ -20,7 +20,7 @@ import sqlcipher3
 from blagh.offload import Offload
 from blagh.sqlcipher import connect
 from source_interface.store import Store
-from source_interface.store.index import NewSource
+from source_interface.store.index import Index, NewSource
 from source_interface.store.writes import GroupCommit, WriterTurns
 
 KEY = bytes(range(32))
@@ -186,3 +186,24 @@ def test_writer_turns_exclude_other_processes_and_their_forks(tmp_path: Path) ->
     os.close(other)
     assert (tmp_path / "index.db-lock").stat().st_mode & 0o777 == 0o600
     turns.close()
+
+
+def test_a_write_that_recovers_from_its_first_transaction_keeps_only_the_rest(
+    tmp_path: Path,
+) -> None:
+    """A write's first transaction uses the write's own savepoint: if it fails and the write
+    goes on, what it did is undone all the same, and the rest of the write commits."""
+    index = Index(tmp_path / "index.db", KEY)
+    index._db.execute("CREATE TABLE t (v INTEGER)")
+
+    def write() -> None:
+        with pytest.raises(RuntimeError):
+            with index.transaction() as db:
+                db.execute("INSERT INTO t (v) VALUES (1)")
+                raise RuntimeError
+        with index.transaction() as db:
+            db.execute("INSERT INTO t (v) VALUES (2)")
+
+    index.writes.run(write)
+    assert [v for (v,) in index._db.execute("SELECT v FROM t")] == [2]
+    index.close()

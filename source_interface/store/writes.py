@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from blagh.offload import Offload, native_lock, thread_in_a_job
+from blagh.offload import Offload, native_lock, native_thread_id, thread_in_a_job
 
 MAX_BATCH = 256
 """Writes in one transaction at most: a batch stays short for readers and for the WAL."""
@@ -107,7 +107,8 @@ class GroupCommit:
         self._connection = connection
         self._before_commit = before_commit
         self._turn = turn
-        self._fresh_savepoint = False
+        self._fresh_savepoint: int | None = None
+        """The thread running a write that has opened no transaction of its own yet."""
         self._lock = threading.Lock()
         self._pending: list[_Write] = []
         self._draining = False
@@ -140,9 +141,11 @@ class GroupCommit:
     def take_fresh_savepoint(self) -> bool:
         """Whether the running write has opened no transaction of its own yet (and from now
         on, has): its first can use the write's savepoint, ``one_write``, instead of one more.
-        Only the writer's thread may ask, from inside a write."""
-        fresh, self._fresh_savepoint = self._fresh_savepoint, False
-        return fresh
+        Asked from any other thread (a write running on its own connection), False."""
+        if self._fresh_savepoint is None or self._fresh_savepoint != native_thread_id():
+            return False
+        self._fresh_savepoint = None
+        return True
 
     def _drain_until(self, mine: _Write) -> None:
         batch: list[_Write] = []
@@ -187,14 +190,14 @@ class GroupCommit:
         try:
             for write in batch:
                 db.execute("SAVEPOINT one_write")
-                self._fresh_savepoint = True
+                self._fresh_savepoint = native_thread_id()
                 try:
                     write.value = write.function(*write.args, **write.kwargs)
                 except BaseException as error:
                     db.execute("ROLLBACK TO one_write")
                     write.error = error
                 finally:
-                    self._fresh_savepoint = False
+                    self._fresh_savepoint = None
                 db.execute("RELEASE one_write")
             if outer:
                 db.execute("RELEASE batch")
