@@ -197,10 +197,9 @@ def test_a_write_that_recovers_from_its_first_transaction_keeps_only_the_rest(
     index._db.execute("CREATE TABLE t (v INTEGER)")
 
     def write() -> None:
-        with pytest.raises(RuntimeError):
-            with index.transaction() as db:
-                db.execute("INSERT INTO t (v) VALUES (1)")
-                raise RuntimeError
+        with pytest.raises(RuntimeError), index.transaction() as db:
+            db.execute("INSERT INTO t (v) VALUES (1)")
+            raise RuntimeError
         with index.transaction() as db:
             db.execute("INSERT INTO t (v) VALUES (2)")
 
