@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from onion_helpers import Serve, TorBrowser, make_data_dir, set_config
 from postgres_helpers import Cluster
 from test_store_flows import pickup, use_postgres
-from tornet import Node, TorNetwork, close_quietly, wait_for
+from tornet import Node, SocksError, TorNetwork, close_quietly, wait_for
 
 from blagh.cli import cli
 from blagh.datadir import DataDir
@@ -284,8 +284,25 @@ def report_over_tor(socks: int, frontend: str, description: str) -> None:
     assert reply.status == 303, reply.text
 
 
+INTRODUCTION_FAILED = 0xF2
+ATTEMPTS = 3
+
+
+def report_trying_again(socks: int, frontend: str, description: str) -> int:
+    """Send a report as a reporter would when Tor Browser says the introduction failed: try
+    again, up to :data:`ATTEMPTS` times.  How many it took."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            report_over_tor(socks, frontend, description)
+            return attempt
+        except SocksError as error:
+            if error.code != INTRODUCTION_FAILED or attempt == ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
 @pytest.mark.tor
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(600)
 @pytest.mark.filterwarnings("ignore:setDaemon:DeprecationWarning")
 def test_a_backend_goes_down_and_reports_still_arrive_through_the_frontend(
     tmp_path: Path, postgres: Cluster
@@ -389,7 +406,9 @@ def test_a_backend_goes_down_and_reports_still_arrive_through_the_frontend(
         # dead backend's introduction points in the second or two before its relays hear of
         # the crash, its introduction is lost: tor gives up on that rendezvous after about 90 s
         # and introduces itself to another backend, within the same request (measured: 92 s).
-        report_over_tor(socks, made.address, f"after {tag}")
+        # Or it reports the introduction as failed (seen once in a full run): Tor Browser then
+        # shows its error page, and the reporter tries again.
+        report_trying_again(socks, made.address, f"after {tag}")
         assert serving_backend(backends_tor[1 - took : 2 - took]) == 0
     finally:
         if balancer is not None:
