@@ -515,6 +515,43 @@ class Attempt:
     status: int | None = None
 
 
+def stall_uploads_and_kill_workers(
+    server: Gunicorn,
+    blobs: Path,
+    stop: threading.Event,
+    slow: list[SlowUpload],
+    threads: list[threading.Thread],
+) -> tuple[list[Attempt], list[list[int]]]:
+    """Three uploads stalled half-way through their second file; then four racers sending whole
+    reports while every worker is SIGKILLed, twice, each time once three more reports were
+    acknowledged, so submissions are cut at whatever stage they are.  ``slow`` and ``threads``
+    get the uploads and racers (the caller closes and joins them, ``stop`` ends the racers).
+    The racers' attempts, and the pids killed each time."""
+    for i in range(3):
+        files = [Upload("first.bin", os.urandom(MB)), Upload("second.bin", os.urandom(6 * MB))]
+        upload = SlowUpload(server.port, f"slow {i}", files)
+        upload.send(0.5)
+        slow.append(upload)
+    wait_for_temp_bytes(blobs, 3 * 3 * MB)
+    raced: list[Attempt] = []
+    threads += [threading.Thread(target=racer, args=(server.port, stop, raced)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    kills = []
+    for _round in range(2):
+        acknowledged = sum(1 for a in raced if a.status == 303)
+        deadline = time.monotonic() + 20
+        while sum(1 for a in raced if a.status == 303) < acknowledged + 3:
+            assert time.monotonic() < deadline, "no racer got through"
+            time.sleep(0.01)
+        killed = server.worker_pids()
+        for pid in killed:
+            os.kill(pid, signal.SIGKILL)
+        server.wait_ready(killed)  # the master started new workers
+        kills.append(killed)
+    return raced, kills
+
+
 def racer(port: int, stop: threading.Event, attempts: list[Attempt]) -> None:
     """Submit small complete reports in a loop until told to stop, recording each outcome."""
     while not stop.is_set():
@@ -569,32 +606,8 @@ def test_sigkill_workers_mid_upload(tmp_path: Path, analyst: AnalystKey) -> None
             assert attempt.status == 303
             done.append(attempt)
 
-        # Uploads that stall half-way through their second file.
-        for i in range(3):
-            files = [Upload("first.bin", os.urandom(MB)), Upload("second.bin", os.urandom(6 * MB))]
-            upload = SlowUpload(server.port, f"slow {i}", files)
-            upload.send(0.5)
-            slow.append(upload)
-        wait_for_temp_bytes(blobs, 3 * 3 * MB)
-
-        # Complete submissions racing the kills, cut at whatever stage they are.
-        raced: list[Attempt] = []
-        threads = [
-            threading.Thread(target=racer, args=(server.port, stop, raced)) for _ in range(4)
-        ]
-        for thread in threads:
-            thread.start()
-        for _round in range(2):
-            acknowledged = sum(1 for a in raced if a.status == 303)
-            deadline = time.monotonic() + 20
-            while sum(1 for a in raced if a.status == 303) < acknowledged + 3:
-                assert time.monotonic() < deadline, "no racer got through"
-                time.sleep(0.01)
-            killed = server.worker_pids()
-            assert len(killed) == 2
-            for pid in killed:
-                os.kill(pid, signal.SIGKILL)
-            server.wait_ready(killed)  # the master started two new workers
+        raced, kills = stall_uploads_and_kill_workers(server, blobs, stop, slow, threads)
+        assert all(len(killed) == 2 for killed in kills)
         stop.set()
         for thread in threads:
             thread.join(timeout=60)

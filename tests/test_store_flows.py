@@ -254,12 +254,9 @@ def test_sigkill_workers_mid_upload_on_postgresql(
     """Workers killed while uploads stream in and reports commit: on PostgreSQL too, what was
     acknowledged is whole, every row's envelope is there, and the sweep leaves exactly what rows
     refer to."""
-    import os
-    import signal
     import threading
-    import time
 
-    from test_source_gunicorn import MB, Attempt, SlowUpload, racer, wait_for_temp_bytes
+    from test_source_gunicorn import SlowUpload, stall_uploads_and_kill_workers
 
     data_dir = make_data_dir(tmp_path / "data", analyst, workers=2)
     dsn = postgres.new_database("k" + secrets.token_hex(6))
@@ -270,28 +267,9 @@ def test_sigkill_workers_mid_upload_on_postgresql(
     threads: list[threading.Thread] = []
     try:
         server.start()
-        for i in range(3):
-            files = [Upload("first.bin", os.urandom(MB)), Upload("second.bin", os.urandom(6 * MB))]
-            upload = SlowUpload(server.port, f"slow {i}", files)
-            upload.send(0.5)
-            slow.append(upload)
-        wait_for_temp_bytes(data_dir.path / "store" / "blobs", 3 * 3 * MB)
-        raced: list[Attempt] = []
-        threads = [
-            threading.Thread(target=racer, args=(server.port, stop, raced)) for _ in range(4)
-        ]
-        for thread in threads:
-            thread.start()
-        for _round in range(2):
-            acknowledged = sum(1 for a in raced if a.status == 303)
-            deadline = time.monotonic() + 20
-            while sum(1 for a in raced if a.status == 303) < acknowledged + 3:
-                assert time.monotonic() < deadline, "no racer got through"
-                time.sleep(0.01)
-            killed = server.worker_pids()
-            for pid in killed:
-                os.kill(pid, signal.SIGKILL)
-            server.wait_ready(killed)
+        raced, _ = stall_uploads_and_kill_workers(
+            server, data_dir.path / "store" / "blobs", stop, slow, threads
+        )
         stop.set()
         for thread in threads:
             thread.join(timeout=60)
