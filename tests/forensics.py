@@ -4,8 +4,10 @@ A seized server holds its own database key (``db.key``), so the forensic reader 
 too and decrypts every page of a database file, live or free, and every frame of its
 write-ahead log, stale or not, the way SQLCipher 4 lays them out with a raw key:
 
-* each page ends with an 80-byte reserve: a 16-byte IV, then an HMAC-SHA512 of the encrypted
-  bytes, the IV and the page number (4 bytes, little-endian);
+* each page ends with a reserve: a 16-byte IV, then an HMAC of the encrypted bytes, the IV
+  and the page number (4 bytes, little-endian): HMAC-SHA256 (a 48-byte reserve) in databases
+  Blagh makes now, SQLCipher's default HMAC-SHA512 (80 bytes) in older ones; the reader takes
+  the one whose tag checks on page 1;
 * the rest is AES-256-CBC under the key itself (a raw ``x'…'`` key skips the passphrase KDF);
   page 1 starts with the database's 16-byte salt in clear, in place of SQLite's header text;
 * the HMAC key is PBKDF2-HMAC-SHA512 of the key over the salt XOR 0x3a, 2 iterations.
@@ -29,9 +31,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-RESERVE = 80
 IV_BYTES = 16
-HMAC_BYTES = 64
+PAGE_HMACS = ("sha256", "sha512")
+"""The page HMACs a database may use, Blagh's current one first."""
 SALT_BYTES = 16
 WAL_HEADER = 32
 FRAME_HEADER = 24
@@ -92,23 +94,46 @@ class SQLCipherReader:
         self.page_size = page_size
         with database.open("rb") as f:
             salt = f.read(SALT_BYTES)
+            first = f.read(page_size - SALT_BYTES)
         assert len(salt) == SALT_BYTES, f"{database} has no salt: not a SQLCipher database"
         self._hmac_key = hashlib.pbkdf2_hmac(
             "sha512", key, bytes(b ^ 0x3A for b in salt), 2, dklen=32
         )
+        if len(first) == page_size - SALT_BYTES:
+            number, raw = 1, salt + first
+        else:  # page 1 is only in the log so far
+            number, raw = next(self._raw_wal_frames(), (1, salt + first))
+        for name in PAGE_HMACS:
+            self.page_hmac = name
+            if len(raw) == page_size and self._tag_checks(number, raw):
+                break
+        else:
+            raise AssertionError(f"{database}: no page HMAC checks on page {number} (wrong key?)")
+
+    @property
+    def reserve(self) -> int:
+        """The IV and the tag, rounded up to AES blocks (SQLCipher's rule)."""
+        return -(-(IV_BYTES + hashlib.new(self.page_hmac).digest_size) // 16) * 16
+
+    def _tag_checks(self, number: int, raw: bytes) -> bool:
+        start = SALT_BYTES if number == 1 else 0
+        end = self.page_size - self.reserve
+        iv = raw[end : end + IV_BYTES]
+        size = hashlib.new(self.page_hmac).digest_size
+        tag = raw[end + IV_BYTES : end + IV_BYTES + size]
+        message = raw[start:end] + iv + number.to_bytes(4, "little")
+        mac = hmac.new(self._hmac_key, message, self.page_hmac)
+        return hmac.compare_digest(mac.digest(), tag)
 
     def decrypt_page(self, number: int, raw: bytes) -> bytes:
         """Page ``number`` (from 1) in clear; AssertionError if its HMAC does not match."""
         assert len(raw) == self.page_size
-        start = SALT_BYTES if number == 1 else 0
-        end = self.page_size - RESERVE
-        iv = raw[end : end + IV_BYTES]
-        tag = raw[end + IV_BYTES : end + IV_BYTES + HMAC_BYTES]
-        mac = hmac.new(self._hmac_key, raw[start:end] + iv + number.to_bytes(4, "little"), "sha512")
         if raw == bytes(self.page_size):
             return raw  # never written (a hole): nothing to read
-        assert hmac.compare_digest(mac.digest(), tag), f"page {number}: HMAC mismatch"
-        return _crypto().decrypt(self.key, iv, raw[start:end])
+        assert self._tag_checks(number, raw), f"page {number}: HMAC mismatch"
+        start = SALT_BYTES if number == 1 else 0
+        end = self.page_size - self.reserve
+        return _crypto().decrypt(self.key, raw[end : end + IV_BYTES], raw[start:end])
 
     def pages(self) -> Iterator[tuple[int, bytes]]:
         """Every page of the database file, live or free, decrypted."""
@@ -122,6 +147,10 @@ class SQLCipherReader:
 
         Stale frames (of an earlier cycle of the log) still decrypt: only the page number
         and the key go into a page's encryption, not the log's salts."""
+        for number, raw in self._raw_wal_frames():
+            yield number, self.decrypt_page(number, raw)
+
+    def _raw_wal_frames(self) -> Iterator[tuple[int, bytes]]:
         wal = self.database.with_name(self.database.name + "-wal")
         if not wal.exists():
             return
@@ -132,7 +161,7 @@ class SQLCipherReader:
             number = int.from_bytes(data[offset : offset + 4], "big")
             raw = data[offset + FRAME_HEADER : offset + frame]
             if number and raw != bytes(self.page_size):
-                yield number, self.decrypt_page(number, raw)
+                yield number, raw
             offset += frame
 
     def everything(self) -> bytes:

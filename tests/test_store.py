@@ -185,6 +185,48 @@ def test_the_index_is_a_sqlcipher_file(store: Store, tmp_path: Path) -> None:
         db.close()
 
 
+def test_a_new_database_tags_its_pages_with_hmac_sha256(store: Store, tmp_path: Path) -> None:
+    """The forensic reader (its own implementation of the page layout) finds 32-byte tags, and
+    SQLCipher with its default HMAC-SHA512 cannot read the file."""
+    store.index.create_source(None, None)
+    path = tmp_path / "store" / "index.db"
+    assert SQLCipherReader(path, KEY).page_hmac == "sha256"
+    default = sqlcipher3.connect(str(path))
+    try:
+        default.execute(f"PRAGMA key = \"x'{KEY.hex()}'\"")
+        with pytest.raises(sqlcipher3.DatabaseError, match="not a database"):
+            default.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    finally:
+        default.close()
+
+
+def test_a_database_made_with_sqlcipher_defaults_still_opens(tmp_path: Path) -> None:
+    """A database made before Blagh chose HMAC-SHA256 (SQLCipher's default HMAC-SHA512) opens,
+    takes writes, and keeps its own layout; a wrong key is still refused."""
+    path = tmp_path / "old.db"
+    old = sqlcipher3.connect(str(path), isolation_level=None)
+    try:
+        old.execute(f"PRAGMA key = \"x'{KEY.hex()}'\"")
+        old.execute("PRAGMA journal_mode = WAL")
+        old.execute("CREATE TABLE t (x TEXT)")
+        old.execute("INSERT INTO t VALUES ('written-before')")
+    finally:
+        old.close()
+    db = connect(path, KEY)
+    try:
+        assert db.execute("SELECT x FROM t").fetchall() == [("written-before",)]
+        db.execute("INSERT INTO t VALUES ('written-after')")
+        assert db.execute("PRAGMA cipher_hmac_algorithm").fetchone() == ("HMAC_SHA512",)
+    finally:
+        db.close()
+    reader = SQLCipherReader(path, KEY)
+    assert reader.page_hmac == "sha512"
+    clear = reader.everything()
+    assert b"written-before" in clear and b"written-after" in clear
+    with pytest.raises(DatabaseError, match="wrong database key"):
+        connect(path, bytes(32))
+
+
 def test_wal_mode_and_integrity(store: Store, tmp_path: Path) -> None:
     source = store.index.create_source(None, None)
     store.index.add_report(source.id, [("fields", blob(store))])
