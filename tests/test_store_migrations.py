@@ -40,6 +40,8 @@ def _make_version_2(tmp_path: Path) -> tuple[Path, AnalystKey]:
     db = connect(_index_path(server.data_dir.path), _key(server.data_dir.path))
     try:
         db.execute("DROP TABLE submissions")
+        db.execute("DROP INDEX items_by_delivery")
+        db.execute("CREATE INDEX items_by_delivery ON items(delivered_day)")
         db.execute("PRAGMA user_version = 2")
     finally:
         db.close()
@@ -82,6 +84,27 @@ def test_a_version_2_index_is_upgraded_at_open_and_serves(tmp_path: Path) -> Non
     version, tables = _index_state(data)
     assert version == migrations.LATEST
     assert {"submissions", "submissions_by_day"} <= set(tables)
+    assert_delivery_index_holds_delivered_items_only(data)
+
+
+def assert_delivery_index_holds_delivered_items_only(data: Path) -> None:
+    """Version 4: new (undelivered) items add nothing to ``items_by_delivery``, and the two
+    queries that ask for delivered items still find them through it."""
+    db = connect(_index_path(data), _key(data))
+    try:
+        (sql,) = db.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'items_by_delivery'"
+        ).fetchone()
+        assert sql.endswith("WHERE delivered_day IS NOT NULL"), sql
+        for query in (
+            "SELECT i.id FROM items AS i"
+            " WHERE i.delivered_day IS NOT NULL AND i.delivered_day <= '2026-01-01'",
+            "SELECT MAX(delivered_day) FROM items WHERE delivered_day IS NOT NULL",
+        ):
+            plan = " ".join(row[-1] for row in db.execute("EXPLAIN QUERY PLAN " + query))
+            assert "items_by_delivery" in plan, (query, plan)
+    finally:
+        db.close()
 
 
 _CRASHING_OPEN = """
@@ -140,6 +163,8 @@ def test_an_index_newer_than_the_code_is_refused_and_left_alone(tmp_path: Path) 
     db.execute(f"PRAGMA user_version = {migrations.LATEST + 1}")
     db.close()
     before = _index_state(data)
-    with pytest.raises(StoreVersionError, match=r"newer version of Blagh.*index version 4"):
+    with pytest.raises(
+        StoreVersionError, match=rf"newer version of Blagh.*index version {migrations.LATEST + 1}"
+    ):
         _open_store(data)
     assert _index_state(data) == before

@@ -1071,7 +1071,7 @@ class Index:
         pending, last = self._db.execute(
             "SELECT (SELECT COUNT(*) FROM items WHERE delivered_day IS NULL"
             " AND kind IN ('fields', 'file', 'message')),"
-            " (SELECT MAX(delivered_day) FROM items)"
+            " (SELECT MAX(delivered_day) FROM items WHERE delivered_day IS NOT NULL)"
         ).fetchone()
         return int(pending), last
 
