@@ -14,8 +14,9 @@ Pages of a new database are authenticated with HMAC-SHA-256 (:data:`PAGE_HMAC`),
 4's default HMAC-SHA-512: every page read from disk is checked and every page written is tagged,
 and SHA-256 runs on dedicated instructions in current x86 (SHA-NI) and ARM64 CPUs.  Measured on
 the server's write path, where another worker's commit empties a connection's page cache, it
-took a third off SQLCipher's CPU per report (docs/availability.md).  A 256-bit tag is still far
-beyond forgery.  A database made with the default before this is opened with the default.
+took about a third off what SQLCipher adds to a report's writes (docs/availability.md).  A
+256-bit tag is still far beyond forgery.  A database made with the default before this is
+opened with the default.
 """
 
 import os
