@@ -16,7 +16,9 @@ and SHA-256 runs on dedicated instructions in current x86 (SHA-NI) and ARM64 CPU
 the server's write path, where another worker's commit empties a connection's page cache, it
 took about a third off what SQLCipher adds to a report's writes (docs/availability.md).  A
 256-bit tag is still far beyond forgery.  A database made with the default before this is
-opened with the default.
+opened with the default.  Trying the new layout on such a file first must not look like
+tampering: SQLCipher's own log ("hmac check failed for pgno=1", on stderr) is silenced for
+that one try.
 """
 
 import os
@@ -27,6 +29,7 @@ from pathlib import Path
 import sqlcipher3
 
 from blagh.errors import BlaghError
+from blagh.offload import native_lock
 
 KEY_SIZE = 32
 PRIVATE = 0o600
@@ -36,6 +39,8 @@ LEGACY_PAGE_HMAC = None
 """SQLCipher 4's default (HMAC-SHA-512), which databases made before :data:`PAGE_HMAC` use."""
 COMPANIONS = ("-wal", "-shm", "-journal")
 """Files SQLite keeps beside a database, named after it."""
+_QUIET = native_lock()
+"""Held while SQLCipher's log, one setting for the whole process, is silenced for a try."""
 
 
 class DatabaseError(BlaghError):
@@ -50,7 +55,7 @@ def connect(path: Path, key: bytes, *, wal: bool = True) -> sqlite3.Connection:
     if len(key) != KEY_SIZE:
         raise ValueError("SQLCipher keys are 32 bytes")
     make_private(path)
-    connection = _keyed(path, key, PAGE_HMAC) or _keyed(path, key, LEGACY_PAGE_HMAC)
+    connection = _quietly_keyed(path, key, PAGE_HMAC) or _keyed(path, key, LEGACY_PAGE_HMAC)
     if connection is None:
         raise DatabaseError(f"cannot open {path}: wrong database key, or not a Blagh database")
     connection.execute("PRAGMA foreign_keys = ON")
@@ -60,6 +65,21 @@ def connect(path: Path, key: bytes, *, wal: bool = True) -> sqlite3.Connection:
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute("PRAGMA synchronous = FULL")
     return connection
+
+
+def _quietly_keyed(path: Path, key: bytes, page_hmac: str) -> sqlite3.Connection | None:
+    """:func:`_keyed` with SQLCipher's log silenced, and set back as it was after."""
+    with _QUIET:
+        settings = sqlcipher3.connect(":memory:")
+        try:
+            (level,) = settings.execute("PRAGMA cipher_log_level").fetchone()
+            settings.execute("PRAGMA cipher_log_level = NONE")
+            try:
+                return _keyed(path, key, page_hmac)
+            finally:
+                settings.execute(f"PRAGMA cipher_log_level = {level}")
+        finally:
+            settings.close()
 
 
 def _keyed(path: Path, key: bytes, page_hmac: str | None) -> sqlite3.Connection | None:

@@ -200,9 +200,12 @@ def test_a_new_database_tags_its_pages_with_hmac_sha256(store: Store, tmp_path: 
         default.close()
 
 
-def test_a_database_made_with_sqlcipher_defaults_still_opens(tmp_path: Path) -> None:
+def test_a_database_made_with_sqlcipher_defaults_still_opens(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     """A database made before Blagh chose HMAC-SHA256 (SQLCipher's default HMAC-SHA512) opens,
-    takes writes, and keeps its own layout; a wrong key is still refused."""
+    without SQLCipher logging the first try's failed check as if the file were tampered with;
+    it takes writes and keeps its own layout; a wrong key is still refused."""
     path = tmp_path / "old.db"
     old = sqlcipher3.connect(str(path), isolation_level=None)
     try:
@@ -212,8 +215,11 @@ def test_a_database_made_with_sqlcipher_defaults_still_opens(tmp_path: Path) -> 
         old.execute("INSERT INTO t VALUES ('written-before')")
     finally:
         old.close()
+    capfd.readouterr()
     db = connect(path, KEY)
     try:
+        assert "hmac check failed" not in capfd.readouterr().err
+        assert db.execute("PRAGMA cipher_log_level").fetchone() == ("WARN",)  # set back
         assert db.execute("SELECT x FROM t").fetchall() == [("written-before",)]
         db.execute("INSERT INTO t VALUES ('written-after')")
         assert db.execute("PRAGMA cipher_hmac_algorithm").fetchone() == ("HMAC_SHA512",)
