@@ -21,9 +21,11 @@ tampering: SQLCipher's own log ("hmac check failed for pgno=1", on stderr) is si
 that one try.
 """
 
+import contextlib
 import os
 import sqlite3
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import sqlcipher3
@@ -55,7 +57,7 @@ def connect(path: Path, key: bytes, *, wal: bool = True) -> sqlite3.Connection:
     if len(key) != KEY_SIZE:
         raise ValueError("SQLCipher keys are 32 bytes")
     make_private(path)
-    connection = _quietly_keyed(path, key, PAGE_HMAC) or _keyed(path, key, LEGACY_PAGE_HMAC)
+    connection = _keyed(path, key, PAGE_HMAC, quiet=True) or _keyed(path, key, LEGACY_PAGE_HMAC)
     if connection is None:
         raise DatabaseError(f"cannot open {path}: wrong database key, or not a Blagh database")
     connection.execute("PRAGMA foreign_keys = ON")
@@ -67,25 +69,13 @@ def connect(path: Path, key: bytes, *, wal: bool = True) -> sqlite3.Connection:
     return connection
 
 
-def _quietly_keyed(path: Path, key: bytes, page_hmac: str) -> sqlite3.Connection | None:
-    """:func:`_keyed` with SQLCipher's log silenced, and set back as it was after."""
-    with _QUIET:
-        settings = sqlcipher3.connect(":memory:")
-        try:
-            (level,) = settings.execute("PRAGMA cipher_log_level").fetchone()
-            settings.execute("PRAGMA cipher_log_level = NONE")
-            try:
-                return _keyed(path, key, page_hmac)
-            finally:
-                settings.execute(f"PRAGMA cipher_log_level = {level}")
-        finally:
-            settings.close()
-
-
-def _keyed(path: Path, key: bytes, page_hmac: str | None) -> sqlite3.Connection | None:
+def _keyed(
+    path: Path, key: bytes, page_hmac: str | None, *, quiet: bool = False
+) -> sqlite3.Connection | None:
     """A connection to ``path`` that read its first page with ``key`` and ``page_hmac``, or
     None if it could not (another key or HMAC, or not a database).  An empty or missing file
-    reads as an empty database: it is made with these settings."""
+    reads as an empty database: it is made with these settings.  ``quiet``: SQLCipher logs
+    nothing of a failed read."""
     connection: sqlite3.Connection = sqlcipher3.connect(
         str(path), isolation_level=None, check_same_thread=False
     )
@@ -93,11 +83,25 @@ def _keyed(path: Path, key: bytes, page_hmac: str | None) -> sqlite3.Connection 
         connection.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
         if page_hmac is not None:
             connection.execute(f"PRAGMA cipher_hmac_algorithm = {page_hmac}")
-        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        with _silenced(connection) if quiet else contextlib.nullcontext():
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlcipher3.DatabaseError:
         connection.close()
         return None
     return connection
+
+
+@contextlib.contextmanager
+def _silenced(connection: sqlite3.Connection) -> Iterator[None]:
+    """SQLCipher's log level (one for the whole process, set through any connection) at NONE,
+    then back as it was."""
+    with _QUIET:
+        (level,) = connection.execute("PRAGMA cipher_log_level").fetchone()
+        connection.execute("PRAGMA cipher_log_level = NONE")
+        try:
+            yield
+        finally:
+            connection.execute(f"PRAGMA cipher_log_level = {level}")
 
 
 def make_private(path: Path) -> None:

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 IV_BYTES = 16
-PAGE_HMACS = ("sha256", "sha512")
-"""The page HMACs a database may use, Blagh's current one first."""
+PAGE_HMACS = {"sha256": 32, "sha512": 64}
+"""The page HMACs a database may use and their tag sizes, Blagh's current one first."""
 SALT_BYTES = 16
 WAL_HEADER = 32
 FRAME_HEADER = 24
@@ -110,18 +110,17 @@ class SQLCipherReader:
         else:
             raise AssertionError(f"{database}: no page HMAC checks on page {number} (wrong key?)")
 
-    @property
-    def reserve(self) -> int:
-        """The IV and the tag, rounded up to AES blocks (SQLCipher's rule)."""
-        return -(-(IV_BYTES + hashlib.new(self.page_hmac).digest_size) // 16) * 16
+    def _parts(self, number: int, raw: bytes) -> tuple[bytes, bytes, bytes]:
+        """A page's encrypted bytes, IV and tag.  The reserve is the IV and the tag rounded up
+        to AES blocks (SQLCipher's rule)."""
+        tag_size = PAGE_HMACS[self.page_hmac]
+        end = self.page_size - -(-(IV_BYTES + tag_size) // 16) * 16
+        start = SALT_BYTES if number == 1 else 0
+        return raw[start:end], raw[end : end + IV_BYTES], raw[end + IV_BYTES :][:tag_size]
 
     def _tag_checks(self, number: int, raw: bytes) -> bool:
-        start = SALT_BYTES if number == 1 else 0
-        end = self.page_size - self.reserve
-        iv = raw[end : end + IV_BYTES]
-        size = hashlib.new(self.page_hmac).digest_size
-        tag = raw[end + IV_BYTES : end + IV_BYTES + size]
-        message = raw[start:end] + iv + number.to_bytes(4, "little")
+        encrypted, iv, tag = self._parts(number, raw)
+        message = encrypted + iv + number.to_bytes(4, "little")
         mac = hmac.new(self._hmac_key, message, self.page_hmac)
         return hmac.compare_digest(mac.digest(), tag)
 
@@ -131,9 +130,8 @@ class SQLCipherReader:
         if raw == bytes(self.page_size):
             return raw  # never written (a hole): nothing to read
         assert self._tag_checks(number, raw), f"page {number}: HMAC mismatch"
-        start = SALT_BYTES if number == 1 else 0
-        end = self.page_size - self.reserve
-        return _crypto().decrypt(self.key, raw[end : end + IV_BYTES], raw[start:end])
+        encrypted, iv, _ = self._parts(number, raw)
+        return _crypto().decrypt(self.key, iv, encrypted)
 
     def pages(self) -> Iterator[tuple[int, bytes]]:
         """Every page of the database file, live or free, decrypted."""

@@ -260,28 +260,28 @@ def fetched(client: Node, address: str) -> bool:
         close_quietly(controller)
 
 
-def open_circuits(node: Node, purpose: str) -> int:
-    """How many built circuits of this purpose ``node``'s tor has."""
+def built_circuits(node: Node, purpose: str) -> list[Any]:
+    """``node``'s tor's built circuits of this purpose (stem's circuit events)."""
     controller = node.controller()
     try:
         circuits = controller.get_circuits()
     finally:
         close_quietly(controller)
-    return sum(c.purpose == purpose and c.status == "BUILT" for c in circuits)
+    return [c for c in circuits if c.purpose == purpose and c.status == "BUILT"]
+
+
+def open_circuits(node: Node, purpose: str) -> int:
+    """How many built circuits of this purpose ``node``'s tor has."""
+    return len(built_circuits(node, purpose))
 
 
 def rendezvous_circuits(node: Node, state: str | None = None) -> dict[str, str]:
     """``node``'s tor's built client rendezvous circuits (in that rendezvous state if given): id
     -> a line saying where each is."""
-    controller = node.controller()
-    try:
-        circuits = controller.get_circuits()
-    finally:
-        close_quietly(controller)
     return {
         c.id: f"{c.id} {c.hs_state} {c.rend_query} via {len(c.path)} hops"
-        for c in circuits
-        if c.purpose == "HS_CLIENT_REND" and c.status == "BUILT" and state in (None, c.hs_state)
+        for c in built_circuits(node, "HS_CLIENT_REND")
+        if state in (None, c.hs_state)
     }
 
 
