@@ -35,6 +35,10 @@ IO_QUEUE = 4096
 DAY_SECONDS = 86_400
 POOL_SIZE = 1024
 """Empty files the server's pool holds after a refill: a day of reports on a quiet server."""
+EMPTY_POOL_RECHECK = 1.0
+"""Seconds an empty pool is taken at its word before its folder is listed again: a busy server
+empties it in seconds, and the janitor refills it once a minute at most, so listing the empty
+folder at every claim in between was work for nothing."""
 
 
 def day_start_ns(ns: int | None = None) -> int:
@@ -65,6 +69,8 @@ class FilePool:
         self.size = size
         self._lock = native_lock()
         self._names: list[str] = []
+        self._listed_empty = -EMPTY_POOL_RECHECK
+        """When a listing last found the folder empty (``time.monotonic``)."""
         root.mkdir(mode=0o700, exist_ok=True)
 
     def claim(self, dest: Path) -> int:
@@ -74,8 +80,12 @@ class FilePool:
         while True:
             with self._lock:
                 if not self._names and not listed:
-                    self._names = _file_names(self.root)
-                    secrets.SystemRandom().shuffle(self._names)
+                    now = time.monotonic()
+                    if now - self._listed_empty >= EMPTY_POOL_RECHECK:
+                        self._names = _file_names(self.root)
+                        secrets.SystemRandom().shuffle(self._names)
+                        if not self._names:
+                            self._listed_empty = now
                     listed = True
                 name = self._names.pop() if self._names else None
             if name is None:
@@ -102,6 +112,8 @@ class FilePool:
             finally:
                 os.close(fd)
         _sync_dir(self.root)
+        with self._lock:
+            self._listed_empty = -EMPTY_POOL_RECHECK  # filled here: the next claim looks again
         return missing
 
 

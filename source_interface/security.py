@@ -47,6 +47,8 @@ inline script, ``eval``, worker, frame or third party."""
 
 HEADERS = security_headers(CONTENT_SECURITY_POLICY)
 """Set on every response, replacing what a view or Flask put there (``Cache-Control`` above all)."""
+_HEADER_ITEMS = list(HEADERS.items())
+_HEADER_NAMES = frozenset(name.lower() for name in HEADERS) | {"server"}
 
 STATIC_CACHE_CONTROL = "public, max-age=31536000, immutable"
 """For static files under a versioned URL (source_interface.static_files) only: the same bytes
@@ -118,15 +120,19 @@ def init_app(app: Flask, config: Config) -> None:
 
     @app.after_request
     def set_security_headers(response: Response) -> Response:
-        response.headers.update(HEADERS)
+        headers = response.headers
+        if any(name.lower() in _HEADER_NAMES for name, _ in headers):
+            headers.update(HEADERS)
+            # Says which software, and which version, to attack.  (The WSGI server may add its own.)
+            headers.pop("Server", None)
+        else:
+            headers.extend(_HEADER_ITEMS)  # none of them there yet (the usual): no search each
         if g.get("blagh_allows_scripts"):
             response.headers["Content-Security-Policy"] = SCRIPT_PAGE_POLICY
         if g.get("blagh_cacheable") and response.status_code == 200:
             response.headers["Cache-Control"] = STATIC_CACHE_CONTROL
         if is_clearnet(request.environ):
             response.headers.update(clearnet_headers(clearnet, request.path, request.query_string))
-        # Says which software, and which version, to attack.  (The WSGI server may add its own.)
-        response.headers.pop("Server", None)
         return response
 
     @app.errorhandler(HTTPException)

@@ -100,6 +100,11 @@ def build_app(config: Config) -> Flask:
     def chatty() -> Response:
         return Response("hello", headers={"Server": "Werkzeug/3.1 Python/3.11"})
 
+    @app.get("/cached")
+    def cached() -> Response:
+        # What the security headers replace, set by the view in mixed case.
+        return Response("hello", headers={"cache-control": "max-age=60", "X-Frame-Options": "x"})
+
     return app
 
 
@@ -434,6 +439,7 @@ REQUESTS: dict[str, Callable[[FlaskClient], TestResponse]] = {
     "reporter error": lambda c: c.get("/expired"),
     "server error": lambda c: c.get("/boom"),
     "view that sets Server": lambda c: c.get("/chatty"),
+    "view that sets Cache-Control": lambda c: c.get("/cached"),
     "redirect": lambda c: c.get("/folder"),
 }
 

@@ -585,6 +585,10 @@ def test_an_empty_pool_still_gives_blobs(store: Store) -> None:
     assert pool is not None and pool.count() == 0
     ref = blob(store, b"made on the spot")
     assert store.read_blob(ref.name) == b"made on the spot"
+    # Found empty, the pool is not listed again at every claim; a refill is seen at once.
+    assert pool.fill() == pool.size
+    blob(store, b"from the pool")
+    assert pool.count() == pool.size - 1
 
 
 def test_serve_refuses_an_earlier_index_in_one_line(tmp_path: Path) -> None:
