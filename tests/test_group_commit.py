@@ -5,13 +5,14 @@ committed together), and writers of different processes take turns on a file loc
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,9 @@ from source_interface.store.writes import GroupCommit, WriterTurns
 KEY = bytes(range(32))
 
 
-def _table(tmp_path: Path) -> tuple[Offload, GroupCommit, dict[str, sqlite3.Connection]]:
+def _table(
+    tmp_path: Path, turn: Callable[[], contextlib.AbstractContextManager[None]] | None = None
+) -> tuple[Offload, GroupCommit, dict[str, sqlite3.Connection]]:
     connections: dict[str, sqlite3.Connection] = {}
 
     def connection() -> sqlite3.Connection:
@@ -36,7 +39,8 @@ def _table(tmp_path: Path) -> tuple[Offload, GroupCommit, dict[str, sqlite3.Conn
         return connections["db"]
 
     offload = Offload("writer", threads=1, queue=64)
-    return offload, GroupCommit(offload, connection), connections
+    writes = GroupCommit(offload, connection, turn=turn or contextlib.nullcontext)
+    return offload, writes, connections
 
 
 def _insert(db: dict[str, sqlite3.Connection], value: int) -> int:
@@ -79,6 +83,39 @@ def test_writes_waiting_together_share_one_transaction(tmp_path: Path) -> None:
     assert {v: r for v, r in results.items() if v != 5} == {v: v for v in range(1, 11) if v != 5}
     stored = {v for (v,) in db["db"].execute("SELECT v FROM t")}
     assert stored == set(range(11)) - {5}
+
+
+def test_writes_queued_while_a_batch_waits_for_its_turn_join_it(tmp_path: Path) -> None:
+    """Another process's writer holds the index: the writes that arrive meanwhile go in with
+    the batch waiting for its turn, not in one more turn after it."""
+    waiting, their_turn_ends = threading.Event(), threading.Event()
+
+    @contextlib.contextmanager
+    def turn() -> Iterator[None]:
+        waiting.set()
+        assert their_turn_ends.wait(30)  # the other writer's batch
+        yield
+
+    _, writes, db = _table(tmp_path, turn)
+    results: dict[int, object] = {}
+
+    def write(value: int) -> None:
+        results[value] = writes.run(_insert, db, value)
+
+    first = threading.Thread(target=write, args=(0,))
+    first.start()
+    assert waiting.wait(30)
+    others = [threading.Thread(target=write, args=(v,)) for v in range(1, 6)]
+    for thread in others:
+        thread.start()
+    while len(writes._pending) < 5:
+        threading.Event().wait(0.01)
+    their_turn_ends.set()
+    for thread in [first, *others]:
+        thread.join()
+    assert writes.batches == 1, "one turn for the six writes"
+    assert results == {v: v for v in range(6)}
+    assert {v for (v,) in db["db"].execute("SELECT v FROM t")} == set(range(6))
 
 
 def test_a_failed_commit_fails_every_write_of_the_batch(tmp_path: Path) -> None:

@@ -87,6 +87,14 @@ class _Write:
     """Set (with ``done``) when this write's caller must drain the queue next."""
 
 
+@dataclass
+class _Batch:
+    writes: list[_Write]
+    open: bool = True
+    """Whether the writer may still add the writes queued meanwhile (under the queue's lock):
+    false once its caller stops waiting for it, so no write is taken that nobody will wake."""
+
+
 class GroupCommit:
     """Runs write functions on ``offload``'s one thread, several to a transaction.
 
@@ -109,7 +117,8 @@ class GroupCommit:
         self._turn = turn
         self._fresh_savepoint: int | None = None
         """The thread running a write that has opened no transaction of its own yet."""
-        self._lock = threading.Lock()
+        self._lock = native_lock()
+        """Guards the queue, which the writer thread reads too (:meth:`_take_more`)."""
         self._pending: list[_Write] = []
         self._draining = False
         self.batches = 0
@@ -148,24 +157,25 @@ class GroupCommit:
         return True
 
     def _drain_until(self, mine: _Write) -> None:
-        batch: list[_Write] = []
         try:
             while not mine.finished:
                 with self._lock:
-                    batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                    batch = _Batch(self._pending[:MAX_BATCH])
+                    del self._pending[:MAX_BATCH]
+                error: BaseException | None = None
                 try:
                     self._offload.run(self._commit, batch)
-                except BaseException as error:  # refused (busy, closed), or this caller killed
-                    for write in batch:
-                        if write.error is None:
-                            write.error, write.value = error, None
-                    if not isinstance(error, Exception):
-                        raise
-                finally:
-                    for write in batch:
-                        write.finished = True
-                        write.done.set()
-                batch = []
+                except BaseException as caught:  # refused (busy, closed), or this caller killed
+                    error = caught
+                with self._lock:
+                    batch.open = False  # from here on, the writer adds nothing to it
+                for write in batch.writes:
+                    if error is not None and write.error is None:
+                        write.error, write.value = error, None
+                    write.finished = True
+                    write.done.set()
+                if error is not None and not isinstance(error, Exception):
+                    raise error
         finally:
             with self._lock:
                 if self._pending:
@@ -174,16 +184,31 @@ class GroupCommit:
                 else:
                     self._draining = False
 
-    def _commit(self, batch: list[_Write]) -> None:
+    def _commit(self, batch: _Batch) -> None:
         db = self._connection()
         # Inside a transaction the caller opened on this connection (no gevent: the writer
         # runs in the caller's thread), the batch is a savepoint of it, committed with it.
         if db.in_transaction:
-            self._run_batch(db, batch, outer=True)
+            self._run_batch(db, batch.writes, outer=True)
         else:
             with self._turn():
-                self._run_batch(db, batch, outer=False)
+                self._take_more(batch)
+                self._run_batch(db, batch.writes, outer=False)
         self.batches += 1
+
+    def _take_more(self, batch: _Batch) -> None:
+        """Add to ``batch`` the writes queued while it waited for its turn.
+
+        Another process's writer held the index meanwhile, for as long as its batch took, and
+        the writes that came in that time would otherwise wait for the next turn: under load,
+        each turn then carried about half of what was waiting, and the two workers' writers
+        spent their time taking turns (the index's pages read back after each other's commit,
+        an fsync each) instead of writing."""
+        with self._lock:
+            if batch.open:
+                more = self._pending[: MAX_BATCH - len(batch.writes)]
+                del self._pending[: len(more)]
+                batch.writes.extend(more)
 
     def _run_batch(self, db: sqlite3.Connection, batch: list[_Write], outer: bool) -> None:
         db.execute("SAVEPOINT batch" if outer else "BEGIN IMMEDIATE")
