@@ -199,11 +199,9 @@ class GroupCommit:
     def _take_more(self, batch: _Batch) -> None:
         """Add to ``batch`` the writes queued while it waited for its turn.
 
-        Another process's writer held the index meanwhile, for as long as its batch took, and
-        the writes that came in that time would otherwise wait for the next turn: under load,
-        each turn then carried about half of what was waiting, and the two workers' writers
-        spent their time taking turns (the index's pages read back after each other's commit,
-        an fsync each) instead of writing."""
+        Another process's writer held the index meanwhile; left in the queue, those writes
+        would wait for one more turn, with its own pages read back (the other writer's commit
+        emptied this connection's page cache) and its own fsync."""
         with self._lock:
             if batch.open:
                 more = self._pending[: MAX_BATCH - len(batch.writes)]
