@@ -170,8 +170,9 @@ class _LoopThreads:
     """
 
     def __init__(self, threads: int) -> None:
-        from gevent.hub import get_hub
+        from gevent.hub import Waiter, get_hub
 
+        self._waiter = Waiter
         self.pid = os.getpid()
         self.loop_thread = native_thread_id()
         self._threads = threads
@@ -187,9 +188,7 @@ class _LoopThreads:
 
     def apply(self, job: Callable[[], Any]) -> Any:
         """Run ``job`` (which must not raise) on a thread; its result, once delivered."""
-        from gevent.hub import Waiter
-
-        waiter = Waiter()
+        waiter = self._waiter()
         self._waiting += 1
         self._wake.ref = True  # while a greenlet waits, the loop must run on
         self._jobs.put((job, waiter))
