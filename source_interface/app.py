@@ -21,27 +21,47 @@ from source_interface.quietlog import QuietFlask
 from source_interface.sealing import UploadLimits, sealing_request_class
 from source_interface.services import Services, load_retired_words, load_wordlist
 from source_interface.sessions import Sessions
-from source_interface.store import PostgresStore, Store
+from source_interface.store import INDEX_FILE, WRITER_SOCKET, PostgresStore, Store
+from source_interface.store.index import Index
 from source_interface.store.protocol import ServerStore
 from source_interface.throttle import FailureThrottle
 from source_interface.views import followup, landing, report, uploads
 
 
-def open_store(data_dir: DataDir, config: StoreConfig | None = None) -> ServerStore:
+def open_store(
+    data_dir: DataDir, config: StoreConfig | None = None, writer_socket: Path | None = None
+) -> ServerStore:
     """The server store of a data folder made by ``blagh init``, on the backend ``[store]``
-    names (``config``, or else the data folder's config file)."""
+    names (``config``, or else the data folder's config file); with ``writer_socket``, its
+    index's writes go to the shared writer there (source_interface/store/shared_writer.py)."""
     if config is None:
         file = data_dir.config_file
         config = read_config_file(file).store if file.exists() else StoreConfig()
     if config.backend == "postgresql":
         return PostgresStore(data_dir.path / "store", config.dsn)
-    return Store(data_dir.path / "store", bytes.fromhex(data_dir.read_db_key()))
+    return Store(data_dir.path / "store", bytes.fromhex(data_dir.read_db_key()), writer_socket)
 
 
-def create_app(config: Config) -> Flask:
-    """Build the source interface for ``config``; its data folder must exist (``blagh init``)."""
+def shared_writer_socket(data_dir: DataDir, config: StoreConfig) -> Path | None:
+    """Where a gunicorn server's shared writer listens; None on PostgreSQL, which takes every
+    worker's writes itself."""
+    if config.backend == "postgresql":
+        return None
+    return data_dir.path / "store" / WRITER_SOCKET
+
+
+def open_index(data_dir: DataDir) -> Index:
+    """The index alone, writing itself: what the shared writer's process serves."""
+    return Index(data_dir.path / "store" / INDEX_FILE, bytes.fromhex(data_dir.read_db_key()))
+
+
+def create_app(config: Config, writer_socket: Path | None = None) -> Flask:
+    """Build the source interface for ``config``; its data folder must exist (``blagh init``).
+
+    ``writer_socket``: where the shared writer of a gunicorn server listens (the workers'
+    index writes go there); without it, this process writes itself (the test client, tools)."""
     data_dir = DataDir(Path(config.instance.data_dir))
-    store = open_store(data_dir, config.store)
+    store = open_store(data_dir, config.store, writer_socket)
     site = config.source_interface
     # No Flask static route: static_files serves the folder, versioned and compressed.
     app = QuietFlask(__name__, static_folder=None)

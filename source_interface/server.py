@@ -10,7 +10,9 @@ carry no ``Server`` header, and gunicorn's control socket (on by default in guni
 """
 
 import logging
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -20,12 +22,13 @@ from gunicorn.http import wsgi
 from blagh.config import Config
 from blagh.datadir import DataDir
 from blagh.serverstate import LastError
-from source_interface.app import create_app, open_store
+from source_interface.app import create_app, open_index, open_store, shared_writer_socket
 from source_interface.janitor import Janitor, run_forever
 from source_interface.quietlog import QuietLogger
 from source_interface.security import HEADERS
 from source_interface.services import Services
 from source_interface.worker import paced_worker_class
+from source_interface.writer_arbiter import WriterArbiter
 
 
 def _without_server_header(default_headers: Any) -> Any:
@@ -125,9 +128,27 @@ class SourceServer(GunicornServer):
     def load_config(self) -> None:
         super().load_config()
         self.cfg.set("post_worker_init", _start_janitor)
+        self.cfg.set("post_fork", _close_writer_listener)
 
     def load(self) -> Flask:
-        return create_app(self._config)
+        return create_app(self._config, self._writer_socket())
+
+    def _writer_socket(self) -> Path | None:
+        return shared_writer_socket(DataDir(self._config.instance.data_dir), self._config.store)
+
+    def run(self) -> None:
+        """gunicorn's own ``run``, with an arbiter that also runs the index's shared writer
+        (source_interface/writer_arbiter.py) unless the store is PostgreSQL."""
+        socket_path = self._writer_socket()
+        if socket_path is None:
+            super().run()
+            return
+        data_dir = DataDir(self._config.instance.data_dir)
+        try:
+            WriterArbiter(self, socket_path, lambda: open_index(data_dir)).run()
+        except RuntimeError as error:
+            print(f"\nError: {error}\n", file=sys.stderr)
+            sys.exit(1)
 
     def _sweep(self, _arbiter: object) -> None:
         """Remove the temporary files a crash left half-written, and fill the blob pool, before
@@ -141,6 +162,12 @@ class SourceServer(GunicornServer):
                 store.blobs.pool.fill()
         finally:
             store.close()
+
+
+def _close_writer_listener(server: Any, _worker: Any) -> None:
+    """gunicorn's post_fork hook, in the new worker: the writer's socket is not its own."""
+    if isinstance(server, WriterArbiter):
+        server.close_writer_listener()
 
 
 def _start_janitor(worker: Any) -> None:

@@ -98,9 +98,23 @@ class Gunicorn:
         return psutil.Process(self.proc.pid)
 
     def worker_pids(self) -> set[int]:
-        """The live gunicorn workers: the master's children forked from it (same executable)."""
+        """The live gunicorn workers: the master's children forked from it (same executable),
+        but for the index's shared writer."""
         master = self.master
-        return {child.pid for child in master.children() if _exe(child) == master.exe()}
+        forked = {child for child in master.children() if _exe(child) == master.exe()}
+        return {child.pid for child in forked if not _is_writer(child, self.writer_socket)}
+
+    @property
+    def writer_socket(self) -> str:
+        return str(self.data_dir.path / "store" / "writer.sock")
+
+    def writer_pid(self) -> int | None:
+        """The index's shared writer (source_interface/writer_arbiter.py): the master's child
+        that holds the writer's socket."""
+        for child in self.master.children():
+            if _is_writer(child, self.writer_socket):
+                return child.pid
+        return None
 
     def wait_ready(self, not_these: set[int]) -> set[int]:
         """Poll until all workers are up (none of ``not_these``) and ``GET /`` answers 200."""
@@ -147,6 +161,13 @@ class Gunicorn:
 
     def log(self) -> str:
         return self.log_path.read_bytes().decode("utf-8", "replace")
+
+
+def _is_writer(process: psutil.Process, socket_path: str) -> bool:
+    try:
+        return any(c.laddr == socket_path for c in process.net_connections("unix"))
+    except psutil.Error:
+        return False
 
 
 def _exe(process: psutil.Process) -> str | None:

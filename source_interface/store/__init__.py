@@ -48,6 +48,9 @@ __all__ = [
 ]
 
 PICKUP_CACHE_SUFFIX = ".bundle"
+INDEX_FILE = "index.db"
+WRITER_SOCKET = "writer.sock"
+"""Where a gunicorn server's shared writer listens (source_interface/writer_arbiter.py)."""
 
 
 class Store:
@@ -56,10 +59,10 @@ class Store:
 
     backend = "sqlcipher"
 
-    def __init__(self, root: Path, db_key: bytes) -> None:
+    def __init__(self, root: Path, db_key: bytes, writer_socket: Path | None = None) -> None:
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.blobs: BlobFolder = BlobFolder(root / "blobs", pool_size=POOL_SIZE)
-        self.index: StoreIndex = Index(root / "index.db", db_key)
+        self.index: StoreIndex = Index(root / INDEX_FILE, db_key, writer_socket)
         self._pickup_dir(root)
 
     def _pickup_dir(self, root: Path) -> None:

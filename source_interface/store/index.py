@@ -16,6 +16,7 @@ from, and nothing that orders them in time finer than a day (docs/threat-model.m
 """
 
 import functools
+import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -91,7 +92,8 @@ from source_interface.store.records import (
 from source_interface.store.records import (
     today as today,
 )
-from source_interface.store.writes import GroupCommit, WriterTurns
+from source_interface.store.shared_writer import RemoteWrites, WriterService
+from source_interface.store.writes import MAX_BATCH, GroupCommit, WriterTurns
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -283,6 +285,10 @@ def _statements(script: str) -> list[str]:
     return statements
 
 
+WRITE_METHODS: set[str] = set()
+"""The names of :class:`Index`'s write methods: what a worker may ask the shared writer for."""
+
+
 def _writes(
     method: Callable[Concatenate["Index", _P], _R],
 ) -> Callable[Concatenate["Index", _P], _R]:
@@ -292,6 +298,8 @@ def _writes(
     SQLite's busy handler waiting for another request's write lock, and under gevent the event
     loop goes on serving while the write (and its fsync) runs.
     """
+
+    WRITE_METHODS.add(method.__name__)
 
     @functools.wraps(method)
     def on_writer(self: "Index", /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
@@ -308,9 +316,12 @@ class Index:
     reads (no read yields to another greenlet half-way) and hands its writes to the writer.
     """
 
-    def __init__(self, path: Path, key: bytes) -> None:
+    def __init__(self, path: Path, key: bytes, writer_socket: Path | None = None) -> None:
+        """``writer_socket``: send the writes to the shared writer listening there (a gunicorn
+        server's workers, source_interface/store/shared_writer.py) instead of writing here."""
         self._path = path
         self._key = key
+        self._writer_socket = writer_socket
         self._turns = WriterTurns(path.with_name(path.name + "-lock"))
         self._by_thread: dict[int, sqlite3.Connection] = {}
         self._lock = native_lock()
@@ -351,7 +362,21 @@ class Index:
 
     def _start_writer(self) -> None:
         self.writer = Offload("database writer", threads=1, queue=WRITE_QUEUE)
-        self.writes = GroupCommit(self.writer, lambda: self._db, turn=self._turns.turn)
+        self.writes: GroupCommit | RemoteWrites
+        if self._writer_socket is None:
+            self.writes = GroupCommit(self.writer, lambda: self._db, turn=self._turns.turn)
+        else:
+            self.writes = RemoteWrites(self._writer_socket, waiting=WRITE_QUEUE)
+
+    def serve_writes(self, listener: socket.socket, stop: Callable[[], bool]) -> None:
+        """Be the shared writer of the workers that connect to ``listener`` until ``stop()``."""
+        if not isinstance(self.writes, GroupCommit):
+            raise TypeError("an index whose writes go elsewhere cannot serve them")
+        functions = {
+            name: functools.partial(getattr(Index, name).__wrapped__, self)
+            for name in WRITE_METHODS
+        }
+        WriterService(listener, functions, self.writes.run_here, MAX_BATCH).serve(stop)
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -365,6 +390,8 @@ class Index:
 
     def close(self) -> None:
         self.writer.close()
+        if isinstance(self.writes, RemoteWrites):
+            self.writes.close()
         with self._lock:
             for db in self._by_thread.values():
                 db.close()

@@ -147,6 +147,28 @@ class GroupCommit:
             raise write.error
         return write.value
 
+    def run_here(
+        self, calls: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]]
+    ) -> list[tuple[bool, Any]]:
+        """Run ``calls`` as one batch in this thread, now: ``(True, value)`` or ``(False,
+        exception)`` for each, once the batch's COMMIT has returned (or failed, failing all).
+
+        The shared writer's loop (source_interface/store/shared_writer.py) gathers the batch
+        itself: it is the only writer of its process, so there is no queue to drain."""
+        writes = [_Write(function, args, kwargs) for function, args, kwargs in calls]
+        try:
+            # Through the offload, outside gevent, it runs here, marked as a job: a write that
+            # calls another write runs that one in place, inside the batch.
+            self._offload.run(self._commit, _Batch(writes, open=False))
+        except Exception as error:  # no turn on the lock file, or no connection
+            for write in writes:
+                if write.error is None:
+                    write.error, write.value = error, None
+        return [
+            (False, write.error) if write.error is not None else (True, write.value)
+            for write in writes
+        ]
+
     def take_fresh_savepoint(self) -> bool:
         """Whether the running write has opened no transaction of its own yet (and from now
         on, has): its first can use the write's savepoint, ``one_write``, instead of one more.
