@@ -59,6 +59,8 @@ class WriterArbiter(Arbiter):  # type: ignore[misc]
         self._reap_writer()
         super().handle_chld()
 
+    handle_cld = handle_chld  # gunicorn looks SIGCHLD up by either of its two names
+
     def stop(self, graceful: bool = True) -> None:
         super().stop(graceful)
         self._stop_writer()

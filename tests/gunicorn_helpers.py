@@ -6,6 +6,7 @@ Shared by the gunicorn tests (tests/test_source_gunicorn.py) and the availabilit
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import re
@@ -73,6 +74,7 @@ class Gunicorn:
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
         self._started: list[psutil.Process] = []
+        self._writers: set[int] = set()
 
     def start(self) -> None:
         assert self.proc is None
@@ -124,8 +126,16 @@ class Gunicorn:
             if self.proc.poll() is not None:
                 pytest.fail(f"blagh serve exited ({self.proc.returncode}):\n{self.log()}")
             pids = self.worker_pids()
-            if len(pids) == self.workers and not pids & not_these and self._answers():
+            writer = self.writer_pid()
+            if (
+                len(pids) == self.workers
+                and not pids & not_these
+                and writer is not None
+                and writer not in not_these
+                and self._answers()
+            ):
                 self._started.extend(psutil.Process(pid) for pid in pids)
+                self._writers.add(writer)
                 return pids
             if time.monotonic() > deadline:
                 pytest.fail(f"blagh serve not ready in {START_SECONDS} s:\n{self.log()}")
@@ -139,6 +149,9 @@ class Gunicorn:
 
     def stop(self) -> None:
         """SIGTERM the master and wait; SIGKILL whatever this fixture started that lingers."""
+        writer = self.writer_pid() if self.proc is not None else None
+        if writer is not None:
+            self._writers.add(writer)
         if self.proc is not None:
             self.proc.terminate()
             try:
@@ -147,6 +160,13 @@ class Gunicorn:
                 self.proc.kill()
                 self.proc.wait()
             self.proc = None
+        outlived = [pid for pid in self._writers if psutil.pid_exists(pid)]
+        for pid in outlived:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                psutil.Process(pid).kill()
+        self._writers.clear()
+        assert not outlived, "the master left its shared writer running"
+        assert not Path(self.writer_socket).exists(), "the master left the writer's socket"
         for process in self._started:
             try:
                 if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:

@@ -523,8 +523,9 @@ def stall_uploads_and_kill_workers(
     threads: list[threading.Thread],
 ) -> tuple[list[Attempt], list[list[int]]]:
     """Three uploads stalled half-way through their second file; then four racers sending whole
-    reports while every worker is SIGKILLed, twice, each time once three more reports were
-    acknowledged, so submissions are cut at whatever stage they are.  ``slow`` and ``threads``
+    reports while every worker is SIGKILLed, twice (the second time with the shared writer),
+    each time once three more reports were acknowledged, so submissions are cut at whatever
+    stage they are.  ``slow`` and ``threads``
     get the uploads and racers (the caller closes and joins them, ``stop`` ends the racers).
     The racers' attempts, and the pids killed each time."""
     for i in range(3):
@@ -545,9 +546,13 @@ def stall_uploads_and_kill_workers(
             assert time.monotonic() < deadline, "no racer got through"
             time.sleep(0.01)
         killed = server.worker_pids()
+        writer = server.writer_pid()
+        assert writer is not None
         for pid in killed:
             os.kill(pid, signal.SIGKILL)
-        server.wait_ready(killed)  # the master started new workers
+        if _round == 1:  # and the index's shared writer, in the middle of its batches
+            os.kill(writer, signal.SIGKILL)
+        server.wait_ready(killed | {writer} if _round == 1 else killed)  # new ones started
         kills.append(killed)
     return raced, kills
 

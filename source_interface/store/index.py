@@ -370,13 +370,17 @@ class Index:
 
     def serve_writes(self, listener: socket.socket, stop: Callable[[], bool]) -> None:
         """Be the shared writer of the workers that connect to ``listener`` until ``stop()``."""
+        self.write_service(listener).serve(stop)
+
+    def write_service(self, listener: socket.socket) -> WriterService:
+        """The shared writer's loop on ``listener``, writing on this index."""
         if not isinstance(self.writes, GroupCommit):
             raise TypeError("an index whose writes go elsewhere cannot serve them")
         functions = {
             name: functools.partial(getattr(Index, name).__wrapped__, self)
             for name in WRITE_METHODS
         }
-        WriterService(listener, functions, self.writes.run_here, MAX_BATCH).serve(stop)
+        return WriterService(listener, functions, self.writes.run_here, MAX_BATCH)
 
     @property
     def _db(self) -> sqlite3.Connection:

@@ -190,14 +190,42 @@ class RemoteWrites:
             self._slots = threading.BoundedSemaphore(self._connections)
         return self._slots
 
-    def _call(self, request: bytes) -> tuple[bool, Any]:
-        sock = self._idle.pop() if self._idle else None
+    def _connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(REPLY_TIMEOUT_SECONDS)
         try:
-            if sock is None:
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                sock.settimeout(REPLY_TIMEOUT_SECONDS)
-                sock.connect(os.fspath(self._path))
+            sock.connect(os.fspath(self._path))
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _send(self, request: bytes) -> socket.socket:
+        """A connection that took ``request``.  A kept one whose writer has died refuses it
+        whole (nothing reached a writer): then every kept one is as stale, and a new one
+        waits in the listener's backlog while the arbiter starts the next writer."""
+        while self._idle:
+            sock = self._idle.pop()
+            try:
+                sock.sendall(request)
+                return sock
+            except OSError:
+                sock.close()
+                for stale in self._idle:
+                    stale.close()
+                self._idle = []
+        sock = self._connect()
+        try:
             sock.sendall(request)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _call(self, request: bytes) -> tuple[bool, Any]:
+        sock = None
+        try:
+            sock = self._send(request)
             (size,) = _FRAME.unpack(_recv_exactly(sock, _FRAME.size))
             if size > MAX_FRAME:
                 raise ConnectionResetError("the writer sent an oversized reply")
@@ -268,10 +296,12 @@ class WriterService:
         self._selector = selectors.DefaultSelector()
         self._clients: dict[socket.socket, _Client] = {}
         self.batches = 0
+        """How many transactions were committed (for tests and the bench)."""
+        listener.setblocking(False)
+        self._selector.register(listener, selectors.EVENT_READ)
 
     def serve(self, stop: Callable[[], bool], tick: float = 1.0) -> None:
-        self._listener.setblocking(False)
-        self._selector.register(self._listener, selectors.EVENT_READ)
+        """Serve until ``stop()``, asked at least every ``tick`` seconds."""
         try:
             while not stop():
                 self.serve_once(tick)
