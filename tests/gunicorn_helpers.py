@@ -21,6 +21,7 @@ import psutil
 import pytest
 from form_browser import FormBrowser, Reply, Upload
 
+from blagh.config import read_config_file
 from blagh.datadir import DataDir
 from crypto.keys import AnalystKey
 
@@ -72,6 +73,8 @@ class Gunicorn:
         for folder in (self.tmp, self.home, self.cwd):
             folder.mkdir(exist_ok=True)
         self.proc: subprocess.Popen[bytes] | None = None
+        self.shared_writer = read_config_file(data_dir.config_file).store.backend != "postgresql"
+        """Whether the server runs a shared writer (not with the PostgreSQL backend)."""
         self.port = 0
         self._started: list[psutil.Process] = []
         self._writers: set[int] = set()
@@ -130,12 +133,13 @@ class Gunicorn:
             if (
                 len(pids) == self.workers
                 and not pids & not_these
-                and writer is not None
+                and (writer is not None or not self.shared_writer)
                 and writer not in not_these
                 and self._answers()
             ):
                 self._started.extend(psutil.Process(pid) for pid in pids)
-                self._writers.add(writer)
+                if writer is not None:
+                    self._writers.add(writer)
                 return pids
             if time.monotonic() > deadline:
                 pytest.fail(f"blagh serve not ready in {START_SECONDS} s:\n{self.log()}")
