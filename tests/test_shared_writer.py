@@ -257,3 +257,23 @@ def test_a_socket_path_too_long_is_a_clear_setup_error(tmp_path: Path) -> None:
     long = tmp_path / ("x" * shared_writer.SOCKET_PATH_MAX) / "w.sock"
     with pytest.raises(Exception, match="too long for a Unix socket"):
         listen(long)
+
+
+def test_a_reply_in_pieces_is_read_whole() -> None:
+    """A reply larger than one read (a purge's list of blobs), arriving in pieces."""
+    body = secrets.token_bytes(300_000)
+    frame = encode(body)
+    left, right = socket.socketpair()
+    with left, right:
+        sender = threading.Thread(
+            target=lambda: (
+                [right.sendall(frame[i : i + 3]) for i in range(0, 9, 3)]
+                + [right.sendall(frame[9:])]
+            )
+        )
+        sender.start()
+        assert decode(shared_writer._read_frame(left)) == body
+        sender.join()
+        right.close()
+        with pytest.raises(ConnectionResetError):
+            shared_writer._read_frame(left)

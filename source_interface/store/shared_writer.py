@@ -134,6 +134,22 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes:
     return bytes(chunks)
 
 
+def _read_frame(sock: socket.socket) -> bytes:
+    """One frame's body; a reply usually comes whole in the first read (one call, not two)."""
+    data = sock.recv(1 << 16)
+    if not data:
+        raise ConnectionResetError("the writer closed the connection")
+    if len(data) < _FRAME.size:
+        data += _recv_exactly(sock, _FRAME.size - len(data))
+    (size,) = _FRAME.unpack_from(data)
+    if size > MAX_FRAME:
+        raise ConnectionResetError("the writer sent an oversized reply")
+    end = _FRAME.size + size
+    if len(data) < end:
+        data += _recv_exactly(sock, end - len(data))
+    return data[_FRAME.size : end]
+
+
 def check_socket_path(path: Path) -> None:
     if len(os.fsencode(path)) > SOCKET_PATH_MAX:
         from blagh.errors import SetupError
@@ -226,10 +242,7 @@ class RemoteWrites:
         sock = None
         try:
             sock = self._send(request)
-            (size,) = _FRAME.unpack(_recv_exactly(sock, _FRAME.size))
-            if size > MAX_FRAME:
-                raise ConnectionResetError("the writer sent an oversized reply")
-            reply = decode(_recv_exactly(sock, size))
+            reply = decode(_read_frame(sock))
         except (OSError, EOFError) as error:
             if sock is not None:
                 sock.close()
