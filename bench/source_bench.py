@@ -137,13 +137,31 @@ def _answers(port: int) -> bool:
 
 
 def worker_pids(master: psutil.Process) -> list[int]:
-    """The master's children that are gunicorn workers (forked: same executable)."""
+    """The master's children that are gunicorn workers (forked: same executable), but for the
+    index's shared writer (source_interface/writer_arbiter.py)."""
     workers = []
     for child in master.children():
         with suppress(psutil.Error):  # exited meanwhile
-            if child.exe() == master.exe():
+            if child.exe() == master.exe() and not is_shared_writer(child):
                 workers.append(child.pid)
     return workers
+
+
+def is_shared_writer(process: psutil.Process) -> bool:
+    """Whether ``process`` is a ``blagh serve``'s shared writer: it holds ``writer.sock``."""
+    with suppress(psutil.Error):
+        return any(
+            isinstance(c.laddr, str) and c.laddr.endswith("/writer.sock")
+            for c in process.net_connections("unix")
+        )
+    return False
+
+
+def shared_writer(master: psutil.Process) -> psutil.Process | None:
+    for child in master.children():
+        if is_shared_writer(child):
+            return child
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
