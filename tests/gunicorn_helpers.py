@@ -164,7 +164,7 @@ class Gunicorn:
                 self.proc.kill()
                 self.proc.wait()
             self.proc = None
-        outlived = [pid for pid in self._writers if psutil.pid_exists(pid)]
+        outlived = [pid for pid in self._writers if running(pid)]
         for pid in outlived:
             with contextlib.suppress(psutil.NoSuchProcess):
                 psutil.Process(pid).kill()
@@ -185,6 +185,14 @@ class Gunicorn:
 
     def log(self) -> str:
         return self.log_path.read_bytes().decode("utf-8", "replace")
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie has exited; a reparented one waits for its reaper)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _is_writer(process: psutil.Process, socket_path: str) -> bool:

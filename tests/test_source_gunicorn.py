@@ -33,6 +33,7 @@ from gunicorn_helpers import (
     Gunicorn,
     make_data_dir,
     report_fields,
+    running,
     submit_report,
 )
 
@@ -665,6 +666,30 @@ def test_sigkill_workers_mid_upload(tmp_path: Path, analyst: AnalystKey) -> None
             upload.close()
         for thread in threads:
             thread.join(timeout=60)
+        server.stop()
+
+
+def test_the_shared_writer_follows_its_master(tmp_path: Path, analyst: AnalystKey) -> None:
+    """A master killed outright (no chance to stop its writer): the writer sees it and exits
+    by itself, as the workers do, instead of holding the index for a server that is gone."""
+    data_dir = make_data_dir(tmp_path / "data", analyst, workers=1)
+    server = Gunicorn(data_dir, tmp_path, workers=1)
+    server.start()
+    try:
+        writer = server.writer_pid()
+        assert writer is not None
+        assert submit_report(Browser(server.port), "before", keep_codename="no").status == 303
+        assert server.proc is not None
+        server.proc.kill()
+        server.proc.wait()
+        server.proc = None
+        deadline = time.monotonic() + 30
+        while running(writer):  # reparented: this test cannot wait() for it
+            assert time.monotonic() < deadline, "the writer outlived its master"
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            Path(server.writer_socket).unlink()  # the master that would have was killed
         server.stop()
 
 
