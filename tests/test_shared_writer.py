@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import sqlcipher3
 
+from blagh.errors import SetupError
 from blagh.offload import Busy
 from blagh.sqlcipher import connect
 from source_interface.store import shared_writer
@@ -255,7 +256,7 @@ def test_a_worker_finds_no_writer(tmp_path: Path) -> None:
 
 def test_a_socket_path_too_long_is_a_clear_setup_error(tmp_path: Path) -> None:
     long = tmp_path / ("x" * shared_writer.SOCKET_PATH_MAX) / "w.sock"
-    with pytest.raises(Exception, match="too long for a Unix socket"):
+    with pytest.raises(SetupError, match="too long for a Unix socket"):
         listen(long)
 
 

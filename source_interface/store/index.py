@@ -292,11 +292,12 @@ WRITE_METHODS: set[str] = set()
 def _writes(
     method: Callable[Concatenate["Index", _P], _R],
 ) -> Callable[Concatenate["Index", _P], _R]:
-    """Run an :class:`Index` method that writes on the index's one writer thread.
+    """Run an :class:`Index` method that writes on the index's writer: the process's writer
+    thread, or in a gunicorn server's workers the shared writer (store/shared_writer.py).
 
-    Every write of a process goes through one thread, in turn: a request never sleeps in
-    SQLite's busy handler waiting for another request's write lock, and under gevent the event
-    loop goes on serving while the write (and its fsync) runs.
+    Every write goes through one writer, in turn: a request never sleeps in SQLite's busy
+    handler waiting for another request's write lock, and under gevent the event loop goes on
+    serving while the write (and its fsync) runs.
     """
 
     WRITE_METHODS.add(method.__name__)

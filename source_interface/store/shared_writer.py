@@ -30,7 +30,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import sqlcipher3
+
 from blagh.blobs import BlobRef
+from blagh.errors import SetupError
 from blagh.offload import Busy, native_lock
 from source_interface.errors import SourceInterfaceError
 from source_interface.store import records
@@ -68,6 +71,10 @@ class WriteFailed(SourceInterfaceError):
     """A write failed with an exception that cannot travel back as it is (its class is named)."""
 
 
+class SocketPathTooLong(SourceInterfaceError, SetupError):
+    """The data folder's path leaves no room for the writer's socket (a Unix socket's limit)."""
+
+
 class Refused(SourceInterfaceError):
     """A frame named a class, or a method, that the other end does not accept."""
 
@@ -82,15 +89,14 @@ def _allowed_classes() -> dict[tuple[str, str], type]:
         if isinstance(value, type) and value.__module__ == records.__name__:
             allow(value)
     allow(BlobRef)
+    # Exceptions a write may raise; never SystemExit, KeyboardInterrupt or GeneratorExit.
     for value in vars(builtins).values():
-        if isinstance(value, type) and issubclass(value, BaseException):
+        if isinstance(value, type) and issubclass(value, Exception):
             allow(value)
     for cls in (set, frozenset, bytearray, WriteFailed, WriterUnavailable, Busy):
         allow(cls)
-    import sqlcipher3
-
     for value in vars(sqlcipher3).values():
-        if isinstance(value, type) and issubclass(value, BaseException):
+        if isinstance(value, type) and issubclass(value, Exception):
             allow(value)
     return allowed
 
@@ -152,9 +158,7 @@ def _read_frame(sock: socket.socket) -> bytes:
 
 def check_socket_path(path: Path) -> None:
     if len(os.fsencode(path)) > SOCKET_PATH_MAX:
-        from blagh.errors import SetupError
-
-        raise SetupError(
+        raise SocketPathTooLong(
             f"{path} is too long for a Unix socket ({SOCKET_PATH_MAX} bytes at most): "
             "use a data folder with a shorter path"
         )
