@@ -424,8 +424,10 @@ def test_a_backend_goes_down_and_reports_still_arrive_through_the_frontend(
         try:
             wait_for("onionbalance has both backends", both_instances_known, 120, step=1)
             # Published once the reporter's tor can fetch the frontend descriptor (it keeps it:
-            # the reports below use that copy).
-            wait_for("frontend descriptor", lambda: fetched(network.client, made.address), 120)
+            # the reports below use that copy).  Onionbalance first needs both backends'
+            # descriptors from the test network's HSDirs, which has once taken over 120 s
+            # (both instances "offline" all along): a condition, so the wait costs only then.
+            wait_for("frontend descriptor", lambda: fetched(network.client, made.address), 300)
         except TimeoutError as error:
             pytest.fail(
                 f"{error}:\n" + log.read_text("utf-8", "replace")[-4000:] + network.tail_logs()
