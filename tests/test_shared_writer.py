@@ -93,6 +93,15 @@ def writer_process(db: Path, listener: socket.socket) -> subprocess.Popen[str]:
     return process
 
 
+def count_sources(db: Path) -> int:
+    check = connect(db, KEY)
+    try:
+        (count,) = check.execute("SELECT count(*) FROM sources").fetchone()
+        return int(count)
+    finally:
+        check.close()
+
+
 def test_writes_and_their_exceptions_travel_as_they_are(tmp_path: Path) -> None:
     db = tmp_path / "index.db"
     with contextlib.closing(listen(tmp_path / "w.sock")) as listener:
@@ -136,14 +145,11 @@ def test_requests_that_arrive_together_share_one_transaction(tmp_path: Path) -> 
         assert service.batches == 1
         for client in clients:
             client.settimeout(5)
-            size = int.from_bytes(client.recv(4), "big")
-            ok, value = decode(client.recv(size, socket.MSG_WAITALL))
+            ok, value = decode(shared_writer._read_frame(client))
             assert ok and isinstance(value, Source)
             client.close()
         service.close()
-    check = connect(db, KEY)
-    assert check.execute("SELECT count(*) FROM sources").fetchone() == (6,)
-    check.close()
+    assert count_sources(db) == 6
     server.close()
 
 
@@ -172,9 +178,7 @@ def test_only_writes_of_the_index_are_accepted(tmp_path: Path) -> None:
         client = Index(db, KEY, tmp_path / "w.sock")
         assert client.create_source(None, b"still serving").public_key == b"still serving"
         client.close()
-    check = connect(db, KEY)
-    assert check.execute("SELECT count(*) FROM sources").fetchone() == (1,)
-    check.close()
+    assert count_sources(db) == 1
     server.close()
 
 
@@ -221,8 +225,7 @@ def test_a_writer_killed_in_a_flood_loses_nothing_it_acknowledged(tmp_path: Path
                 wanted[0] = len(acknowledged) + 60
                 enough.clear()
             restarted = writer_process(db, listener)
-            size = int.from_bytes(waiting.recv(4, socket.MSG_WAITALL), "big")
-            ok, value = decode(waiting.recv(size, socket.MSG_WAITALL))
+            ok, value = decode(shared_writer._read_frame(waiting))
             assert ok and isinstance(value, Source)
         assert enough.wait(60)  # the flood goes on with the new writer
     finally:

@@ -37,9 +37,7 @@ from blagh.errors import SetupError
 from blagh.offload import Busy, native_lock
 from source_interface.errors import SourceInterfaceError
 from source_interface.store import records
-
-Call = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
-"""A write to run: the function, its positional and its keyword arguments."""
+from source_interface.store.writes import Call
 
 _FRAME = struct.Struct("!I")
 MAX_FRAME = 64 * 1024 * 1024

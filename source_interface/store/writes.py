@@ -26,6 +26,9 @@ from typing import Any
 
 from blagh.offload import Offload, native_lock, native_thread_id, thread_in_a_job
 
+Call = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+"""A write to run: the function, its positional and its keyword arguments."""
+
 MAX_BATCH = 256
 """Writes in one transaction at most: a batch stays short for readers and for the WAL."""
 
@@ -147,9 +150,7 @@ class GroupCommit:
             raise write.error
         return write.value
 
-    def run_here(
-        self, calls: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]]
-    ) -> list[tuple[bool, Any]]:
+    def run_here(self, calls: list[Call]) -> list[tuple[bool, Any]]:
         """Run ``calls`` as one batch in this thread, now: ``(True, value)`` or ``(False,
         exception)`` for each, once the batch's COMMIT has returned (or failed, failing all).
 
