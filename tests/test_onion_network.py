@@ -34,6 +34,7 @@ from onion_helpers import (
     status_line,
 )
 from tornet import (
+    Node,
     SocksError,
     TorNetwork,
     free_port,
@@ -201,7 +202,7 @@ def test_pickup_service_needs_the_client_key(site: Site) -> None:
     auth_file.write_text(line + "\n")
     auth_file.chmod(0o600)
     client.reload()  # tor reads its ClientOnionAuthDir again
-    sock = wait_for("the pickup service with the key", lambda: try_connect(socks, site.pickup), 60)
+    sock = wait_for("the pickup service with the key", lambda: try_connect(client, site.pickup), 90)
     with sock:
         sock.sendall(f"GET / HTTP/1.0\r\nHost: {site.pickup}.onion\r\n\r\n".encode())
         answer = b""
@@ -210,11 +211,18 @@ def test_pickup_service_needs_the_client_key(site: Site) -> None:
     assert answer.startswith(b"HTTP/1.0 200") and answer.endswith(PICKUP_MARKER)
 
 
-def try_connect(socks: int, address: str) -> socket.socket | None:
+def try_connect(client: Node, address: str) -> socket.socket | None:
+    """A stream to ``address`` through ``client``, or None where a reporter's next try could
+    succeed: 0xF4 while tor may still be decrypting the descriptor with a new client key; 0xF0
+    when the directories it asked did not hold the descriptor (the test network's consensus,
+    and with it which directories hold a descriptor, changes every 10 s), after which the
+    client forgets which directories it asked, or it would not ask them again for 15 minutes."""
     try:
-        return socks_connect(socks, f"{address}.onion", 80)
+        return socks_connect(client.socksport, f"{address}.onion", 80)
     except SocksError as error:
-        if error.code != 0xF4:  # tor may still be decrypting the descriptor with the new key
+        if error.code == 0xF0:
+            client.new_identity()
+        elif error.code != 0xF4:
             raise
         return None
 
@@ -263,7 +271,8 @@ def test_a_circuit_asking_for_more_streams_than_allowed_is_closed(
         )
         tor_network.wait_uploaded(key.address)
         socks = tor_network.client.socksport
-        opened.append(wait_for("a first stream", lambda: try_connect(socks, key.address), 60))
+        client = tor_network.client
+        opened.append(wait_for("a first stream", lambda: try_connect(client, key.address), 90))
         opened.append(socks_connect(socks, f"{key.address}.onion", 80))
         wait_for("both streams at the service", lambda: len(held) == 2 or None, 30)
 

@@ -24,6 +24,7 @@ import concurrent.futures
 import contextlib
 import logging
 import os
+import random
 import re
 import shutil
 import signal
@@ -46,6 +47,8 @@ TOR = "tor"
 TOR_GENCERT = "tor-gencert"
 BOOTSTRAP_SECONDS = 120.0
 HOST = "127.0.0.1"
+NEWNYM_SPACING = 11.0
+"""Seconds between two NEWNYM signals to one tor: it delays any sent within 10 s of the last."""
 
 T = TypeVar("T")
 
@@ -189,6 +192,7 @@ class Node:
     fingerprint: str = ""
     v3ident: str = ""
     process: subprocess.Popen[bytes] | None = None
+    last_newnym: float = -NEWNYM_SPACING
 
     @property
     def control_socket(self) -> Path:
@@ -209,6 +213,29 @@ class Node:
         controller = stem.control.Controller.from_socket_file(str(self.control_socket))
         controller.authenticate()
         return controller
+
+    def relay_fingerprint(self) -> str:
+        """The identity fingerprint of this relay, from the file tor writes when it starts (the
+        authorities' are known from the start: :meth:`TorNetwork.build` makes their keys)."""
+        if not self.fingerprint:
+            self.fingerprint = (self.directory / "fingerprint").read_text("ascii").split()[1]
+        return self.fingerprint
+
+    def new_identity(self) -> bool:
+        """``SIGNAL NEWNYM``, Tor Browser's "New identity": tor also forgets the onion-service
+        descriptors it holds and which directories it asked for them lately.  Sent at most once
+        in :data:`NEWNYM_SPACING` seconds: tor would hold a closer one back and act on it later,
+        in the middle of whatever the test does next.  Whether it was sent."""
+        now = time.monotonic()
+        if now < self.last_newnym + NEWNYM_SPACING:
+            return False
+        controller = self.controller()
+        try:
+            controller.signal(stem.Signal.NEWNYM)
+        finally:
+            close_quietly(controller)
+        self.last_newnym = time.monotonic()
+        return True
 
     def reload(self) -> None:
         """SIGHUP, and wait until tor has read its configuration again (it reopens its log
@@ -251,6 +278,71 @@ class HsDescEvents:
             return bool(started) and started <= self.done.get(address, set())
 
 
+SERVICE_HOSTS = ("onion-host", "backend")
+"""The roles of the nodes that publish onion services."""
+
+
+class CircuitKeeper:
+    """Keeps each onion-service host's tor building its services' circuits, as a tor on the
+    public network always is.
+
+    A tor that receives a consensus naming relays whose microdescriptors it does not have yet
+    clears its "circuit established" flag, and only the next multi-hop circuit it completes sets
+    it again; until then its onion services build no introduction circuit, so a service added
+    meanwhile is never published.  On the public network some circuit is always being built.
+    In this eight-node network, whose consensus changes every 10 s while its relays still
+    republish their descriptors, a host that already holds its spare circuits can build none
+    for minutes (seen in CI: a service added at that moment, no upload in 90 s).  So, once a
+    second, a host whose ``status/circuit-established`` reads 0 while it has enough directory
+    information is asked for one circuit through the relays (``EXTENDCIRCUIT``); each request
+    is counted in :attr:`requested`, by node.
+    """
+
+    INTERVAL = 1.0
+
+    def __init__(self, hosts: list[Node], relays: list[Node]) -> None:
+        self.hosts = hosts
+        self.relays = relays
+        self.requested: dict[str, int] = {}
+        self._controllers: dict[str, Any] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="circuit-keeper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        for controller in self._controllers.values():
+            close_quietly(controller)
+        self._controllers.clear()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.INTERVAL):
+            for node in self.hosts:
+                if node.process is None or node.process.poll() is not None:
+                    continue  # not started, or killed by the test
+                try:
+                    self._keep(node)
+                except (stem.SocketError, stem.ControllerError, OSError):
+                    controller = self._controllers.pop(node.nick, None)
+                    if controller is not None:
+                        close_quietly(controller)
+
+    def _keep(self, node: Node) -> None:
+        controller = self._controllers.get(node.nick)
+        if controller is None:
+            controller = self._controllers[node.nick] = node.controller()
+        if controller.get_info("status/circuit-established", "1") != "0":
+            return
+        if controller.get_info("status/enough-dir-info", "0") != "1":
+            return  # tor fetches what it lacks first; a circuit now would fail
+        path = [relay.relay_fingerprint() for relay in random.sample(self.relays, 3)]
+        controller.extend_circuit("0", path)
+        self.requested[node.nick] = self.requested.get(node.nick, 0) + 1
+
+
 class TorNetwork:
     """The network's nodes, started together; :meth:`stop` ends every process it started."""
 
@@ -259,6 +351,7 @@ class TorNetwork:
         self.nodes: list[Node] = []
         self.events = HsDescEvents()
         self._event_controller: Any = None
+        self.keeper: CircuitKeeper | None = None
 
     @property
     def authorities(self) -> list[Node]:
@@ -403,6 +496,10 @@ class TorNetwork:
         controller = self.onion_host.controller()
         controller.add_event_listener(self.events.handle, stem.control.EventType.HS_DESC)
         self._event_controller = controller
+        if self.keeper is None:
+            hosts = [n for n in self.nodes if n.role in SERVICE_HOSTS]
+            self.keeper = CircuitKeeper(hosts, [n for n in self.nodes if n.role == "relay"])
+            self.keeper.start()
 
     def _bootstrapped(self, node: Node) -> bool:
         self._check_alive()
@@ -429,11 +526,21 @@ class TorNetwork:
     def wait_uploaded(self, address: str, seconds: float = 90.0) -> None:
         """Until the onion host has uploaded ``address``'s descriptor to every HSDir it chose
         (so a client's first fetch finds it: a failed fetch is not retried for a while)."""
-        wait_for(
-            f"descriptor of {address} uploaded", lambda: self.events.all_uploaded(address), seconds
-        )
+        try:
+            wait_for(
+                f"descriptor of {address} uploaded",
+                lambda: self.events.all_uploaded(address),
+                seconds,
+            )
+        except TimeoutError as error:
+            asked = self.keeper.requested if self.keeper else {}
+            raise TimeoutError(
+                f"{error} (circuits asked for by the keeper: {asked})\n{self.tail_logs()}"
+            ) from None
 
     def stop(self) -> None:
+        if self.keeper is not None:
+            self.keeper.stop()
         if self._event_controller is not None:
             close_quietly(self._event_controller)
         for node in self.nodes:
