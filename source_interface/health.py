@@ -3,7 +3,8 @@
 The health listener (``[source_interface] health_port``) is a port of its own on loopback:
 source_interface/listeners.py answers ``/health`` there and nowhere else, so neither a Tor
 client nor a clearnet visitor can reach it (on their listeners the path is an ordinary 404).
-What it says is about the server, never about a reporter: counts, days, disk space.
+What it says is about the server, never about a reporter: counts, days, disk space, and
+whether a write goes through (``/health`` only: ``blagh status`` reads and never writes).
 """
 
 from __future__ import annotations
@@ -34,6 +35,18 @@ def snapshot(store: ServerStore, space: FreeSpace) -> dict[str, Any]:
     }
 
 
+def writes_ok(store: ServerStore) -> bool:
+    """Whether a report could be stored now: a write that changes nothing goes through the
+    writer every write takes (a gunicorn server's shared writer, which the reads above never
+    reach), so a writer that is down or swamped shows here as it would to a reporter."""
+    try:
+        store.check_writes()
+    except Exception as error:
+        log.warning("the health check's write failed: %s", type(error).__name__)
+        return False
+    return True
+
+
 def health_app(store: ServerStore, space: FreeSpace) -> Callable[..., Iterable[bytes]]:
     """The WSGI app of the health listener: ``GET /health`` only."""
 
@@ -43,10 +56,11 @@ def health_app(store: ServerStore, space: FreeSpace) -> Callable[..., Iterable[b
             return [b"only GET /health here\n"]
         try:
             report = snapshot(store, space)
-            report["ok"] = bool(report["disk_ok"])
         except Exception:
             log.exception("the health check could not read the store")
-            report = {"ok": False, "store": "unreadable"}
+            report = {"store": "unreadable", "disk_ok": False}
+        report["writes_ok"] = writes_ok(store)
+        report["ok"] = bool(report["disk_ok"]) and report["writes_ok"]
         body = (json.dumps(report, sort_keys=True) + "\n").encode("utf-8")
         status = "200 OK" if report["ok"] else "503 Service Unavailable"
         start_response(

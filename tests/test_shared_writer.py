@@ -9,6 +9,7 @@ tests/test_source_gunicorn.py."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pickle
 import secrets
@@ -26,7 +27,9 @@ import sqlcipher3
 from blagh.errors import SetupError
 from blagh.offload import Busy
 from blagh.sqlcipher import connect
-from source_interface.store import shared_writer
+from source_interface.diskspace import FreeSpace
+from source_interface.health import health_app
+from source_interface.store import Store, shared_writer
 from source_interface.store.index import (
     DuplicateSubmission,
     Index,
@@ -255,6 +258,41 @@ def test_a_worker_finds_no_writer(tmp_path: Path) -> None:
         client.run(Index.create_source, None, None, None)
     assert isinstance(error.value, Busy)  # the busy page: "try again in a minute"
     assert "try again" in str(error.value)
+
+
+def health(store: Store) -> tuple[str, dict[str, object]]:
+    """``GET /health`` on the health listener's app: its status line and its JSON."""
+    answer: list[str] = []
+    app = health_app(store, FreeSpace(store.blobs.root, 0))
+    body = b"".join(
+        app({"PATH_INFO": "/health", "REQUEST_METHOD": "GET"}, lambda s, h: answer.append(s))
+    )
+    return answer[0], json.loads(body)
+
+
+def test_the_health_check_writes_through_the_shared_writer(tmp_path: Path) -> None:
+    """The reads of the health check never reach the writer; its write does, so a worker whose
+    writer is gone says so (503), and says it no more once a writer answers again."""
+    socket_path = tmp_path / "w.sock"
+    worker = Store(tmp_path / "store", KEY, socket_path)
+    server = Index(tmp_path / "store" / "index.db", KEY)
+    try:
+        listener = listen(socket_path)
+        with contextlib.closing(listener), service_thread(server, listener) as service:
+            status, report = health(worker)
+            assert (status, report["ok"], report["writes_ok"]) == ("200 OK", True, True)
+            assert service.batches == 1  # the check's write, run by the writer
+        socket_path.unlink()  # as when the server stopped: nothing listens
+        status, report = health(worker)
+        assert status == "503 Service Unavailable"
+        assert (report["ok"], report["writes_ok"], report["disk_ok"]) == (False, False, True)
+        assert report["pending_items"] == 0  # the reads still answer
+        listener = listen(socket_path)
+        with contextlib.closing(listener), service_thread(server, listener):
+            assert health(worker)[0] == "200 OK"
+    finally:
+        worker.close()
+        server.close()
 
 
 def test_a_socket_path_too_long_is_a_clear_setup_error(tmp_path: Path) -> None:

@@ -102,6 +102,7 @@ def test_health_only_on_its_own_loopback_port(served: tuple[Gunicorn, int]) -> N
     assert code == 200
     report = json.loads(body)
     assert report["ok"] is True and report["pending_items"] == 0
+    assert report["writes_ok"] is True  # a write went through the shared writer
     assert report["disk_floor_mb"] == 2048
     # Not through the onion (or clearnet) listener: an ordinary 404 there.
     assert get(server.port, "/health")[0] == 404

@@ -176,6 +176,10 @@ class Store:
         """Items waiting for the workstation, and the last day it acknowledged any."""
         return self.index.monitoring()
 
+    def check_writes(self) -> None:
+        """Returns once a write could be stored now; raises what that write would meet."""
+        self.index.check_writes()
+
     def record_pickup_bundle(self, generation: int, context: str, key: str, items: int) -> bool:
         return self.index.record_pickup_bundle(generation, context, key, items)
 

@@ -1097,6 +1097,14 @@ class Index:
             kept = kept and row[0] != keep
         return kept, dropped
 
+    @_writes
+    def check_writes(self) -> None:
+        """For the health check: a write that changes nothing, through the writer that every
+        write takes (in a gunicorn server, the shared one).  It returns once that writer runs
+        and has taken the index's write lock: what a report needs to be stored."""
+        with self.transaction():
+            pass
+
     def monitoring(self) -> tuple[int, str | None]:
         """For ``blagh status`` and the health check: how many items wait for the
         workstation, and the last day it acknowledged any (a day: nothing finer)."""

@@ -623,6 +623,16 @@ class PgIndex:
 
         return self._run(read)
 
+    def check_writes(self) -> None:
+        """As the SQLCipher index's: a transaction that changes nothing, on the pool every
+        write takes."""
+
+        def check() -> None:
+            with self.transaction() as db:
+                db.execute("SELECT 1")
+
+        self._run(check)
+
     def monitoring(self) -> tuple[int, str | None]:
         """As the SQLCipher index's: items waiting for the workstation, the last day any was
         acknowledged."""
