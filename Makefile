@@ -8,6 +8,8 @@ PY         := $(VENV)/bin/python
 PY_STAMP   := $(VENV)/.installed
 JS_STAMP   := node_modules/.installed
 SYS_STAMP  := $(VENV)/.system-packages
+# `make test` runs the tests in this many pytest processes side by side (scripts/test.sh).
+TEST_WORKERS ?= 2
 # Translation catalogs: the .po files are committed, the .mo files compiled from them here.
 I18N_DIR   := source_interface/translations
 PO_FILES   := $(wildcard $(I18N_DIR)/*/LC_MESSAGES/messages.po)
@@ -140,7 +142,7 @@ lint: $(PY_STAMP) ## ruff, mypy (strict on crypto/), no request data in logs, th
 	$(PY) scripts/lint_layers.py
 
 test: lint $(JS_STAMP) $(VENDOR_STAMP) $(MO_STAMP) ## lint, then the whole test suite, offline in a loopback-only namespace
-	scripts/offline.sh $(PY) -m pytest $(PYTEST_ARGS)
+	scripts/test.sh $(PY) $(TEST_WORKERS) $(PYTEST_ARGS)
 
 test-tor: $(PY_STAMP) $(SYS_STAMP) $(VENDOR_STAMP) $(MO_STAMP) ## only the tests that run tor (a private Tor network on loopback)
 	scripts/offline.sh $(PY) -m pytest -m tor $(PYTEST_ARGS)

@@ -27,6 +27,8 @@ from slow_clients import MB, SlowClients, SlowLoad, probe
 
 from crypto.keys import AnalystKey, generate_analyst_key
 
+pytestmark = pytest.mark.serial  # what a visitor waits for: no other test's load meanwhile
+
 PROBE_LIMIT_SECONDS = 1.0
 
 

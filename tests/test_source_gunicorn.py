@@ -380,6 +380,7 @@ def test_scanner_finds_a_marker_across_pieces(tmp_path: Path) -> None:
     assert scan_for(prefix, [tmp_path]) == {plain: {marker}, wide: {marker}}
 
 
+@pytest.mark.serial  # it reads every file changed in /tmp meanwhile: no other test may write there
 def test_no_plaintext_on_disk_or_in_logs(
     server: Gunicorn, analyst: AnalystKey, tmp_path: Path
 ) -> None:
