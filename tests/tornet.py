@@ -325,7 +325,7 @@ class CircuitKeeper:
                     continue  # not started, or killed by the test
                 try:
                     self._keep(node)
-                except (stem.SocketError, stem.ControllerError, OSError):
+                except Exception:  # whatever it was, next second on a new control connection
                     controller = self._controllers.pop(node.nick, None)
                     if controller is not None:
                         close_quietly(controller)
