@@ -58,9 +58,9 @@ def health_app(store: ServerStore, space: FreeSpace) -> Callable[..., Iterable[b
             report = snapshot(store, space)
         except Exception:
             log.exception("the health check could not read the store")
-            report = {"store": "unreadable", "disk_ok": False}
+            report = {"store": "unreadable"}
         report["writes_ok"] = writes_ok(store)
-        report["ok"] = bool(report["disk_ok"]) and report["writes_ok"]
+        report["ok"] = bool(report.get("disk_ok")) and report["writes_ok"]
         body = (json.dumps(report, sort_keys=True) + "\n").encode("utf-8")
         status = "200 OK" if report["ok"] else "503 Service Unavailable"
         start_response(
